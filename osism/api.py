@@ -1,0 +1,163 @@
+"""The HTTP and WebSocket API: ``uvicorn osism.api:app``."""
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Dict, Mapping, Optional
+
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from osism import settings
+from osism.protocol import error_reply, filter_reply, parse_client_message
+from osism.services.event_bridge import EventBridge, event_bridge
+from osism.services.websocket_manager import WebSocketManager, websocket_manager
+
+logger = logging.getLogger("osism.api")
+
+EVENTS_PATH = "/v1/events/openstack"
+
+
+class PublishRequest(BaseModel):
+    """An OpenStack notification to hand to the bridge."""
+
+    event_type: str = Field(min_length=1, max_length=255)
+    payload: Dict[str, Any]
+
+
+def create_app(
+    manager: Optional[WebSocketManager] = None,
+    bridge: Optional[EventBridge] = None,
+    connect_redis: bool = True,
+    heartbeat_interval: Optional[float] = None,
+) -> FastAPI:
+    """An app serving ``manager`` and fed by ``bridge`` (the singletons by default)."""
+    mgr = websocket_manager if manager is None else manager
+    brg = event_bridge if bridge is None else bridge
+    interval = (
+        settings.HEARTBEAT_INTERVAL
+        if heartbeat_interval is None
+        else heartbeat_interval
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await mgr.start()
+        if connect_redis and brg.status()["mode"] == "local":
+            await asyncio.to_thread(brg.connect)
+        brg.set_websocket_manager(mgr)
+        heartbeat = asyncio.create_task(_heartbeat(mgr, interval)) if interval else None
+        logger.info("osism API started; event bridge in %s mode", brg.status()["mode"])
+        try:
+            yield
+        finally:
+            if heartbeat is not None:
+                heartbeat.cancel()
+                await asyncio.gather(heartbeat, return_exceptions=True)
+            await asyncio.to_thread(brg.shutdown)
+            await mgr.stop()
+            logger.info("osism API stopped")
+
+    app = FastAPI(title="osism events", lifespan=lifespan)
+    app.state.manager = mgr
+    app.state.bridge = brg
+
+    @app.get("/")
+    @app.get("/v1")
+    async def health() -> Dict[str, str]:
+        return {"result": "ok"}
+
+    @app.get("/v1/events")
+    async def events_info() -> Dict[str, Any]:
+        return {
+            "websocket": EVENTS_PATH,
+            "publish": f"POST {EVENTS_PATH}",
+            "event_fields": [
+                "id",
+                "timestamp",
+                "event_type",
+                "source",
+                "node_name",
+                "data",
+            ],
+            "client_messages": {
+                "set_filters": {
+                    "action": "set_filters",
+                    "event_filters": ["<event_type>"],
+                    "node_filters": ["<node name>"],
+                    "service_filters": ["<first segment of event_type>"],
+                }
+            },
+        }
+
+    @app.get("/v1/status")
+    async def status() -> Dict[str, Any]:
+        bridge_status = brg.status()
+        manager_status = mgr.status()
+        ready = manager_status["broadcaster_running"] and (
+            bridge_status["processor_alive"]
+        )
+        return {"ready": ready, "bridge": bridge_status, "websocket": manager_status}
+
+    @app.post(EVENTS_PATH, status_code=202)
+    def publish(request: PublishRequest) -> Any:
+        # A plain function: FastAPI runs it in its thread pool, so a slow
+        # Redis never blocks the event loop.
+        if not brg.add_event(request.event_type, request.payload):
+            return JSONResponse(
+                {"result": "dropped", "error": "event could not be queued"}, 503
+            )
+        return {"result": "accepted", "event_type": request.event_type}
+
+    @app.websocket(EVENTS_PATH)
+    async def events(websocket: WebSocket) -> None:
+        await mgr.connect(websocket)
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                reply = await _handle_client_message(mgr, websocket, message)
+                if not mgr.send_to(websocket, reply):
+                    break
+        except WebSocketDisconnect:
+            pass
+        finally:
+            await mgr.disconnect(websocket)
+
+    return app
+
+
+async def _handle_client_message(
+    manager: WebSocketManager, websocket: WebSocket, message: Mapping[str, Any]
+) -> str:
+    parsed, error = parse_client_message(message.get("text", message.get("bytes")))
+    if parsed is None:
+        logger.debug("Rejected client message: %s", error)
+        return error_reply(str(error))
+    await manager.update_filters(
+        websocket,
+        event_filters=parsed.event_filters,
+        node_filters=parsed.node_filters,
+        service_filters=parsed.service_filters,
+    )
+    connection = manager.connections.get(websocket)
+    if connection is None:
+        return error_reply("connection is closing")
+    return filter_reply(
+        {
+            "event_filters": connection.event_filters,
+            "node_filters": connection.node_filters,
+            "service_filters": connection.service_filters,
+        }
+    )
+
+
+async def _heartbeat(manager: WebSocketManager, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        await manager.send_heartbeat()
+
+
+app = create_app()

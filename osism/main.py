@@ -1,0 +1,127 @@
+"""The ``osism`` command: run the API, run the listener, publish an event."""
+
+import argparse
+import json
+import logging
+import sys
+import urllib.error
+import urllib.request
+from typing import Any, List, Optional
+
+from osism import __version__, settings
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
+    result: int = args.run(args)
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="osism",
+        description=(
+            "Real-time event stream of the cloud: OpenStack notifications from "
+            "RabbitMQ, through Redis, to WebSocket clients."
+        ),
+        epilog="Run 'osism COMMAND --help' for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default: info)",
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    api = commands.add_parser(
+        "api",
+        help="serve the HTTP and WebSocket API",
+        description=(
+            "Serve the API with uvicorn. Events reach it through Redis "
+            "(REDIS_HOST, REDIS_PORT, REDIS_DB); without a reachable Redis it "
+            "runs on its own with an in-process bridge."
+        ),
+    )
+    api.add_argument("--host", default="0.0.0.0", help="address (default: 0.0.0.0)")
+    api.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    api.add_argument(
+        "--workers", type=int, default=1, help="uvicorn worker processes (default: 1)"
+    )
+    api.set_defaults(run=run_api)
+
+    publish = commands.add_parser(
+        "publish",
+        help="send one event to a running API",
+        description="POST an event to a running API, which hands it to the bridge.",
+    )
+    publish.add_argument("event_type", help="e.g. baremetal.node.power_set.end")
+    publish.add_argument(
+        "--payload", default="{}", help="the payload, a JSON object (default: {})"
+    )
+    publish.add_argument(
+        "--url",
+        default=DEFAULT_URL,
+        help=f"the API's base URL (default: {DEFAULT_URL})",
+    )
+    publish.set_defaults(run=run_publish)
+    return parser
+
+
+def run_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run(
+        "osism.api:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        ws_max_size=settings.env_int("WEBSOCKET_MAX_FRAME_BYTES", 1 << 20, 1),
+        ws_per_message_deflate=bool(settings.env_int("WEBSOCKET_DEFLATE", 0)),
+        ws_ping_interval=settings.env_float("WEBSOCKET_PING_INTERVAL", 20.0) or None,
+        ws_ping_timeout=settings.env_float("WEBSOCKET_PING_TIMEOUT", 20.0) or None,
+    )
+    return 0
+
+
+def run_publish(args: argparse.Namespace) -> int:
+    try:
+        payload: Any = json.loads(args.payload)
+    except ValueError as exc:
+        print(f"osism publish: --payload is not valid JSON: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(payload, dict):
+        print("osism publish: --payload must be a JSON object", file=sys.stderr)
+        return 2
+    url = args.url.rstrip("/") + "/v1/events/openstack"
+    body = json.dumps({"event_type": args.event_type, "payload": payload}).encode()
+    request = urllib.request.Request(
+        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode("utf-8", "replace")
+        print(f"osism publish: {url} answered {exc.code}: {detail}", file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        print(f"osism publish: cannot reach {url}: {reason}", file=sys.stderr)
+        return 1
+    print(f"published {args.event_type}: {answer.get('result', 'ok')}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Services of the event stream: WebSocket fan-out, Redis bridge, listener."""

@@ -1,0 +1,330 @@
+"""Fan-out of events to WebSocket clients, each with its own filters.
+
+One broadcaster task takes events from a bounded queue, serialises each event
+once and offers the text to every matching connection's bounded outbox. Each
+connection has its own writer task, so a slow or stalled client delays nobody;
+a client whose outbox overflows is closed with code 1013 and counted.
+"""
+
+import asyncio
+import json
+import logging
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Dict, List, Optional, Set
+
+from fastapi import WebSocket, WebSocketDisconnect
+
+from osism import settings
+from osism.services.notifications import extract_identity, service_type_of
+from osism.services.ratelimit import RateLimitedLog
+
+logger = logging.getLogger("osism.websocket")
+
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+class EventMessage:
+    """One event as it is sent to WebSocket clients."""
+
+    def __init__(
+        self,
+        event_type: str,
+        source: str,
+        data: Dict[str, Any],
+        node_name: Optional[str] = None,
+    ) -> None:
+        self.id = str(uuid.uuid4())
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        self.timestamp = now.isoformat() + "Z"
+        self.event_type = event_type
+        self.source = source
+        self.data = data
+        self.node_name = node_name
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "id": self.id,
+            "timestamp": self.timestamp,
+            "event_type": self.event_type,
+            "source": self.source,
+            "node_name": self.node_name,
+            "data": self.data,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+
+class WebSocketConnection:
+    """A connected client: its filters, its bounded outbox and its writer."""
+
+    def __init__(self, websocket: WebSocket, outbox_size: Optional[int] = None) -> None:
+        self.websocket = websocket
+        self.event_filters: List[str] = []
+        self.node_filters: List[str] = []
+        self.service_filters: List[str] = []
+        size = settings.OUTBOX_SIZE if outbox_size is None else outbox_size
+        self.outbox: "asyncio.Queue[str]" = asyncio.Queue(maxsize=size)
+        self.writer: Optional["asyncio.Task[None]"] = None
+
+    def matches_filters(self, event: EventMessage) -> bool:
+        """Filters of different kinds are AND-ed; within a kind any entry may match."""
+        if not (self.event_filters or self.node_filters or self.service_filters):
+            return True
+        if self.event_filters and event.event_type not in self.event_filters:
+            return False
+        if self.node_filters and (
+            event.node_name is None or event.node_name not in self.node_filters
+        ):
+            return False
+        if self.service_filters:
+            if service_type_of(event.event_type) not in self.service_filters:
+                return False
+        return True
+
+    def offer(self, text: str) -> bool:
+        """Queue text for the writer; False when the outbox is full."""
+        try:
+            self.outbox.put_nowait(text)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+
+class WebSocketManager:
+    """Registry of connections plus the broadcaster that feeds them."""
+
+    def __init__(
+        self, queue_size: Optional[int] = None, outbox_size: Optional[int] = None
+    ) -> None:
+        self.connections: Dict[WebSocket, WebSocketConnection] = {}
+        size = settings.EVENT_QUEUE_SIZE if queue_size is None else queue_size
+        self.event_queue: "asyncio.Queue[EventMessage]" = asyncio.Queue(maxsize=size)
+        self.outbox_size = outbox_size
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
+        self.dropped_events = 0
+        self.slow_disconnects = 0
+        self.delivered = 0
+        self._broadcaster_task: Optional["asyncio.Task[None]"] = None
+        self._closing: Set["asyncio.Task[None]"] = set()
+        self._drop_log = RateLimitedLog(logger, interval=10.0)
+
+    async def start(self) -> None:
+        """Bind to the running loop and start the broadcaster (idempotent)."""
+        loop = asyncio.get_running_loop()
+        if self.loop is not loop:
+            # A queue belongs to the loop that first waits on it: a manager that
+            # moves to a new loop (a restarted app) starts with fresh state.
+            self.event_queue = asyncio.Queue(maxsize=self.event_queue.maxsize)
+            self.connections.clear()
+            self._broadcaster_task = None
+            self.loop = loop
+        self._ensure_broadcaster()
+
+    async def stop(self) -> None:
+        """Stop the broadcaster and every writer; close remaining clients."""
+        task, self._broadcaster_task = self._broadcaster_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        for websocket in list(self.connections):
+            connection = self.connections.pop(websocket)
+            self._stop_writer(connection)
+            await self._close(websocket, 1001, "server shutting down")
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+        logger.info("WebSocket manager stopped")
+
+    async def connect(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        connection = WebSocketConnection(websocket, self.outbox_size)
+        self.connections[websocket] = connection
+        self._start_writer(connection)
+        self._ensure_broadcaster()
+        logger.info("WebSocket connected, %d active", len(self.connections))
+
+    async def disconnect(self, websocket: WebSocket) -> None:
+        connection = self.connections.pop(websocket, None)
+        if connection is not None:
+            self._stop_writer(connection)
+            logger.info("WebSocket disconnected, %d active", len(self.connections))
+
+    async def update_filters(
+        self,
+        websocket: WebSocket,
+        event_filters: Optional[List[str]] = None,
+        node_filters: Optional[List[str]] = None,
+        service_filters: Optional[List[str]] = None,
+    ) -> None:
+        """Replace the lists given; a list left as None keeps its value."""
+        connection = self.connections.get(websocket)
+        if connection is None:
+            return
+        if event_filters is not None:
+            connection.event_filters = list(event_filters)
+        if node_filters is not None:
+            connection.node_filters = list(node_filters)
+        if service_filters is not None:
+            connection.service_filters = list(service_filters)
+        logger.debug(
+            "Filters updated: events=%s nodes=%s services=%s",
+            connection.event_filters,
+            connection.node_filters,
+            connection.service_filters,
+        )
+
+    def send_to(self, websocket: WebSocket, text: str) -> bool:
+        """Queue a reply for one client, in order with its events."""
+        connection = self.connections.get(websocket)
+        if connection is None:
+            return False
+        if not connection.offer(text):
+            self._evict_slow(connection)
+            return False
+        return True
+
+    async def add_event(self, event: EventMessage) -> None:
+        self.enqueue(event)
+
+    def enqueue(self, event: EventMessage) -> None:
+        """Put an event on the bounded queue; at the bound the oldest is dropped."""
+        try:
+            self.event_queue.put_nowait(event)
+            return
+        except asyncio.QueueFull:
+            pass
+        self.event_queue.get_nowait()
+        self.event_queue.put_nowait(event)
+        self.dropped_events += 1
+        self._drop_log.warning(
+            "Event queue full (%d): dropped the oldest event, %d dropped so far",
+            self.event_queue.maxsize,
+            self.dropped_events,
+        )
+
+    async def broadcast_event_from_notification(
+        self, event_type: str, payload: Dict[str, Any]
+    ) -> None:
+        self.add_notification(event_type, payload)
+
+    def add_notification(self, event_type: str, payload: Dict[str, Any]) -> None:
+        """Turn an OpenStack notification into an EventMessage and queue it.
+
+        Never raises: a payload that cannot be turned into an event is logged.
+        """
+        try:
+            if not isinstance(payload, dict):
+                raise TypeError(f"payload is {type(payload).__name__}, not an object")
+            service_type = service_type_of(event_type)
+            node_name, resource_id = extract_identity(service_type, payload)
+            data = payload.copy()
+            data["service_type"] = service_type
+            data["resource_id"] = resource_id
+            event = EventMessage(event_type, "openstack", data, node_name)
+            self.enqueue(event)
+            logger.debug("Queued %s for node %s", event_type, node_name)
+        except Exception as exc:
+            logger.error("Cannot broadcast notification %r: %s", event_type, exc)
+
+    async def send_heartbeat(self) -> None:
+        if not self.connections:
+            return
+        heartbeat = EventMessage("heartbeat", "osism", {"message": "ping"})
+        await self.add_event(heartbeat)
+
+    def status(self) -> Dict[str, Any]:
+        task = self._broadcaster_task
+        return {
+            "connections": len(self.connections),
+            "broadcaster_running": task is not None and not task.done(),
+            "queued_events": self.event_queue.qsize(),
+            "queue_size": self.event_queue.maxsize,
+            "dropped_events": self.dropped_events,
+            "slow_disconnects": self.slow_disconnects,
+            "delivered": self.delivered,
+        }
+
+    async def _broadcast_events(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        logger.info("Event broadcaster started")
+        while True:
+            try:
+                event = await self.event_queue.get()
+                if not self.connections:
+                    continue
+                self._fan_out(event)
+            except asyncio.CancelledError:
+                logger.info("Event broadcaster cancelled")
+                break
+            except Exception:
+                logger.exception("Error in event broadcaster; continuing")
+
+    def _fan_out(self, event: EventMessage) -> None:
+        text = event.to_json()
+        is_heartbeat = event.event_type == "heartbeat" and event.source == "osism"
+        sent = 0
+        for connection in list(self.connections.values()):
+            if not (is_heartbeat or connection.matches_filters(event)):
+                continue
+            self._start_writer(connection)
+            if connection.offer(text):
+                sent += 1
+            else:
+                self._evict_slow(connection)
+        self.delivered += sent
+        logger.debug("Event %s offered to %d clients", event.event_type, sent)
+
+    def _ensure_broadcaster(self) -> None:
+        task = self._broadcaster_task
+        if task is None or task.done():
+            self._broadcaster_task = asyncio.create_task(self._broadcast_events())
+
+    def _start_writer(self, connection: WebSocketConnection) -> None:
+        if connection.writer is None or connection.writer.done():
+            connection.writer = asyncio.create_task(self._write(connection))
+
+    def _stop_writer(self, connection: WebSocketConnection) -> None:
+        writer = connection.writer
+        if writer is not None and writer is not asyncio.current_task():
+            writer.cancel()
+
+    async def _write(self, connection: WebSocketConnection) -> None:
+        websocket = connection.websocket
+        try:
+            while True:
+                text = await connection.outbox.get()
+                await websocket.send_text(text)
+        except WebSocketDisconnect:
+            logger.info("WebSocket went away while sending; removing it")
+        except Exception as exc:
+            logger.error("Error sending event to WebSocket: %s; removing it", exc)
+        await self.disconnect(websocket)
+
+    def _evict_slow(self, connection: WebSocketConnection) -> None:
+        websocket = connection.websocket
+        if self.connections.pop(websocket, None) is None:
+            return
+        self._stop_writer(connection)
+        self.slow_disconnects += 1
+        logger.warning(
+            "WebSocket client too slow: outbox of %d full; closing it with %d "
+            "(%d slow clients closed so far)",
+            connection.outbox.maxsize,
+            CLOSE_TRY_AGAIN_LATER,
+            self.slow_disconnects,
+        )
+        task = asyncio.create_task(
+            self._close(websocket, CLOSE_TRY_AGAIN_LATER, "client too slow")
+        )
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _close(self, websocket: WebSocket, code: int, reason: str) -> None:
+        try:
+            await asyncio.wait_for(websocket.close(code=code, reason=reason), 5.0)
+        except Exception as exc:
+            logger.debug("Closing WebSocket with %d failed: %s", code, exc)
+
+
+websocket_manager = WebSocketManager()
