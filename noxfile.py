@@ -26,6 +26,7 @@ TEST_TOOLS = (
     "pytest-timeout",
     "hypothesis",
     "httpx",
+    "httpx2",
     "psutil",
     "pyyaml",
 )

@@ -5,12 +5,18 @@ import logging
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Dict, Mapping, Optional
 
-from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from osism import settings
 from osism.protocol import error_reply, filter_reply, parse_client_message
+from osism.security import (
+    BodySizeLimit,
+    SecurityConfig,
+    install_log_redaction,
+    presented_token,
+)
 from osism.services.event_bridge import EventBridge, event_bridge
 from osism.services.websocket_manager import WebSocketManager, websocket_manager
 
@@ -31,10 +37,15 @@ def create_app(
     bridge: Optional[EventBridge] = None,
     connect_redis: bool = True,
     heartbeat_interval: Optional[float] = None,
+    security: Optional[SecurityConfig] = None,
 ) -> FastAPI:
-    """An app serving ``manager`` and fed by ``bridge`` (the singletons by default)."""
+    """An app serving ``manager`` and fed by ``bridge`` (the singletons by default).
+
+    ``security`` defaults to the environment (API_TOKEN, ALLOWED_ORIGINS, ...).
+    """
     mgr = websocket_manager if manager is None else manager
     brg = event_bridge if bridge is None else bridge
+    cfg = SecurityConfig.from_env() if security is None else security
     interval = (
         settings.HEARTBEAT_INTERVAL
         if heartbeat_interval is None
@@ -43,6 +54,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        install_log_redaction()
+        if cfg.token is None:
+            logger.warning(
+                "API_TOKEN is not set: anyone who can reach this port can watch "
+                "events and publish them"
+            )
         await mgr.start()
         if connect_redis and brg.status()["mode"] == "local":
             await asyncio.to_thread(brg.connect)
@@ -60,8 +77,10 @@ def create_app(
             logger.info("osism API stopped")
 
     app = FastAPI(title="osism events", lifespan=lifespan)
+    app.add_middleware(BodySizeLimit, max_bytes=cfg.max_publish_bytes)
     app.state.manager = mgr
     app.state.bridge = brg
+    app.state.security = cfg
 
     @app.get("/")
     @app.get("/v1")
@@ -101,17 +120,28 @@ def create_app(
         return {"ready": ready, "bridge": bridge_status, "websocket": manager_status}
 
     @app.post(EVENTS_PATH, status_code=202)
-    def publish(request: PublishRequest) -> Any:
+    def publish(event: PublishRequest, request: Request) -> Any:
         # A plain function: FastAPI runs it in its thread pool, so a slow
         # Redis never blocks the event loop.
-        if not brg.add_event(request.event_type, request.payload):
+        if not cfg.token_accepted(presented_token(request.headers, {})):
+            logger.warning(
+                "Refused publish from %s: missing or invalid token", _peer(request)
+            )
+            return JSONResponse(
+                {"detail": "missing or invalid token"},
+                401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if not brg.add_event(event.event_type, event.payload):
             return JSONResponse(
                 {"result": "dropped", "error": "event could not be queued"}, 503
             )
-        return {"result": "accepted", "event_type": request.event_type}
+        return {"result": "accepted", "event_type": event.event_type}
 
     @app.websocket(EVENTS_PATH)
     async def events(websocket: WebSocket) -> None:
+        if not await _admit(websocket, mgr, cfg):
+            return
         await mgr.connect(websocket)
         try:
             while True:
@@ -127,6 +157,45 @@ def create_app(
             await mgr.disconnect(websocket)
 
     return app
+
+
+async def _admit(
+    websocket: WebSocket, manager: WebSocketManager, cfg: SecurityConfig
+) -> bool:
+    """Refuse a foreign origin (before accept), a bad token or one too many."""
+    origin = websocket.headers.get("origin")
+    if not cfg.origin_allowed(origin, websocket.headers.get("host")):
+        logger.warning(
+            "Refused WebSocket from %s: origin %r is not this site nor in "
+            "ALLOWED_ORIGINS",
+            _peer(websocket),
+            origin,
+        )
+        await websocket.close(code=1008)
+        return False
+    token = presented_token(websocket.headers, websocket.query_params)
+    if not cfg.token_accepted(token):
+        logger.warning(
+            "Refused WebSocket from %s: missing or invalid token", _peer(websocket)
+        )
+        await websocket.accept()
+        await websocket.close(code=1008, reason="missing or invalid token")
+        return False
+    if len(manager.connections) >= cfg.max_connections:
+        logger.warning(
+            "Refused WebSocket from %s: %d connections, the limit (MAX_CONNECTIONS)",
+            _peer(websocket),
+            cfg.max_connections,
+        )
+        await websocket.accept()
+        await websocket.close(code=1013, reason="too many connections")
+        return False
+    return True
+
+
+def _peer(connection: Any) -> str:
+    client = connection.client
+    return f"{client.host}:{client.port}" if client else "unknown peer"
 
 
 async def _handle_client_message(
