@@ -59,6 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     api.set_defaults(run=run_api)
 
+    from osism.services import listener as listener_service
+
+    listener = commands.add_parser(
+        "listener",
+        help="consume OpenStack notifications from RabbitMQ into the bridge",
+        description=listener_service.describe(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    listener.set_defaults(run=run_listener)
+
     publish = commands.add_parser(
         "publish",
         help="send one event to a running API",
@@ -92,6 +102,12 @@ def run_api(args: argparse.Namespace) -> int:
         ws_ping_timeout=settings.env_float("WEBSOCKET_PING_TIMEOUT", 20.0) or None,
     )
     return 0
+
+
+def run_listener(args: argparse.Namespace) -> int:
+    from osism.services import listener
+
+    return listener.run()
 
 
 def run_publish(args: argparse.Namespace) -> int:
