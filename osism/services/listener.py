@@ -396,7 +396,9 @@ class NotificationListener(ConsumerMixin):
         for exchange in self.exchanges.values():
             channel = conn.channel()
             try:
-                exchange.declare(channel=channel, passive=True)
+                channel.exchange_declare(
+                    exchange=exchange.name, type=exchange.type, passive=True
+                )
                 continue
             except conn.channel_errors as exc:
                 if str(getattr(exc, "reply_code", "")) != "404":
