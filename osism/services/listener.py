@@ -75,7 +75,6 @@ from typing import (
 )
 
 from kombu import Connection, Exchange, Queue, binding
-from kombu.message import Message
 from kombu.mixins import ConsumerMixin
 
 from osism.services.ratelimit import RateLimitedLog
@@ -104,6 +103,7 @@ DEFAULT_TOPICS: Dict[str, str] = {
 FALLBACK_TOPIC = "notifications"
 
 JOIN_TIMEOUT = 10.0
+POLL_INTERVAL = 0.5
 REQUEUE_MIN_DELAY = 0.1
 REQUEUE_MAX_DELAY = 5.0
 RESTART_MIN_DELAY = 1.0
@@ -120,6 +120,19 @@ class Notification(NamedTuple):
     payload: Dict[str, Any]
     publisher_id: Optional[str] = None
     message_id: Optional[str] = None
+
+
+class ReceivedMessage(Protocol):
+    """What the listener uses of a kombu message."""
+
+    body: Any
+    delivery_info: Optional[Dict[str, Any]]
+
+    def ack(self) -> None: ...
+
+    def reject(self, requeue: bool = False) -> None: ...
+
+    def requeue(self) -> None: ...
 
 
 class EventSink(Protocol):
@@ -444,7 +457,7 @@ class NotificationListener(ConsumerMixin):
                 item.queue,
             )
 
-    def on_message(self, message: Message) -> None:
+    def on_message(self, message: ReceivedMessage) -> None:
         """Hand one message to the bridge; ack, requeue or reject it."""
         info = message.delivery_info or {}
         exchange = info.get("exchange", "?")
@@ -534,9 +547,9 @@ def run(
     listener = NotificationListener(Connection(config.url), bridge, config)
     previous = install_signal_handlers(listener)
     thread = threading.Thread(target=listener.serve, name="osism-listener", daemon=True)
-    thread.start()
     try:
-        while thread.is_alive() and not listener.wait_stopped(0.5):
+        thread.start()
+        while thread.is_alive() and not listener.wait_stopped(POLL_INTERVAL):
             pass
         requested = listener.should_stop
         listener.stop()
