@@ -1,0 +1,1596 @@
+"""Unit tests of osism.services.event_bridge.
+
+Every EventBridge is built with ``redis.Redis`` patched, so no test touches a
+network; no test starts a thread. The bridge's loops are called directly and
+end through ``_shutdown_event``, which here is a :class:`StopEvent`: it never
+blocks, records every back-off delay, and ends any loop that runs longer than
+its budget (the test then fails instead of hanging).
+"""
+
+import asyncio
+import json
+import logging
+import queue
+import threading
+from types import SimpleNamespace
+from typing import Any, Callable, List, Optional
+from unittest.mock import AsyncMock, MagicMock, call
+
+import pytest
+
+from osism import settings
+from osism.services.event_bridge import CHANNEL, EventBridge
+
+LOGGER = "osism.event_bridge"
+EVENT_TYPE = "baremetal.node.power_set.end"
+PAYLOAD = {"ironic_object.data": {"name": "node1", "uuid": "abc-123"}}
+
+
+class StopEvent(threading.Event):
+    """A ``_shutdown_event`` that never blocks and ends every loop.
+
+    ``wait(timeout)`` records ``timeout`` in ``waits`` (and in ``journal`` when
+    one is given) and returns at once; the ``stop_on_wait``-th wait sets the
+    event, as a shutdown during a back-off would. Once ``is_set()`` was asked
+    more than ``budget`` times the event sets itself and ``exhausted`` tells
+    that the loop under test did not end the way the test meant it to.
+    """
+
+    def __init__(self, stop_on_wait: Optional[int] = None, budget: int = 200) -> None:
+        super().__init__()
+        self.stop_on_wait = stop_on_wait
+        self.budget = budget
+        self.checks = 0
+        self.waits: List[Optional[float]] = []
+        self.journal: Optional[List[Any]] = None
+        self.exhausted = False
+
+    def is_set(self) -> bool:
+        self.checks += 1
+        if self.checks > self.budget and not super().is_set():
+            self.exhausted = True
+            self.set()
+        return super().is_set()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        self.waits.append(timeout)
+        if self.journal is not None:
+            self.journal.append(("wait", timeout))
+        if self.stop_on_wait is not None and len(self.waits) >= self.stop_on_wait:
+            self.set()
+        return super().is_set()
+
+
+def stop_on_last(event: threading.Event, *results: Any) -> Callable[..., Any]:
+    """A side effect giving ``results`` one per call (exceptions are raised).
+
+    The call that gives the last result sets ``event`` first, as a shutdown
+    arriving meanwhile would; any later call gives the last result again.
+    """
+    pending = list(results)
+
+    def effect(*args: Any, **kwargs: Any) -> Any:
+        if len(pending) > 1:
+            result = pending.pop(0)
+        else:
+            event.set()
+            result = pending[0]
+        if isinstance(result, BaseException) or (
+            isinstance(result, type) and issubclass(result, BaseException)
+        ):
+            raise result
+        return result
+
+    return effect
+
+
+def message(event_type: str = EVENT_TYPE, payload: Any = None) -> dict:
+    """A pub/sub message as ``PubSub.get_message`` returns it."""
+    body = {
+        "event_type": event_type,
+        "payload": PAYLOAD if payload is None else payload,
+    }
+    return {"type": "message", "channel": CHANNEL, "data": json.dumps(body)}
+
+
+def logged(caplog: pytest.LogCaptureFixture, level: int) -> List[str]:
+    """The bridge's log lines at exactly ``level``."""
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == LOGGER and record.levelno == level
+    ]
+
+
+def queued(bridge: EventBridge) -> List[Any]:
+    """The events in the bridge's local queue, oldest first (not consumed)."""
+    return list(bridge._event_queue.queue)
+
+
+def thread_mock(alive: bool) -> MagicMock:
+    thread = MagicMock(spec=threading.Thread)
+    thread.is_alive.return_value = alive
+    return thread
+
+
+@pytest.fixture(autouse=True)
+def redis_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The seed's defaults hold whatever the caller's environment says."""
+    for name in ("REDIS_HOST", "REDIS_PORT", "REDIS_DB"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def caplog_bridge(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    return caplog
+
+
+@pytest.fixture
+def redis_cls(mocker: Any) -> MagicMock:
+    """``redis.Redis`` as the bridge sees it; its client answers ping."""
+    cls = mocker.patch("osism.services.event_bridge.redis.Redis")
+    cls.return_value.publish.return_value = 1
+    return cls
+
+
+@pytest.fixture
+def client(redis_cls: MagicMock) -> MagicMock:
+    return redis_cls.return_value
+
+
+@pytest.fixture
+def make_bridge(redis_cls: MagicMock) -> Callable[..., EventBridge]:
+    """Fresh bridges, always built with redis.Redis patched."""
+    return EventBridge
+
+
+@pytest.fixture
+def bridge(make_bridge: Callable[..., EventBridge]) -> EventBridge:
+    return make_bridge()
+
+
+@pytest.fixture
+def stop_event() -> Any:
+    """Installs a StopEvent on a bridge; fails a test whose loop ran away."""
+    events: List[StopEvent] = []
+
+    def install(bridge: EventBridge, **kwargs: Any) -> StopEvent:
+        event = StopEvent(**kwargs)
+        bridge._shutdown_event = event
+        events.append(event)
+        return event
+
+    yield install
+    assert not any(e.exhausted for e in events), "a loop under test did not end"
+
+
+@pytest.fixture
+def no_wait(bridge: EventBridge, stop_event: Any) -> StopEvent:
+    return stop_event(bridge)
+
+
+class TestInitRedis:
+    """EventBridge.__init__ / _init_redis / _close_subscriber."""
+
+    def test_init_redis_connects_with_seed_defaults(
+        self, redis_cls: MagicMock, make_bridge: Any
+    ) -> None:
+        make_bridge()
+        redis_cls.assert_called_once_with(
+            host="redis",
+            port=6379,
+            db=0,
+            decode_responses=True,
+            socket_connect_timeout=10,
+            socket_timeout=None,
+            health_check_interval=30,
+        )
+
+    @pytest.mark.parametrize(
+        "env, expected",
+        [
+            ({"REDIS_HOST": "redis.example"}, ("redis.example", 6379, 0)),
+            ({"REDIS_PORT": "6380"}, ("redis", 6380, 0)),
+            ({"REDIS_DB": "3"}, ("redis", 6379, 3)),
+            (
+                {"REDIS_HOST": "10.0.0.5", "REDIS_PORT": "7000", "REDIS_DB": "1"},
+                ("10.0.0.5", 7000, 1),
+            ),
+            ({"REDIS_PORT": "not-a-port"}, ("redis", 6379, 0)),
+        ],
+        ids=["host", "port", "db", "all", "invalid-port-keeps-default"],
+    )
+    def test_init_redis_address_from_environment(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        redis_cls: MagicMock,
+        make_bridge: Any,
+        env: dict,
+        expected: tuple,
+    ) -> None:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        make_bridge()
+        kwargs = redis_cls.call_args.kwargs
+        assert (kwargs["host"], kwargs["port"], kwargs["db"]) == expected
+        assert type(kwargs["port"]) is int and type(kwargs["db"]) is int
+
+    def test_init_redis_ping_success_sets_client_and_subscriber(
+        self, client: MagicMock, make_bridge: Any
+    ) -> None:
+        bridge = make_bridge()
+        client.ping.assert_called_once_with()
+        client.pubsub.assert_called_once_with()
+        assert bridge._redis_client is client
+        assert bridge._redis_subscriber is client.pubsub.return_value
+
+    def test_init_redis_ping_failure_logs_error_and_leaves_both_none(
+        self, client: MagicMock, make_bridge: Any, caplog_bridge: Any
+    ) -> None:
+        client.ping.side_effect = ConnectionError("refused")
+        bridge = make_bridge()
+        assert bridge._redis_client is None
+        assert bridge._redis_subscriber is None
+        client.pubsub.assert_not_called()
+        [error] = logged(caplog_bridge, logging.ERROR)
+        assert "Cannot connect to Redis at redis:6379/0: refused" in error
+
+    def test_init_redis_without_redis_package_warns_and_stays_local(
+        self, mocker: Any, redis_cls: MagicMock, make_bridge: Any, caplog_bridge: Any
+    ) -> None:
+        mocker.patch("osism.services.event_bridge.REDIS_AVAILABLE", False)
+        bridge = make_bridge()
+        redis_cls.assert_not_called()
+        assert bridge._redis_client is None
+        assert bridge._redis_subscriber is None
+        assert logged(caplog_bridge, logging.WARNING) == [
+            "Python package redis not available; events stay local"
+        ]
+
+    def test_init_connect_false_does_not_touch_redis(
+        self, redis_cls: MagicMock, make_bridge: Any
+    ) -> None:
+        bridge = make_bridge(connect=False)
+        redis_cls.assert_not_called()
+        assert bridge._redis_client is None
+
+    @pytest.mark.parametrize(
+        "queue_size, expected",
+        [(None, settings.BRIDGE_QUEUE_SIZE), (3, 3)],
+        ids=["settings", "argument"],
+    )
+    def test_init_local_queue_is_bounded(
+        self, make_bridge: Any, queue_size: Optional[int], expected: int
+    ) -> None:
+        bridge = make_bridge(connect=False, queue_size=queue_size)
+        assert bridge._event_queue.maxsize == expected > 0
+
+    def test_init_redis_closes_previous_subscriber_before_replacing_it(
+        self, client: MagicMock, bridge: EventBridge
+    ) -> None:
+        old = bridge._redis_subscriber
+        new = MagicMock(name="new pubsub")
+
+        def pubsub() -> MagicMock:
+            assert old.close.called, "new pubsub created before the old was closed"
+            return new
+
+        client.pubsub.side_effect = pubsub
+        bridge._init_redis()
+        old.close.assert_called_once_with()
+        assert bridge._redis_subscriber is new
+        new.close.assert_not_called()
+
+    def test_init_redis_swallows_close_error_of_previous_subscriber(
+        self, client: MagicMock, bridge: EventBridge, caplog_bridge: Any
+    ) -> None:
+        old = bridge._redis_subscriber
+        old.close.side_effect = RuntimeError("already broken")
+        new = MagicMock(name="new pubsub")
+        client.pubsub.side_effect = None
+        client.pubsub.return_value = new
+        bridge._init_redis()
+        assert bridge._redis_subscriber is new
+        assert bridge._redis_client is client
+        assert any(
+            "already broken" in line for line in logged(caplog_bridge, logging.DEBUG)
+        )
+
+    def test_init_redis_failure_closes_and_clears_previous_subscriber(
+        self, client: MagicMock, bridge: EventBridge
+    ) -> None:
+        old = bridge._redis_subscriber
+        client.ping.side_effect = ConnectionError("down")
+        bridge._init_redis()
+        old.close.assert_called_once_with()
+        assert bridge._redis_subscriber is None
+        assert bridge._redis_client is None
+
+    @pytest.mark.parametrize("redis_up", [True, False], ids=["up", "down"])
+    def test_init_redis_without_subscriber_keeps_subscriber_untouched(
+        self, client: MagicMock, bridge: EventBridge, redis_up: bool
+    ) -> None:
+        old = bridge._redis_subscriber
+        client.pubsub.reset_mock()
+        if not redis_up:
+            client.ping.side_effect = ConnectionError("down")
+        bridge._init_redis(with_subscriber=False)
+        assert bridge._redis_subscriber is old
+        old.close.assert_not_called()
+        client.pubsub.assert_not_called()
+        assert (bridge._redis_client is client) is redis_up
+
+
+class TestConnect:
+    """EventBridge.connect."""
+
+    @pytest.mark.parametrize(
+        "redis_available, ping_error, expected",
+        [
+            (True, None, True),
+            (True, ConnectionError("down"), False),
+            (False, None, False),
+        ],
+        ids=["answers", "ping-fails", "no-redis-package"],
+    )
+    def test_connect_returns_whether_redis_answered(
+        self,
+        mocker: Any,
+        client: MagicMock,
+        make_bridge: Any,
+        redis_available: bool,
+        ping_error: Optional[Exception],
+        expected: bool,
+    ) -> None:
+        bridge = make_bridge(connect=False)
+        mocker.patch("osism.services.event_bridge.REDIS_AVAILABLE", redis_available)
+        client.ping.side_effect = ping_error
+        assert bridge.connect() is expected
+        assert (bridge._redis_client is not None) is expected
+
+
+@pytest.fixture
+def starters(mocker: Any) -> SimpleNamespace:
+    return SimpleNamespace(
+        subscriber=mocker.patch.object(EventBridge, "_start_redis_subscriber"),
+        processor=mocker.patch.object(EventBridge, "_start_processor_thread"),
+    )
+
+
+class TestSetWebsocketManager:
+    """EventBridge.set_websocket_manager."""
+
+    @pytest.mark.parametrize(
+        "has_client, subscriber_thread, starts",
+        [(True, None, True), (False, None, False), (True, "thread", False)],
+        ids=["client-no-thread", "no-client", "thread-exists"],
+    )
+    def test_set_websocket_manager_starts_subscriber_only_when_needed(
+        self,
+        bridge: EventBridge,
+        starters: SimpleNamespace,
+        has_client: bool,
+        subscriber_thread: Optional[str],
+        starts: bool,
+    ) -> None:
+        if not has_client:
+            bridge._redis_client = None
+        if subscriber_thread:
+            bridge._subscriber_thread = thread_mock(alive=True)
+        bridge.set_websocket_manager(MagicMock())
+        assert starters.subscriber.called is starts
+
+    @pytest.mark.parametrize(
+        "processor, starts",
+        [(None, True), (True, False), (False, True)],
+        ids=["none", "alive", "dead"],
+    )
+    def test_set_websocket_manager_starts_processor_unless_alive(
+        self,
+        bridge: EventBridge,
+        starters: SimpleNamespace,
+        processor: Optional[bool],
+        starts: bool,
+    ) -> None:
+        if processor is not None:
+            bridge._processor_thread = thread_mock(alive=processor)
+        bridge.set_websocket_manager(MagicMock())
+        assert starters.processor.call_count == int(starts)
+
+    def test_set_websocket_manager_stores_manager(
+        self, bridge: EventBridge, starters: SimpleNamespace, caplog_bridge: Any
+    ) -> None:
+        manager = MagicMock()
+        bridge.set_websocket_manager(manager)
+        assert bridge._websocket_manager is manager
+        assert logged(caplog_bridge, logging.INFO)[-1] == (
+            "Event bridge delivering to the WebSocket manager"
+        )
+
+    def test_set_websocket_manager_clears_previous_shutdown(
+        self, bridge: EventBridge, starters: SimpleNamespace
+    ) -> None:
+        bridge.shutdown()
+        assert bridge._shutdown_event.is_set()
+        bridge.set_websocket_manager(MagicMock())
+        assert not bridge._shutdown_event.is_set()
+
+
+class TestStartThreads:
+    """_start_redis_subscriber / _start_processor_thread / start_forwarding."""
+
+    @pytest.fixture
+    def thread_cls(self, bridge: EventBridge, mocker: Any) -> MagicMock:
+        # Replaces the module's ``threading`` only: the bridge is already built.
+        return mocker.patch("osism.services.event_bridge.threading").Thread
+
+    @pytest.mark.parametrize(
+        "starter, target, attribute",
+        [
+            ("_start_redis_subscriber", "_supervise_subscriber", "_subscriber_thread"),
+            ("_start_processor_thread", "_process_events", "_processor_thread"),
+            ("start_forwarding", "_forward_events", "_forwarder_thread"),
+        ],
+        ids=["subscriber-is-supervised", "processor", "forwarder"],
+    )
+    def test_start_threads_run_target_in_one_daemon_thread(
+        self,
+        bridge: EventBridge,
+        thread_cls: MagicMock,
+        starter: str,
+        target: str,
+        attribute: str,
+    ) -> None:
+        getattr(bridge, starter)()
+        thread_cls.assert_called_once()
+        kwargs = thread_cls.call_args.kwargs
+        assert kwargs["target"] == getattr(bridge, target)
+        assert kwargs["daemon"] is True
+        assert kwargs["name"].startswith("osism-")
+        thread_cls.return_value.start.assert_called_once_with()
+        assert getattr(bridge, attribute) is thread_cls.return_value
+
+    @pytest.mark.parametrize(
+        "alive, starts", [(True, False), (False, True)], ids=["alive", "dead"]
+    )
+    def test_start_forwarding_starts_again_only_when_thread_is_dead(
+        self, bridge: EventBridge, thread_cls: MagicMock, alive: bool, starts: bool
+    ) -> None:
+        existing = thread_mock(alive=alive)
+        bridge._forwarder_thread = existing
+        bridge.start_forwarding()
+        assert thread_cls.called is starts
+        expected = thread_cls.return_value if starts else existing
+        assert bridge._forwarder_thread is expected
+
+    def test_start_forwarding_twice_starts_one_thread(
+        self, bridge: EventBridge, thread_cls: MagicMock
+    ) -> None:
+        thread_cls.return_value.is_alive.return_value = True
+        bridge.start_forwarding()
+        bridge.start_forwarding()
+        thread_cls.assert_called_once()
+        thread_cls.return_value.start.assert_called_once_with()
+
+    def test_start_forwarding_clears_previous_shutdown(
+        self, bridge: EventBridge, thread_cls: MagicMock
+    ) -> None:
+        bridge._shutdown_event.set()
+        bridge.start_forwarding()
+        assert not bridge._shutdown_event.is_set()
+
+
+class TestAddEvent:
+    """EventBridge.add_event (and _publish)."""
+
+    def test_add_event_publishes_json_on_channel(
+        self, bridge: EventBridge, client: MagicMock
+    ) -> None:
+        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is True
+        client.publish.assert_called_once_with(
+            "osism:events", json.dumps({"event_type": EVENT_TYPE, "payload": PAYLOAD})
+        )
+        assert queued(bridge) == []
+        assert bridge.published == 1
+
+    def test_add_event_with_subscribers_logs_debug_and_no_warning(
+        self, bridge: EventBridge, client: MagicMock, caplog_bridge: Any
+    ) -> None:
+        client.publish.return_value = 2
+        bridge.add_event(EVENT_TYPE, PAYLOAD)
+        assert logged(caplog_bridge, logging.WARNING) == []
+        assert f"Published {EVENT_TYPE} to 2 subscribers" in logged(
+            caplog_bridge, logging.DEBUG
+        )
+
+    def test_add_event_without_subscribers_warns(
+        self, bridge: EventBridge, client: MagicMock, caplog_bridge: Any
+    ) -> None:
+        client.publish.return_value = 0
+        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is True
+        assert logged(caplog_bridge, logging.WARNING) == [
+            f"No Redis subscribers on osism:events: {EVENT_TYPE} reached no API process"
+        ]
+        assert queued(bridge) == []
+
+    def test_add_event_no_subscriber_warning_is_rate_limited(
+        self, bridge: EventBridge, client: MagicMock, caplog_bridge: Any
+    ) -> None:
+        client.publish.return_value = 0
+        for _ in range(3):
+            bridge.add_event(EVENT_TYPE, PAYLOAD)
+        assert len(logged(caplog_bridge, logging.WARNING)) == 1
+        assert bridge._no_subscriber_log.suppressed == 2
+        assert bridge.published == 3
+
+    def test_add_event_reconnects_once_after_publish_failure(
+        self, mocker: Any, bridge: EventBridge, client: MagicMock, caplog_bridge: Any
+    ) -> None:
+        init = mocker.patch.object(bridge, "_init_redis")
+        client.publish.side_effect = [ConnectionError("reset"), 1]
+        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is True
+        init.assert_called_once_with(with_subscriber=False)
+        assert client.publish.call_count == 2
+        assert f"Published {EVENT_TYPE} after reconnecting to Redis" in logged(
+            caplog_bridge, logging.INFO
+        )
+        assert queued(bridge) == []
+
+    def test_add_event_queues_locally_when_reconnect_finds_no_redis(
+        self, mocker: Any, bridge: EventBridge, client: MagicMock
+    ) -> None:
+        def redis_down(with_subscriber: bool = True) -> None:
+            bridge._redis_client = None
+
+        mocker.patch.object(bridge, "_init_redis", side_effect=redis_down)
+        client.publish.side_effect = ConnectionError("reset")
+        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is True
+        client.publish.assert_called_once()
+        assert queued(bridge) == [{"event_type": EVENT_TYPE, "payload": PAYLOAD}]
+
+    def test_add_event_queues_locally_when_publish_fails_after_reconnect(
+        self, mocker: Any, bridge: EventBridge, client: MagicMock, caplog_bridge: Any
+    ) -> None:
+        mocker.patch.object(bridge, "_init_redis")
+        client.publish.side_effect = ConnectionError("reset")
+        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is True
+        assert client.publish.call_count == 2
+        assert queued(bridge) == [{"event_type": EVENT_TYPE, "payload": PAYLOAD}]
+        assert bridge.published == 0
+        assert len(logged(caplog_bridge, logging.WARNING)) == 2
+
+    def test_add_event_without_client_queues_locally(
+        self, bridge: EventBridge, client: MagicMock
+    ) -> None:
+        bridge._redis_client = None
+        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is True
+        client.publish.assert_not_called()
+        assert queued(bridge) == [{"event_type": EVENT_TYPE, "payload": PAYLOAD}]
+
+    def test_add_event_queue_full_warns_without_raising(
+        self, mocker: Any, bridge: EventBridge, caplog_bridge: Any
+    ) -> None:
+        bridge._redis_client = None
+        mocker.patch.object(bridge._event_queue, "put_nowait", side_effect=queue.Full)
+        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is False
+        assert bridge.dropped_events == 1
+        [warning] = logged(caplog_bridge, logging.WARNING)
+        assert f"dropped {EVENT_TYPE}" in warning
+
+    @pytest.mark.parametrize(
+        "patch_dumps, payload",
+        [(False, {"not json": object()}), (True, PAYLOAD)],
+        ids=["unserialisable-payload", "json-dumps-raises"],
+    )
+    def test_add_event_unexpected_error_is_logged_and_swallowed(
+        self,
+        mocker: Any,
+        bridge: EventBridge,
+        client: MagicMock,
+        caplog_bridge: Any,
+        patch_dumps: bool,
+        payload: Any,
+    ) -> None:
+        if patch_dumps:
+            mocker.patch(
+                "osism.services.event_bridge.json.dumps",
+                side_effect=ValueError("boom"),
+            )
+        assert bridge.add_event(EVENT_TYPE, payload) is False
+        client.publish.assert_not_called()
+        [error] = logged(caplog_bridge, logging.ERROR)
+        assert error.startswith(f"Error adding event {EVENT_TYPE!r}")
+        assert queued(bridge) == []
+
+    def test_add_event_queues_behind_backlog_while_forwarder_alive(
+        self, bridge: EventBridge, client: MagicMock
+    ) -> None:
+        older = {"event_type": "old", "payload": {}}
+        bridge._event_queue.put_nowait(older)
+        bridge._forwarder_thread = thread_mock(alive=True)
+        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is True
+        client.publish.assert_not_called()
+        assert queued(bridge) == [older, {"event_type": EVENT_TYPE, "payload": PAYLOAD}]
+
+    @pytest.mark.parametrize(
+        "forwarder, backlog",
+        [(None, True), (False, True), (True, False)],
+        ids=["no-forwarder", "forwarder-dead", "backlog-empty"],
+    )
+    def test_add_event_publishes_directly_without_pending_backlog(
+        self,
+        bridge: EventBridge,
+        client: MagicMock,
+        forwarder: Optional[bool],
+        backlog: bool,
+    ) -> None:
+        if forwarder is not None:
+            bridge._forwarder_thread = thread_mock(alive=forwarder)
+        if backlog:
+            bridge._event_queue.put_nowait({"event_type": "old", "payload": {}})
+        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is True
+        client.publish.assert_called_once()
+
+
+class TestQueueLocally:
+    """The bounded local queue (_queue_locally)."""
+
+    @pytest.fixture
+    def local(self, make_bridge: Any) -> EventBridge:
+        return make_bridge(connect=False, queue_size=2)
+
+    def test_queue_locally_full_queue_drops_oldest_and_counts(
+        self, local: EventBridge, caplog_bridge: Any
+    ) -> None:
+        results = [local.add_event(name, {}) for name in ("a", "b", "c")]
+        assert results == [True, True, True]
+        assert [e["event_type"] for e in queued(local)] == ["b", "c"]
+        assert local.dropped_events == 1
+        assert local._event_queue.unfinished_tasks == 2
+        [warning] = logged(caplog_bridge, logging.WARNING)
+        assert warning == (
+            "Local event queue full (2): dropped the oldest event, 1 dropped so far"
+        )
+
+    def test_queue_locally_drop_warning_is_rate_limited(
+        self, make_bridge: Any, caplog_bridge: Any
+    ) -> None:
+        local = make_bridge(connect=False, queue_size=1)
+        for name in ("a", "b", "c", "d"):
+            local.add_event(name, {})
+        assert local.dropped_events == 3
+        assert [e["event_type"] for e in queued(local)] == ["d"]
+        assert len(logged(caplog_bridge, logging.WARNING)) == 1
+        assert local._drop_log.suppressed == 2
+
+    def test_queue_locally_drops_new_event_when_queue_stays_full(
+        self, mocker: Any, local: EventBridge, caplog_bridge: Any
+    ) -> None:
+        local.add_event("a", {})
+        mocker.patch.object(local._event_queue, "put_nowait", side_effect=queue.Full)
+        assert local._queue_locally({"event_type": "c", "payload": {}}) is False
+        assert local.dropped_events == 2
+        assert local._event_queue.unfinished_tasks == 0
+        [warning] = logged(caplog_bridge, logging.WARNING)
+        assert warning == "Local event queue full: dropped c, 2 dropped so far"
+
+    def test_queue_locally_logs_each_event_at_debug_only(
+        self, local: EventBridge, caplog_bridge: Any
+    ) -> None:
+        local.add_event("a", {})
+        assert logged(caplog_bridge, logging.DEBUG) == ["Queued a locally"]
+        assert logged(caplog_bridge, logging.INFO) == []
+
+
+class TestRedisSubscriberLoop:
+    """EventBridge._redis_subscriber_loop (and _handle_message)."""
+
+    DELAY = 7.5
+
+    @pytest.fixture
+    def sub(self, bridge: EventBridge) -> MagicMock:
+        subscriber = MagicMock(name="pubsub")
+        bridge._redis_subscriber = subscriber
+        bridge._websocket_manager = MagicMock(name="manager")
+        bridge.SUBSCRIBE_RETRY_DELAY = self.DELAY
+        return subscriber
+
+    @pytest.fixture
+    def process(self, mocker: Any, bridge: EventBridge) -> MagicMock:
+        return mocker.patch.object(bridge, "_process_single_event")
+
+    @pytest.fixture
+    def init(self, mocker: Any, bridge: EventBridge) -> MagicMock:
+        return mocker.patch.object(bridge, "_init_redis")
+
+    def test_subscriber_loop_without_subscriber_logs_error_and_returns(
+        self,
+        bridge: EventBridge,
+        no_wait: StopEvent,
+        init: MagicMock,
+        caplog_bridge: Any,
+    ) -> None:
+        bridge._redis_subscriber = None
+        bridge._redis_subscriber_loop()
+        assert logged(caplog_bridge, logging.ERROR) == [
+            "Redis subscriber not initialized; not subscribing"
+        ]
+        init.assert_not_called()
+        assert no_wait.waits == []
+
+    def test_subscriber_loop_subscribes_to_channel_once_on_entry(
+        self, bridge: EventBridge, sub: MagicMock, no_wait: StopEvent, process: Any
+    ) -> None:
+        sub.get_message.side_effect = stop_on_last(no_wait, None, None)
+        bridge._redis_subscriber_loop()
+        sub.subscribe.assert_called_once_with("osism:events")
+        sub.get_message.assert_called_with(timeout=1.0)
+
+    def test_subscriber_loop_reports_subscribed_while_listening(
+        self, bridge: EventBridge, sub: MagicMock, no_wait: StopEvent, process: Any
+    ) -> None:
+        seen = []
+
+        def get_message(timeout: float) -> None:
+            seen.append(bridge._subscribed)
+            no_wait.set()
+
+        sub.get_message.side_effect = get_message
+        bridge._redis_subscriber_loop()
+        assert seen == [True]
+        assert bridge._subscribed is False
+
+    def test_subscriber_loop_keeps_polling_after_timeouts(
+        self,
+        bridge: EventBridge,
+        sub: MagicMock,
+        no_wait: StopEvent,
+        process: MagicMock,
+        caplog_bridge: Any,
+    ) -> None:
+        sub.get_message.side_effect = stop_on_last(no_wait, None, None, None, None)
+        bridge._redis_subscriber_loop()
+        assert sub.get_message.call_count == 4
+        process.assert_not_called()
+        assert logged(caplog_bridge, logging.ERROR) == []
+
+    @pytest.mark.parametrize("kind", ["subscribe", "psubscribe", "pong"])
+    def test_subscriber_loop_ignores_non_message_types(
+        self,
+        bridge: EventBridge,
+        sub: MagicMock,
+        no_wait: StopEvent,
+        process: MagicMock,
+        kind: str,
+    ) -> None:
+        control = {"type": kind, "channel": CHANNEL, "data": 1}
+        sub.get_message.side_effect = stop_on_last(no_wait, control)
+        bridge._redis_subscriber_loop()
+        process.assert_not_called()
+        assert queued(bridge) == []
+
+    def test_subscriber_loop_hands_decoded_event_to_process_single_event(
+        self, bridge: EventBridge, sub: MagicMock, no_wait: StopEvent, process: Any
+    ) -> None:
+        sub.get_message.side_effect = stop_on_last(no_wait, message())
+        bridge._redis_subscriber_loop()
+        process.assert_called_once_with({"event_type": EVENT_TYPE, "payload": PAYLOAD})
+
+    def test_subscriber_loop_without_manager_queues_event_locally(
+        self,
+        bridge: EventBridge,
+        sub: MagicMock,
+        no_wait: StopEvent,
+        process: MagicMock,
+    ) -> None:
+        bridge._websocket_manager = None
+        sub.get_message.side_effect = stop_on_last(no_wait, message())
+        bridge._redis_subscriber_loop()
+        process.assert_not_called()
+        assert queued(bridge) == [{"event_type": EVENT_TYPE, "payload": PAYLOAD}]
+
+    def test_subscriber_loop_skips_invalid_json_and_continues(
+        self,
+        bridge: EventBridge,
+        sub: MagicMock,
+        no_wait: StopEvent,
+        process: MagicMock,
+        caplog_bridge: Any,
+    ) -> None:
+        bad = {"type": "message", "channel": CHANNEL, "data": "{not json"}
+        sub.get_message.side_effect = stop_on_last(no_wait, bad, message())
+        bridge._redis_subscriber_loop()
+        [error] = logged(caplog_bridge, logging.ERROR)
+        assert error.startswith("Invalid JSON on osism:events")
+        process.assert_called_once()
+        sub.subscribe.assert_called_once()
+
+    def test_subscriber_loop_survives_process_single_event_error(
+        self,
+        bridge: EventBridge,
+        sub: MagicMock,
+        no_wait: StopEvent,
+        process: MagicMock,
+        caplog_bridge: Any,
+    ) -> None:
+        process.side_effect = [RuntimeError("manager broke"), None]
+        sub.get_message.side_effect = stop_on_last(no_wait, message("a"), message("b"))
+        bridge._redis_subscriber_loop()
+        assert process.call_count == 2
+        assert logged(caplog_bridge, logging.ERROR) == [
+            "Error processing Redis event: manager broke; message skipped"
+        ]
+        sub.subscribe.assert_called_once()
+
+    def test_subscriber_loop_get_message_error_waits_then_reinitialises(
+        self,
+        bridge: EventBridge,
+        sub: MagicMock,
+        no_wait: StopEvent,
+        init: MagicMock,
+        process: Any,
+        caplog_bridge: Any,
+    ) -> None:
+        waits_at_init = []
+        init.side_effect = lambda: waits_at_init.append(list(no_wait.waits))
+        sub.get_message.side_effect = stop_on_last(
+            no_wait, ConnectionError("lost"), None
+        )
+        bridge._redis_subscriber_loop()
+        assert waits_at_init == [[self.DELAY]]
+        init.assert_called_once_with()
+        assert sub.subscribe.call_count == 2
+        assert logged(caplog_bridge, logging.ERROR) == [
+            "Redis subscription failed (1/5): lost; retrying in 7.5 s"
+        ]
+
+    def test_subscriber_loop_every_get_message_error_backs_off(
+        self,
+        bridge: EventBridge,
+        sub: MagicMock,
+        stop_event: Any,
+        init: MagicMock,
+        process: Any,
+    ) -> None:
+        event = stop_event(bridge, stop_on_wait=3)
+        sub.get_message.side_effect = ConnectionError("lost")
+        bridge._redis_subscriber_loop()
+        # no busy loop: one poll, one resubscribe, one back-off per failure
+        assert sub.get_message.call_count == 3
+        assert sub.subscribe.call_count == 3
+        assert event.waits == [self.DELAY] * 3
+        assert init.call_count == 2
+
+    def test_subscriber_loop_subscribe_error_takes_same_back_off(
+        self,
+        bridge: EventBridge,
+        sub: MagicMock,
+        no_wait: StopEvent,
+        init: MagicMock,
+        process: Any,
+    ) -> None:
+        sub.subscribe.side_effect = [ConnectionError("refused"), None]
+        sub.get_message.side_effect = stop_on_last(no_wait, None)
+        bridge._redis_subscriber_loop()
+        assert no_wait.waits == [self.DELAY]
+        init.assert_called_once_with()
+        assert sub.subscribe.call_count == 2
+
+    @pytest.mark.parametrize("max_retries", [1, 3, 5])
+    def test_subscriber_loop_gives_up_after_max_consecutive_failures(
+        self,
+        bridge: EventBridge,
+        sub: MagicMock,
+        no_wait: StopEvent,
+        init: MagicMock,
+        caplog_bridge: Any,
+        max_retries: int,
+    ) -> None:
+        bridge.SUBSCRIBE_MAX_RETRIES = max_retries
+        sub.subscribe.side_effect = ConnectionError("refused")
+        bridge._redis_subscriber_loop()
+        assert sub.subscribe.call_count == max_retries
+        assert no_wait.waits == [self.DELAY] * (max_retries - 1)
+        assert init.call_count == max_retries - 1
+        errors = logged(caplog_bridge, logging.ERROR)
+        assert errors[-1] == "Max Redis reconnection attempts reached, giving up"
+        assert errors[-2].startswith(
+            f"Redis subscription failed ({max_retries}/{max_retries})"
+        )
+        assert not no_wait.is_set()
+
+    def test_subscriber_loop_successful_subscribe_resets_retry_count(
+        self,
+        bridge: EventBridge,
+        sub: MagicMock,
+        no_wait: StopEvent,
+        init: MagicMock,
+        caplog_bridge: Any,
+    ) -> None:
+        refused = ConnectionError("refused")
+        sub.subscribe.side_effect = [refused] * 4 + [None] + [refused] * 3 + [None]
+        sub.get_message.side_effect = stop_on_last(
+            no_wait, ConnectionError("lost"), None
+        )
+        bridge._redis_subscriber_loop()
+        # eight failures in all, never five in a row: the loop did not give up
+        assert len(no_wait.waits) == 8
+        assert "giving up" not in " ".join(logged(caplog_bridge, logging.ERROR))
+
+    def test_subscriber_loop_missing_subscriber_after_failed_reinit_is_a_failure(
+        self,
+        bridge: EventBridge,
+        sub: MagicMock,
+        no_wait: StopEvent,
+        init: MagicMock,
+        caplog_bridge: Any,
+    ) -> None:
+        def redis_still_down() -> None:
+            bridge._redis_client = None
+            bridge._redis_subscriber = None
+
+        init.side_effect = redis_still_down
+        sub.subscribe.side_effect = ConnectionError("refused")
+        bridge._redis_subscriber_loop()
+        sub.subscribe.assert_called_once()
+        assert no_wait.waits == [self.DELAY] * 4
+        errors = logged(caplog_bridge, logging.ERROR)
+        assert sum("no connection to Redis" in line for line in errors) == 4
+        assert errors[-1] == "Max Redis reconnection attempts reached, giving up"
+
+    def test_subscriber_loop_stops_when_shutdown_during_back_off(
+        self,
+        bridge: EventBridge,
+        sub: MagicMock,
+        stop_event: Any,
+        init: MagicMock,
+        caplog_bridge: Any,
+    ) -> None:
+        event = stop_event(bridge, stop_on_wait=1)
+        sub.subscribe.side_effect = ConnectionError("refused")
+        bridge._redis_subscriber_loop()
+        sub.subscribe.assert_called_once()
+        init.assert_not_called()
+        assert "giving up" not in " ".join(logged(caplog_bridge, logging.ERROR))
+        assert event.waits == [self.DELAY]
+
+    def test_subscriber_loop_error_caused_by_shutdown_exits_quietly(
+        self,
+        bridge: EventBridge,
+        sub: MagicMock,
+        no_wait: StopEvent,
+        init: MagicMock,
+        caplog_bridge: Any,
+    ) -> None:
+        def closed_by_shutdown(timeout: float) -> None:
+            no_wait.set()
+            raise ValueError("I/O operation on closed file")
+
+        sub.get_message.side_effect = closed_by_shutdown
+        bridge._redis_subscriber_loop()
+        assert logged(caplog_bridge, logging.ERROR) == []
+        assert no_wait.waits == []
+        init.assert_not_called()
+
+    def test_subscriber_loop_with_shutdown_set_does_not_subscribe(
+        self, bridge: EventBridge, sub: MagicMock, no_wait: StopEvent
+    ) -> None:
+        no_wait.set()
+        bridge._redis_subscriber_loop()
+        sub.subscribe.assert_not_called()
+        sub.close.assert_called_once_with()
+
+    def test_subscriber_loop_closes_subscriber_on_exit(
+        self, bridge: EventBridge, sub: MagicMock, no_wait: StopEvent, process: Any
+    ) -> None:
+        sub.get_message.side_effect = stop_on_last(no_wait, None)
+        bridge._redis_subscriber_loop()
+        sub.close.assert_called_once_with()
+
+    def test_subscriber_loop_swallows_close_error_on_exit(
+        self,
+        bridge: EventBridge,
+        sub: MagicMock,
+        no_wait: StopEvent,
+        process: Any,
+        caplog_bridge: Any,
+    ) -> None:
+        sub.get_message.side_effect = stop_on_last(no_wait, None)
+        sub.close.side_effect = RuntimeError("close failed")
+        bridge._redis_subscriber_loop()
+        assert "Closing Redis subscriber failed: close failed" in logged(
+            caplog_bridge, logging.DEBUG
+        )
+        assert bridge._subscribed is False
+
+
+class TestSuperviseSubscriber:
+    """EventBridge._supervise_subscriber (restarts a subscriber that gave up)."""
+
+    MAX_DELAY = 8.0
+
+    @pytest.fixture
+    def runs(
+        self, mocker: Any, bridge: EventBridge, monkeypatch: pytest.MonkeyPatch
+    ) -> SimpleNamespace:
+        monkeypatch.setattr(settings, "SUBSCRIBER_RESTART_MAX_DELAY", self.MAX_DELAY)
+        clock = mocker.patch("osism.services.event_bridge.time")
+        clock.monotonic.return_value = 0.0
+        journal: List[Any] = []
+        loop = mocker.patch.object(
+            bridge, "_redis_subscriber_loop", side_effect=lambda: journal.append("run")
+        )
+        init = mocker.patch.object(
+            bridge, "_init_redis", side_effect=lambda: journal.append("init")
+        )
+        return SimpleNamespace(loop=loop, init=init, clock=clock, journal=journal)
+
+    def test_supervise_restarts_with_capped_exponential_back_off(
+        self, bridge: EventBridge, stop_event: Any, runs: SimpleNamespace
+    ) -> None:
+        event = stop_event(bridge, stop_on_wait=7)
+        bridge._supervise_subscriber()
+        assert event.waits == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0, 8.0]
+        assert runs.loop.call_count == 7
+        assert bridge.subscriber_restarts == 7
+
+    def test_supervise_reinitialises_redis_before_each_restart(
+        self, bridge: EventBridge, stop_event: Any, runs: SimpleNamespace
+    ) -> None:
+        event = stop_event(bridge, stop_on_wait=3)
+        event.journal = runs.journal
+        bridge._supervise_subscriber()
+        assert runs.journal == [
+            "run",
+            ("wait", 1.0),
+            "init",
+            "run",
+            ("wait", 2.0),
+            "init",
+            "run",
+            ("wait", 4.0),
+        ]
+        runs.init.assert_called_with()
+
+    def test_supervise_logs_each_restart(
+        self,
+        bridge: EventBridge,
+        stop_event: Any,
+        runs: SimpleNamespace,
+        caplog_bridge: Any,
+    ) -> None:
+        stop_event(bridge, stop_on_wait=2)
+        bridge._supervise_subscriber()
+        assert logged(caplog_bridge, logging.WARNING) == [
+            "Redis subscriber stopped; starting it again in 1.0 s (restart 1)",
+            "Redis subscriber stopped; starting it again in 2.0 s (restart 2)",
+        ]
+        assert logged(caplog_bridge, logging.INFO)[-1] == (
+            "Redis subscriber stopped for shutdown"
+        )
+
+    @pytest.mark.parametrize(
+        "healthy_for, next_delay",
+        [(2 * MAX_DELAY, MAX_DELAY), (2 * MAX_DELAY + 0.5, 1.0)],
+        ids=["not-long-enough", "long-healthy-run-resets"],
+    )
+    def test_supervise_resets_delay_after_long_healthy_run(
+        self,
+        bridge: EventBridge,
+        stop_event: Any,
+        runs: SimpleNamespace,
+        healthy_for: float,
+        next_delay: float,
+    ) -> None:
+        event = stop_event(bridge, stop_on_wait=4)
+        # start/end of three short runs, then one that stayed up healthy_for s
+        runs.clock.monotonic.side_effect = [0.0] * 6 + [100.0, 100.0 + healthy_for]
+        bridge._supervise_subscriber()
+        assert event.waits == [1.0, 2.0, 4.0, next_delay]
+
+    def test_supervise_exits_at_once_when_shutdown_is_set(
+        self, bridge: EventBridge, no_wait: StopEvent, runs: SimpleNamespace
+    ) -> None:
+        no_wait.set()
+        bridge._supervise_subscriber()
+        runs.loop.assert_not_called()
+        assert bridge.subscriber_restarts == 0
+
+    def test_supervise_exits_when_loop_returns_for_shutdown(
+        self, bridge: EventBridge, no_wait: StopEvent, runs: SimpleNamespace
+    ) -> None:
+        runs.loop.side_effect = no_wait.set
+        bridge._supervise_subscriber()
+        runs.loop.assert_called_once_with()
+        runs.init.assert_not_called()
+        assert no_wait.waits == []
+        assert bridge.subscriber_restarts == 0
+
+    def test_supervise_exits_when_shutdown_during_back_off(
+        self, bridge: EventBridge, stop_event: Any, runs: SimpleNamespace
+    ) -> None:
+        event = stop_event(bridge, stop_on_wait=1)
+        bridge._supervise_subscriber()
+        runs.loop.assert_called_once_with()
+        runs.init.assert_not_called()
+        assert event.waits == [1.0]
+
+
+def loop_state(running: bool, closed: bool) -> MagicMock:
+    loop = MagicMock(spec=asyncio.AbstractEventLoop)
+    loop.is_running.return_value = running
+    loop.is_closed.return_value = closed
+    return loop
+
+
+class TestProcessSingleEvent:
+    """EventBridge._process_single_event (where bridge threads meet asyncio)."""
+
+    @pytest.fixture
+    def manager(self, bridge: EventBridge) -> MagicMock:
+        manager = MagicMock(name="manager")
+        manager.loop = None
+        manager.broadcast_event_from_notification = AsyncMock()
+        bridge._websocket_manager = manager
+        return manager
+
+    def test_process_single_event_without_manager_warns_and_returns(
+        self, bridge: EventBridge, caplog_bridge: Any
+    ) -> None:
+        bridge._process_single_event({"event_type": EVENT_TYPE, "payload": PAYLOAD})
+        assert logged(caplog_bridge, logging.WARNING) == [
+            "No WebSocket manager available; event dropped"
+        ]
+
+    @pytest.mark.parametrize(
+        "loop",
+        [
+            None,
+            loop_state(running=False, closed=False),
+            loop_state(running=True, closed=True),
+            loop_state(running=False, closed=True),
+            "not a loop",
+        ],
+        ids=["no-loop", "not-running", "running-but-closed", "closed", "not-a-loop"],
+    )
+    def test_process_single_event_without_running_loop_awaits_on_private_loop(
+        self, bridge: EventBridge, manager: MagicMock, loop: Any
+    ) -> None:
+        manager.loop = loop
+        bridge._process_single_event({"event_type": EVENT_TYPE, "payload": PAYLOAD})
+        manager.broadcast_event_from_notification.assert_awaited_once_with(
+            EVENT_TYPE, PAYLOAD
+        )
+        if isinstance(loop, MagicMock):
+            loop.call_soon_threadsafe.assert_not_called()
+
+    def test_process_single_event_manager_without_loop_attribute_uses_private_loop(
+        self, bridge: EventBridge
+    ) -> None:
+        manager = MagicMock(spec=["broadcast_event_from_notification"])
+        manager.broadcast_event_from_notification = AsyncMock()
+        bridge._websocket_manager = manager
+        bridge._process_single_event({"event_type": EVENT_TYPE, "payload": PAYLOAD})
+        manager.broadcast_event_from_notification.assert_awaited_once_with(
+            EVENT_TYPE, PAYLOAD
+        )
+
+    def test_process_single_event_missing_keys_get_defaults(
+        self, bridge: EventBridge, manager: MagicMock
+    ) -> None:
+        bridge._process_single_event({})
+        manager.broadcast_event_from_notification.assert_awaited_once_with("", {})
+
+    def test_process_single_event_closes_private_loop(
+        self, mocker: Any, bridge: EventBridge, manager: MagicMock
+    ) -> None:
+        new_loop = mocker.spy(asyncio, "new_event_loop")
+        bridge._process_single_event({"event_type": EVENT_TYPE, "payload": PAYLOAD})
+        new_loop.assert_called_once_with()
+        assert new_loop.spy_return.is_closed()
+
+    def test_process_single_event_coroutine_error_is_logged_and_swallowed(
+        self, mocker: Any, bridge: EventBridge, manager: MagicMock, caplog_bridge: Any
+    ) -> None:
+        new_loop = mocker.spy(asyncio, "new_event_loop")
+        manager.broadcast_event_from_notification.side_effect = RuntimeError("boom")
+        bridge._process_single_event({"event_type": EVENT_TYPE, "payload": PAYLOAD})
+        assert logged(caplog_bridge, logging.ERROR) == [
+            f"Error broadcasting {EVENT_TYPE!r}: boom"
+        ]
+        assert new_loop.spy_return.is_closed()
+
+    def test_process_single_event_hands_work_to_running_manager_loop(
+        self, mocker: Any, bridge: EventBridge, manager: MagicMock
+    ) -> None:
+        new_loop = mocker.patch("osism.services.event_bridge.asyncio.new_event_loop")
+        manager.loop = loop_state(running=True, closed=False)
+        bridge._process_single_event({"event_type": EVENT_TYPE, "payload": PAYLOAD})
+        manager.loop.call_soon_threadsafe.assert_called_once_with(
+            manager.add_notification, EVENT_TYPE, PAYLOAD
+        )
+        new_loop.assert_not_called()
+        manager.broadcast_event_from_notification.assert_not_called()
+        manager.add_notification.assert_not_called()
+
+    @pytest.mark.asyncio
+    async def test_process_single_event_runs_add_notification_on_manager_loop(
+        self, bridge: EventBridge, manager: MagicMock
+    ) -> None:
+        manager.loop = asyncio.get_running_loop()
+        bridge._process_single_event({"event_type": EVENT_TYPE, "payload": PAYLOAD})
+        manager.add_notification.assert_not_called()
+        await asyncio.sleep(0)
+        manager.add_notification.assert_called_once_with(EVENT_TYPE, PAYLOAD)
+        manager.broadcast_event_from_notification.assert_not_called()
+
+
+class TestProcessEvents:
+    """EventBridge._process_events (the local-queue processor loop)."""
+
+    @pytest.fixture
+    def process(self, mocker: Any, bridge: EventBridge) -> MagicMock:
+        return mocker.patch.object(bridge, "_process_single_event")
+
+    def test_process_events_processes_queued_event_and_marks_it_done(
+        self, bridge: EventBridge, no_wait: StopEvent, process: MagicMock
+    ) -> None:
+        event = {"event_type": EVENT_TYPE, "payload": PAYLOAD}
+        bridge._event_queue.put_nowait(event)
+        process.side_effect = lambda data: no_wait.set()
+        bridge._process_events()
+        process.assert_called_once_with(event)
+        assert bridge._event_queue.unfinished_tasks == 0
+
+    def test_process_events_keeps_queue_order(
+        self, bridge: EventBridge, no_wait: StopEvent, process: MagicMock
+    ) -> None:
+        for name in ("a", "b", "c"):
+            bridge._event_queue.put_nowait({"event_type": name, "payload": {}})
+        process.side_effect = stop_on_last(no_wait, None, None, None)
+        bridge._process_events()
+        assert [c.args[0]["event_type"] for c in process.call_args_list] == [
+            "a",
+            "b",
+            "c",
+        ]
+
+    def test_process_events_empty_queue_continues_until_shutdown(
+        self, mocker: Any, bridge: EventBridge, no_wait: StopEvent, process: MagicMock
+    ) -> None:
+        get = mocker.patch.object(
+            bridge._event_queue,
+            "get",
+            side_effect=stop_on_last(no_wait, queue.Empty, queue.Empty, queue.Empty),
+        )
+        bridge._process_events()
+        assert get.call_args_list == [call(timeout=1.0)] * 3
+        process.assert_not_called()
+
+    def test_process_events_exits_at_once_when_shutdown_is_set(
+        self, mocker: Any, bridge: EventBridge, no_wait: StopEvent, process: MagicMock
+    ) -> None:
+        get = mocker.spy(bridge._event_queue, "get")
+        no_wait.set()
+        bridge._process_events()
+        get.assert_not_called()
+        process.assert_not_called()
+
+    def test_process_events_error_is_logged_and_loop_continues(
+        self,
+        bridge: EventBridge,
+        no_wait: StopEvent,
+        process: MagicMock,
+        caplog_bridge: Any,
+    ) -> None:
+        for name in ("a", "b"):
+            bridge._event_queue.put_nowait({"event_type": name, "payload": {}})
+        process.side_effect = stop_on_last(no_wait, RuntimeError("bad event"), None)
+        bridge._process_events()
+        assert process.call_count == 2
+        assert bridge._event_queue.unfinished_tasks == 0
+        assert logged(caplog_bridge, logging.ERROR) == [
+            "Error processing local event: bad event; continuing"
+        ]
+
+
+class TestForwardEvents:
+    """_forward_events / _forward: held events reach Redis once it is back."""
+
+    @pytest.fixture
+    def offline(
+        self, bridge: EventBridge, monkeypatch: pytest.MonkeyPatch
+    ) -> EventBridge:
+        monkeypatch.setattr(settings, "SUBSCRIBER_RESTART_MAX_DELAY", 1.5)
+        bridge._redis_client = None
+        return bridge
+
+    def published(self, client: MagicMock) -> List[str]:
+        return [json.loads(c.args[1])["event_type"] for c in client.publish.mock_calls]
+
+    def test_forward_events_publishes_held_events_oldest_first_once_redis_is_back(
+        self, mocker: Any, offline: EventBridge, client: MagicMock, no_wait: StopEvent
+    ) -> None:
+        for name in ("a", "b", "c"):
+            offline.add_event(name, {"n": name})
+        client.publish.assert_not_called()
+        attempts = []
+
+        def redis_back_on_second_try(with_subscriber: bool = True) -> None:
+            attempts.append(with_subscriber)
+            if len(attempts) == 2:
+                offline._redis_client = client
+
+        mocker.patch.object(
+            offline, "_init_redis", side_effect=redis_back_on_second_try
+        )
+        client.publish.side_effect = stop_on_last(no_wait, 1, 1, 1)
+        offline._forward_events()
+        assert attempts == [False, False]
+        assert self.published(client) == ["a", "b", "c"]
+        assert no_wait.waits == [offline.FORWARD_MIN_DELAY]
+        assert offline.published == 3
+
+    def test_forward_events_failed_publish_keeps_event_and_backs_off(
+        self, mocker: Any, offline: EventBridge, client: MagicMock, no_wait: StopEvent
+    ) -> None:
+        offline.add_event("a", {})
+        mocker.patch.object(
+            offline,
+            "_init_redis",
+            side_effect=lambda with_subscriber: setattr(
+                offline, "_redis_client", client
+            ),
+        )
+        lost = ConnectionError("lost")
+        client.publish.side_effect = [lost, lost, lost, lost, 1]
+        mocker.patch.object(
+            offline._event_queue, "task_done", side_effect=stop_on_last(no_wait, None)
+        )
+        offline._forward_events()
+        # the same event every time, backing off 0.5, 1.0, capped at 1.5
+        assert self.published(client) == ["a"] * 5
+        assert no_wait.waits == [0.5, 1.0, 1.5, 1.5]
+
+    def test_forward_events_marks_task_done_only_after_publish(
+        self, mocker: Any, offline: EventBridge, client: MagicMock, no_wait: StopEvent
+    ) -> None:
+        offline.add_event("a", {})
+        offline._redis_client = client
+        unfinished = []
+
+        def publish(channel: str, data: str) -> int:
+            unfinished.append(offline._event_queue.unfinished_tasks)
+            if len(unfinished) < 3:
+                raise ConnectionError("lost")
+            return 1
+
+        client.publish.side_effect = publish
+        mocker.patch.object(
+            offline,
+            "_init_redis",
+            side_effect=lambda with_subscriber: setattr(
+                offline, "_redis_client", client
+            ),
+        )
+        done = mocker.patch.object(
+            offline._event_queue,
+            "task_done",
+            side_effect=stop_on_last(no_wait, None),
+        )
+        offline._forward_events()
+        assert unfinished == [1, 1, 1]
+        done.assert_called_once_with()
+
+    def test_forward_events_resets_back_off_after_success(
+        self, offline: EventBridge, client: MagicMock, stop_event: Any
+    ) -> None:
+        event = stop_event(offline)
+        offline.add_event("a", {})
+        offline.add_event("b", {})
+        offline._redis_client = client
+        lost = ConnectionError("lost")
+        # _init_redis is real: the patched redis.Redis hands back the same client
+        client.publish.side_effect = stop_on_last(event, lost, lost, 1, lost, 1)
+        offline._forward_events()
+        assert event.waits == [0.5, 1.0, 0.5]
+        assert offline._event_queue.unfinished_tasks == 0
+
+    def test_forward_events_empty_queue_waits_for_events(
+        self, mocker: Any, offline: EventBridge, client: MagicMock, no_wait: StopEvent
+    ) -> None:
+        get = mocker.patch.object(
+            offline._event_queue,
+            "get",
+            side_effect=stop_on_last(no_wait, queue.Empty, queue.Empty),
+        )
+        offline._forward_events()
+        assert get.call_args_list == [call(timeout=1.0)] * 2
+        client.publish.assert_not_called()
+        assert no_wait.waits == []
+
+    def test_forward_events_stops_when_shutdown_during_back_off(
+        self, mocker: Any, offline: EventBridge, client: MagicMock, stop_event: Any
+    ) -> None:
+        event = stop_event(offline, stop_on_wait=1)
+        mocker.patch.object(offline, "_init_redis")
+        offline.add_event("a", {})
+        offline._forward_events()
+        assert event.waits == [offline.FORWARD_MIN_DELAY]
+        assert offline._event_queue.unfinished_tasks == 1
+        client.publish.assert_not_called()
+
+    def test_forward_events_exits_at_once_when_shutdown_is_set(
+        self, mocker: Any, offline: EventBridge, no_wait: StopEvent
+    ) -> None:
+        forward = mocker.patch.object(offline, "_forward")
+        offline.add_event("a", {})
+        no_wait.set()
+        offline._forward_events()
+        forward.assert_not_called()
+
+    @pytest.mark.parametrize(
+        "client_up, redis_back, publish_error, expected",
+        [
+            (True, None, None, True),
+            (True, None, ConnectionError("lost"), False),
+            (False, True, None, True),
+            (False, False, None, False),
+        ],
+        ids=["client-publishes", "publish-fails", "reconnects", "still-down"],
+    )
+    def test_forward_publishes_when_redis_answers(
+        self,
+        mocker: Any,
+        bridge: EventBridge,
+        client: MagicMock,
+        client_up: bool,
+        redis_back: Optional[bool],
+        publish_error: Optional[Exception],
+        expected: bool,
+    ) -> None:
+        if not client_up:
+            bridge._redis_client = None
+        if not redis_back:
+            client.ping.side_effect = ConnectionError("down")
+        subscriber = bridge._redis_subscriber
+        client.publish.side_effect = publish_error
+        event = {"event_type": "a", "payload": {"k": 1}}
+        assert bridge._forward(event) is expected
+        if client_up or redis_back:
+            client.publish.assert_called_once_with(CHANNEL, json.dumps(event))
+        else:
+            client.publish.assert_not_called()
+        # a failed publish forgets the client so that the next try reconnects
+        assert (bridge._redis_client is client) is expected
+        assert bridge._redis_subscriber is subscriber
+
+
+class TestShutdown:
+    """EventBridge.shutdown."""
+
+    def test_shutdown_sets_shutdown_event(self, bridge: EventBridge) -> None:
+        bridge.shutdown()
+        assert bridge._shutdown_event.is_set()
+
+    def test_shutdown_closes_redis_subscriber(self, bridge: EventBridge) -> None:
+        subscriber = bridge._redis_subscriber
+        bridge.shutdown()
+        subscriber.close.assert_called_once_with()
+
+    def test_shutdown_without_subscriber_is_fine(
+        self, make_bridge: Any, caplog_bridge: Any
+    ) -> None:
+        bridge = make_bridge(connect=False)
+        bridge.shutdown()
+        assert logged(caplog_bridge, logging.ERROR) == []
+
+    def test_shutdown_close_error_is_logged_and_shutdown_continues(
+        self, bridge: EventBridge, caplog_bridge: Any
+    ) -> None:
+        bridge._redis_subscriber.close.side_effect = RuntimeError("broken pipe")
+        thread = thread_mock(alive=True)
+        bridge._processor_thread = thread
+        bridge.shutdown()
+        assert logged(caplog_bridge, logging.ERROR) == [
+            "Error closing Redis subscriber: broken pipe"
+        ]
+        thread.join.assert_called_once_with(timeout=5.0)
+        assert bridge._shutdown_event.is_set()
+
+    @pytest.mark.parametrize(
+        "attribute", ["_subscriber_thread", "_processor_thread", "_forwarder_thread"]
+    )
+    @pytest.mark.parametrize(
+        "alive, joins", [(True, True), (False, False)], ids=["alive", "dead"]
+    )
+    def test_shutdown_joins_live_threads_only(
+        self, bridge: EventBridge, attribute: str, alive: bool, joins: bool
+    ) -> None:
+        thread = thread_mock(alive=alive)
+        setattr(bridge, attribute, thread)
+        bridge.shutdown()
+        if joins:
+            thread.join.assert_called_once_with(timeout=5.0)
+        else:
+            thread.join.assert_not_called()
+        assert getattr(bridge, attribute) is None
+
+    def test_shutdown_joins_all_live_threads(self, bridge: EventBridge) -> None:
+        threads = [thread_mock(alive=True) for _ in range(3)]
+        (
+            bridge._subscriber_thread,
+            bridge._processor_thread,
+            bridge._forwarder_thread,
+        ) = threads
+        bridge.shutdown()
+        for thread in threads:
+            thread.join.assert_called_once_with(timeout=5.0)
+
+    def test_shutdown_warns_about_events_not_forwarded(
+        self, make_bridge: Any, caplog_bridge: Any
+    ) -> None:
+        bridge = make_bridge(connect=False)
+        bridge.add_event("a", {})
+        bridge.add_event("b", {})
+        bridge.shutdown()
+        assert logged(caplog_bridge, logging.WARNING) == [
+            "2 events were not forwarded to Redis"
+        ]
+
+    @pytest.mark.parametrize(
+        "with_manager, held", [(True, 1), (False, 0)], ids=["manager", "nothing-held"]
+    )
+    def test_shutdown_no_forwarding_warning_otherwise(
+        self, make_bridge: Any, caplog_bridge: Any, with_manager: bool, held: int
+    ) -> None:
+        bridge = make_bridge(connect=False)
+        if with_manager:
+            bridge._websocket_manager = MagicMock()
+        for _ in range(held):
+            bridge.add_event("a", {})
+        bridge.shutdown()
+        assert logged(caplog_bridge, logging.WARNING) == []
+
+
+class TestStatus:
+    """EventBridge.status."""
+
+    @pytest.mark.parametrize(
+        "connected, mode", [(True, "redis"), (False, "local")], ids=["redis", "local"]
+    )
+    def test_status_reports_mode(
+        self, bridge: EventBridge, connected: bool, mode: str
+    ) -> None:
+        if not connected:
+            bridge._redis_client = None
+        assert bridge.status()["mode"] == mode
+
+    def test_status_reports_threads_queue_and_counters(
+        self, make_bridge: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("REDIS_HOST", "cache")
+        monkeypatch.setenv("REDIS_PORT", "6390")
+        monkeypatch.setenv("REDIS_DB", "2")
+        bridge = make_bridge(connect=False, queue_size=1)
+        bridge.add_event("a", {})
+        bridge.add_event("b", {})
+        bridge._subscribed = True
+        bridge._subscriber_thread = thread_mock(alive=True)
+        bridge._processor_thread = thread_mock(alive=False)
+        bridge.subscriber_restarts = 2
+        bridge.published = 3
+        assert bridge.status() == {
+            "mode": "local",
+            "redis": "cache:6390/2",
+            "subscribed": True,
+            "subscriber_alive": True,
+            "processor_alive": False,
+            "forwarder_alive": False,
+            "subscriber_restarts": 2,
+            "local_queue": 1,
+            "local_queue_size": 1,
+            "published": 3,
+            "dropped_events": 1,
+        }
