@@ -254,6 +254,10 @@ class WebSocketManager:
                 if not self.connections:
                     continue
                 self._fan_out(event)
+                # get() does not suspend while events are queued: yield so the
+                # writers drain their outboxes, or a burst longer than an outbox
+                # would evict clients that are keeping up.
+                await asyncio.sleep(0)
             except asyncio.CancelledError:
                 logger.info("Event broadcaster cancelled")
                 break
