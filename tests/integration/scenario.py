@@ -161,15 +161,19 @@ class User:
         within: float = 5.0,
         then_send: Optional[Mapping[str, Any]] = None,
         skip_heartbeats: bool = True,
+        ignore: Optional[Mapping[str, Any]] = None,
     ) -> Message:
         """The next message (heartbeats aside) must match, within ``within`` s.
 
-        ``then_send`` is sent as soon as it has arrived.
+        ``then_send`` is sent as soon as it has arrived; messages matching
+        ``ignore`` are passed over.
         """
         deadline = time.monotonic() + within
         while True:
             message = await self.next_message(max(0.0, deadline - time.monotonic()))
             if skip_heartbeats and is_heartbeat(message) and not is_heartbeat(match):
+                continue
+            if ignore is not None and matches(message, ignore):
                 continue
             if not matches(message, match):
                 raise ScenarioError(
