@@ -62,7 +62,8 @@ def create_app(
             )
         await mgr.start()
         if connect_redis and brg.status()["mode"] == "local":
-            await asyncio.to_thread(brg.connect)
+            if not await asyncio.to_thread(brg.connect):
+                brg.watch_for_redis()
         brg.set_websocket_manager(mgr)
         heartbeat = asyncio.create_task(_heartbeat(mgr, interval)) if interval else None
         logger.info("osism API started; event bridge in %s mode", brg.status()["mode"])

@@ -6,6 +6,7 @@ stops a process from starting.
 """
 
 import logging
+import math
 import os
 from typing import Tuple
 
@@ -36,7 +37,9 @@ def env_float(name: str, default: float, minimum: float = 0.0) -> float:
     try:
         value = float(raw)
     except ValueError:
-        logger.error("%s=%r is not a number; using %s", name, raw, default)
+        value = math.nan
+    if not math.isfinite(value):
+        logger.error("%s=%r is not a finite number; using %s", name, raw, default)
         return default
     if value < minimum:
         logger.error("%s=%s is below %s; using %s", name, value, minimum, default)

@@ -24,6 +24,8 @@ from osism.services.ratelimit import RateLimitedLog
 
 try:
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     REDIS_AVAILABLE = True
 except ImportError:  # pragma: no cover - redis is a runtime requirement
@@ -53,6 +55,7 @@ class EventBridge:
         self._processor_thread: Optional[threading.Thread] = None
         self._subscriber_thread: Optional[threading.Thread] = None
         self._forwarder_thread: Optional[threading.Thread] = None
+        self._watcher_thread: Optional[threading.Thread] = None
         self._redis_lock = threading.RLock()
         self._subscribed = False
         self.dropped_events = 0
@@ -89,6 +92,20 @@ class EventBridge:
             )
             self._forwarder_thread.start()
 
+    def watch_for_redis(self) -> None:
+        """Without Redis: keep looking for it, and subscribe once it answers.
+
+        An API process that started while Redis was down would otherwise stay
+        on its in-process bridge and miss every event of the other processes.
+        """
+        self._shutdown_event.clear()
+        if self._redis_client is not None or _alive(self._watcher_thread):
+            return
+        self._watcher_thread = threading.Thread(
+            target=self._watch_redis, name="osism-redis-watcher", daemon=True
+        )
+        self._watcher_thread.start()
+
     def add_event(self, event_type: str, payload: Any) -> bool:
         """Publish an event; True once it is published or held locally."""
         try:
@@ -122,12 +139,14 @@ class EventBridge:
             self._subscriber_thread,
             self._processor_thread,
             self._forwarder_thread,
+            self._watcher_thread,
         ):
             if thread is not None and thread.is_alive():
                 thread.join(timeout=5.0)
         self._subscriber_thread = None
         self._processor_thread = None
         self._forwarder_thread = None
+        self._watcher_thread = None
         pending = self._event_queue.unfinished_tasks
         if pending and self._websocket_manager is None:
             logger.warning("%d events were not forwarded to Redis", pending)
@@ -140,6 +159,7 @@ class EventBridge:
             "subscriber_alive": _alive(self._subscriber_thread),
             "processor_alive": _alive(self._processor_thread),
             "forwarder_alive": _alive(self._forwarder_thread),
+            "watching_for_redis": _alive(self._watcher_thread),
             "subscriber_restarts": self.subscriber_restarts,
             "local_queue": self._event_queue.qsize(),
             "local_queue_size": self._event_queue.maxsize,
@@ -330,6 +350,21 @@ class EventBridge:
             finally:
                 self._event_queue.task_done()
 
+    def _watch_redis(self) -> None:
+        delay = self.RESTART_MIN_DELAY
+        while not self._shutdown_event.wait(delay):
+            if _redis_answers():
+                self._init_redis()
+                if self._redis_client is not None:
+                    if (
+                        self._websocket_manager is not None
+                        and self._subscriber_thread is None
+                    ):
+                        self._start_redis_subscriber()
+                    logger.info("Redis answers now: events go through it")
+                    return
+            delay = min(delay * 2, settings.SUBSCRIBER_RESTART_MAX_DELAY)
+
     def _forward_events(self) -> None:
         """Publish locally held events, oldest first, whenever Redis is there."""
         pending: Optional[Dict[str, Any]] = None
@@ -420,6 +455,27 @@ def _redis_address() -> Tuple[str, int, int]:
         settings.env_int("REDIS_PORT", 6379, minimum=1),
         settings.env_int("REDIS_DB", 0),
     )
+
+
+def _redis_answers() -> bool:
+    """A quiet, quick check (one try, no retries, no error log) for the watcher."""
+    host, port, db = _redis_address()
+    try:
+        client = redis.Redis(
+            host=host,
+            port=port,
+            db=db,
+            socket_connect_timeout=2,
+            socket_timeout=2,
+            retry=Retry(NoBackoff(), 0),
+        )
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception as exc:
+        logger.debug("Redis at %s:%d/%d does not answer yet: %s", host, port, db, exc)
+        return False
 
 
 def _alive(thread: Optional[threading.Thread]) -> bool:

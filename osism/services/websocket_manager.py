@@ -113,13 +113,14 @@ class WebSocketManager:
     async def start(self) -> None:
         """Bind to the running loop and start the broadcaster (idempotent)."""
         loop = asyncio.get_running_loop()
-        if self.loop is not loop:
+        if self.loop is not None and self.loop is not loop:
             # A queue belongs to the loop that first waits on it: a manager that
             # moves to a new loop (a restarted app) starts with fresh state.
             self.event_queue = asyncio.Queue(maxsize=self.event_queue.maxsize)
             self.connections.clear()
+            self._closing = set()
             self._broadcaster_task = None
-            self.loop = loop
+        self.loop = loop
         self._ensure_broadcaster()
 
     async def stop(self) -> None:

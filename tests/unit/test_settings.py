@@ -104,7 +104,7 @@ class TestEnvFloat:
 
         assert env_float(NAME, 2.5) == expected
 
-    @pytest.mark.parametrize("raw", ["fast", "1,5", "1.2.3"])
+    @pytest.mark.parametrize("raw", ["fast", "1,5", "1.2.3", "nan", "inf", "-inf"])
     def test_bad_value_is_logged_and_replaced_by_default(
         self,
         monkeypatch: pytest.MonkeyPatch,
@@ -115,7 +115,7 @@ class TestEnvFloat:
         monkeypatch.setenv(NAME, raw)
 
         assert env_float(NAME, 2.5) == 2.5
-        assert errors(caplog) == [f"{NAME}={raw!r} is not a number; using 2.5"]
+        assert errors(caplog) == [f"{NAME}={raw!r} is not a finite number; using 2.5"]
 
     def test_below_minimum_is_logged_and_replaced_by_default(
         self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture

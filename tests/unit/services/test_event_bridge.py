@@ -1588,9 +1588,126 @@ class TestStatus:
             "subscriber_alive": True,
             "processor_alive": False,
             "forwarder_alive": False,
+            "watching_for_redis": False,
             "subscriber_restarts": 2,
             "local_queue": 1,
             "local_queue_size": 1,
             "published": 3,
             "dropped_events": 1,
         }
+
+
+class TestWatchForRedis:
+    """EventBridge.watch_for_redis / _watch_redis: an API that started without Redis."""
+
+    MAX_DELAY = 4.0
+
+    @pytest.fixture
+    def answers(self, mocker: Any) -> MagicMock:
+        return mocker.patch("osism.services.event_bridge._redis_answers")
+
+    def test_watch_starts_one_watcher_thread(
+        self, make_bridge: Any, mocker: Any
+    ) -> None:
+        thread_cls = mocker.patch("osism.services.event_bridge.threading.Thread")
+        bridge = make_bridge(connect=False)
+        bridge.watch_for_redis()
+        thread_cls.return_value.is_alive.return_value = True
+        bridge.watch_for_redis()
+        thread_cls.assert_called_once_with(
+            target=bridge._watch_redis, name="osism-redis-watcher", daemon=True
+        )
+        thread_cls.return_value.start.assert_called_once_with()
+        assert bridge.status()["watching_for_redis"] is True
+
+    def test_watch_is_not_needed_with_redis(
+        self, bridge: EventBridge, mocker: Any
+    ) -> None:
+        thread_cls = mocker.patch("osism.services.event_bridge.threading.Thread")
+        bridge.watch_for_redis()
+        thread_cls.assert_not_called()
+
+    def test_watcher_backs_off_while_redis_is_silent(
+        self,
+        make_bridge: Any,
+        stop_event: Any,
+        answers: MagicMock,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setattr(settings, "SUBSCRIBER_RESTART_MAX_DELAY", self.MAX_DELAY)
+        bridge = make_bridge(connect=False)
+        event = stop_event(bridge, stop_on_wait=5)
+        answers.return_value = False
+        bridge._watch_redis()
+        assert event.waits == [1.0, 2.0, 4.0, 4.0, 4.0]
+        assert answers.call_count == 4
+        assert bridge._redis_client is None
+
+    def test_watcher_connects_and_subscribes_once_redis_answers(
+        self, make_bridge: Any, stop_event: Any, answers: MagicMock, mocker: Any
+    ) -> None:
+        bridge = make_bridge(connect=False)
+        bridge._websocket_manager = MagicMock()
+        start = mocker.patch.object(bridge, "_start_redis_subscriber")
+        event = stop_event(bridge)
+        answers.side_effect = [False, True]
+        bridge._watch_redis()
+        assert event.waits == [1.0, 2.0]
+        assert bridge._redis_client is not None
+        start.assert_called_once_with()
+
+    def test_watcher_keeps_watching_when_connect_fails_after_the_probe(
+        self, make_bridge: Any, stop_event: Any, answers: MagicMock, mocker: Any
+    ) -> None:
+        bridge = make_bridge(connect=False)
+        init = mocker.patch.object(bridge, "_init_redis")
+        event = stop_event(bridge, stop_on_wait=2)
+        answers.return_value = True
+        bridge._watch_redis()
+        assert init.call_count == 1
+        assert event.waits == [1.0, 2.0]
+
+    def test_watcher_does_not_subscribe_without_a_manager(
+        self, make_bridge: Any, stop_event: Any, answers: MagicMock, mocker: Any
+    ) -> None:
+        bridge = make_bridge(connect=False)
+        start = mocker.patch.object(bridge, "_start_redis_subscriber")
+        stop_event(bridge)
+        answers.return_value = True
+        bridge._watch_redis()
+        assert bridge._redis_client is not None
+        start.assert_not_called()
+
+    def test_shutdown_joins_the_watcher(self, make_bridge: Any) -> None:
+        bridge = make_bridge(connect=False)
+        watcher = thread_mock(alive=True)
+        bridge._watcher_thread = watcher
+        bridge.shutdown()
+        watcher.join.assert_called_once_with(timeout=5.0)
+        assert bridge._watcher_thread is None
+
+
+class TestRedisAnswers:
+    """_redis_answers: the watcher's quiet probe."""
+
+    def test_redis_answers_true_on_ping_and_closes_its_client(
+        self, redis_cls: MagicMock
+    ) -> None:
+        from osism.services.event_bridge import _redis_answers
+
+        redis_cls.return_value.ping.return_value = True
+        assert _redis_answers() is True
+        kwargs = redis_cls.call_args.kwargs
+        assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("redis", 6379, 0)
+        assert kwargs["retry"].get_retries() == 0
+        redis_cls.return_value.close.assert_called_once_with()
+
+    def test_redis_answers_false_without_error_log(
+        self, redis_cls: MagicMock, caplog_bridge: Any
+    ) -> None:
+        from osism.services.event_bridge import _redis_answers
+
+        redis_cls.return_value.ping.side_effect = ConnectionError("refused")
+        assert _redis_answers() is False
+        assert logged(caplog_bridge, logging.ERROR) == []
+        assert logged(caplog_bridge, logging.WARNING) == []
