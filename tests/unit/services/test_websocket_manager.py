@@ -13,7 +13,7 @@ import logging
 import uuid
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Sequence
-from unittest.mock import MagicMock
+from unittest.mock import MagicMock, patch
 
 import pytest
 from fastapi import WebSocketDisconnect
@@ -1304,6 +1304,19 @@ class TestStart:
             assert manager._broadcaster_task is task
             assert manager.event_queue is queue
             assert queue.qsize() == 1
+
+    @pytest.mark.asyncio
+    async def test_first_start_keeps_events_queued_before_it(self) -> None:
+        async with fresh_manager() as manager:
+            queue = manager.event_queue
+            event = make_event()
+            manager.enqueue(event)
+
+            with patch.object(manager, "_ensure_broadcaster"):
+                await manager.start()
+
+            assert manager.event_queue is queue
+            assert queue.get_nowait() is event
 
     @pytest.mark.asyncio
     async def test_start_on_a_different_loop_starts_with_a_fresh_queue(
