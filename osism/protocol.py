@@ -46,6 +46,9 @@ def parse_client_message(text: Union[str, bytes, None]) -> ParseResult:
         data = json.loads(text)
     except ValueError:
         return None, "message is not valid JSON"
+    except RecursionError:
+        # A few KB of "[[[[..." is deeper than the decoder may recurse.
+        return None, "message is nested too deeply"
     if not isinstance(data, dict):
         return None, "message must be a JSON object"
     action = data.get("action")
