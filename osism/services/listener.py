@@ -541,6 +541,11 @@ def run(
         from osism.services.event_bridge import event_bridge
 
         bridge = event_bridge
+    amqp_logger = logging.getLogger("amqp")
+    if amqp_logger.level == logging.NOTSET:
+        # py-amqp logs every heartbeat tick at DEBUG, once a second; keep
+        # --log-level debug about our messages unless amqp's level was set.
+        amqp_logger.setLevel(logging.INFO)
     logger.info("Listener starting\n%s", config.describe())
     bridge.connect()
     bridge.start_forwarding()

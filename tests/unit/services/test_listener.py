@@ -931,6 +931,22 @@ class TestRun:
             listener_module.run(ironic_only(), bridge)
         assert bridge.calls[-1] == "shutdown"
 
+    @pytest.mark.parametrize(
+        "configured, expected", [(logging.NOTSET, logging.INFO), (5, 5)]
+    )
+    def test_amqp_heartbeat_chatter_is_kept_out_of_debug_unless_configured(
+        self,
+        threads: List[InlineThread],
+        monkeypatch: pytest.MonkeyPatch,
+        configured: int,
+        expected: int,
+    ) -> None:
+        amqp_logger = logging.getLogger("amqp")
+        monkeypatch.setattr(amqp_logger, "level", configured)
+        self.serve_as(monkeypatch, lambda listener: listener.stop())
+        assert listener_module.run(ironic_only(), FakeBridge()) == 0
+        assert amqp_logger.level == expected
+
     def test_defaults_to_the_environment_and_the_process_bridge(
         self, threads: List[InlineThread], monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -991,3 +1007,75 @@ class TestCommandLine:
         monkeypatch.setattr(listener_module, "run", run)
         assert cli.main(["listener"]) == 0
         assert calls == [None]
+
+
+class FakeRedis:
+    """A Redis client that is down, or up with a number of subscribers."""
+
+    def __init__(self) -> None:
+        self.down = True
+        self.subscribers = 0
+        self.received: List[str] = []
+
+    def ping(self) -> bool:
+        if self.down:
+            raise ConnectionError("Connection refused")
+        return True
+
+    def publish(self, channel: str, message: str) -> int:
+        if self.down:
+            raise ConnectionError("Connection refused")
+        if self.subscribers:
+            self.received.append(json.loads(message)["event_type"])
+        return self.subscribers
+
+
+class TestEventsHeldWhileRedisIsDown:
+    """The listener with a real bridge (no threads: the forwarder's step is
+    called directly): what arrives during an outage is acked once held, and
+    published oldest first once Redis is back and an API process listens."""
+
+    @pytest.fixture
+    def redis(self, monkeypatch: pytest.MonkeyPatch) -> FakeRedis:
+        from osism.services import event_bridge
+
+        fake = FakeRedis()
+        monkeypatch.setattr(event_bridge.redis, "Redis", lambda **kwargs: fake)
+        return fake
+
+    def test_held_events_are_acked_then_forwarded_oldest_first_once_heard(
+        self, redis: FakeRedis
+    ) -> None:
+        from osism.services.event_bridge import EventBridge
+
+        bridge = EventBridge(connect=False, queue_size=10)
+        assert bridge.connect() is False
+        listener, _ = make_listener(FakeBridge(), ironic_only())
+        listener.bridge = bridge
+        messages = [
+            FakeMessage(envelope({"event_type": f"e{i}", "payload": {}}))
+            for i in range(3)
+        ]
+        for message in messages:
+            listener.on_message(message)
+        assert [m.outcome for m in messages] == ["ack"] * 3
+        assert bridge.status()["local_queue"] == 3
+
+        def forward_next() -> bool:
+            event = bridge._event_queue.queue[0]
+            if not bridge._forward(event):
+                return False
+            bridge._event_queue.get_nowait()
+            bridge._event_queue.task_done()
+            return True
+
+        assert forward_next() is False  # Redis still down
+        redis.down = False
+        # Redis is back, but no API process has subscribed again yet: a
+        # publish now would reach nobody, so the event stays held.
+        assert forward_next() is False
+        assert (bridge.published, bridge.status()["local_queue"]) == (0, 3)
+        redis.subscribers = 1
+        assert [forward_next() for _ in range(3)] == [True] * 3
+        assert redis.received == ["e0", "e1", "e2"]
+        assert bridge.published == 3
