@@ -392,29 +392,32 @@ class EventBridge:
             if client is None:
                 return False
         event_type = str(event.get("event_type"))
-        # Redis keeps no pub/sub message for later: a held event published
-        # before any API process has (re)subscribed would be lost, so it is
-        # held until one is there to receive it.
-        if self._publish(client, json.dumps(event), event_type, hold_unheard=True):
-            return True
-        self._redis_client = None
-        return False
-
-    def _publish(
-        self, client: Any, message: str, event_type: str, hold_unheard: bool = False
-    ) -> bool:
         try:
-            receivers = client.publish(CHANNEL, message)
+            receivers = client.publish(CHANNEL, json.dumps(event))
         except Exception as exc:
             logger.warning("Publishing %s to Redis failed: %s", event_type, exc)
+            self._redis_client = None
             return False
-        if hold_unheard and receivers == 0:
+        if receivers == 0:
+            # Redis keeps no pub/sub message for later: published before an
+            # API process has (re)subscribed, it reached nobody. Nobody got
+            # it, so publishing it again later duplicates nothing.
             self._no_subscriber_log.warning(
                 "No Redis subscribers on %s yet: holding %s until an API "
                 "process subscribes",
                 CHANNEL,
                 event_type,
             )
+            return False
+        self.published += 1
+        logger.debug("Forwarded %s to %s subscribers", event_type, receivers)
+        return True
+
+    def _publish(self, client: Any, message: str, event_type: str) -> bool:
+        try:
+            receivers = client.publish(CHANNEL, message)
+        except Exception as exc:
+            logger.warning("Publishing %s to Redis failed: %s", event_type, exc)
             return False
         self.published += 1
         if receivers > 0:
