@@ -57,6 +57,9 @@ class EventBridge:
         self._forwarder_thread: Optional[threading.Thread] = None
         self._watcher_thread: Optional[threading.Thread] = None
         self._redis_lock = threading.RLock()
+        # shutdown() closes the subscriber while its thread may be closing it
+        # too; redis-py's PubSub.close() is not safe to run twice at once.
+        self._close_lock = threading.Lock()
         self._subscribed = False
         self.dropped_events = 0
         self.published = 0
@@ -132,7 +135,8 @@ class EventBridge:
         subscriber = self._redis_subscriber
         if subscriber is not None:
             try:
-                subscriber.close()
+                with self._close_lock:
+                    subscriber.close()
             except Exception as exc:
                 logger.error("Error closing Redis subscriber: %s", exc)
         for thread in (
@@ -206,7 +210,8 @@ class EventBridge:
         subscriber, self._redis_subscriber = self._redis_subscriber, None
         if subscriber is not None:
             try:
-                subscriber.close()
+                with self._close_lock:
+                    subscriber.close()
             except Exception as exc:
                 logger.debug("Closing the old Redis subscriber failed: %s", exc)
 
@@ -291,7 +296,8 @@ class EventBridge:
             subscriber = self._redis_subscriber
             if subscriber is not None:
                 try:
-                    subscriber.close()
+                    with self._close_lock:
+                        subscriber.close()
                 except Exception as exc:
                     logger.debug("Closing Redis subscriber failed: %s", exc)
 
