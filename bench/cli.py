@@ -1,0 +1,283 @@
+"""``python -m bench``: the scenarios, the options, and the exit status."""
+
+import argparse
+import json
+import os
+import platform
+import re
+import signal
+import sys
+import time
+from typing import Any, List, Optional
+
+import psutil
+
+from bench.procs import Managed, StartError, start_redis
+from bench.report import render
+from bench.run import Result, Scenario, run
+
+
+def scenarios(args: argparse.Namespace) -> List[Scenario]:
+    quick = args.quick
+    full = dict(duration=args.duration or (1.5 if quick else 8.0))
+    full["warmup"] = 0.5 if quick else 2.0
+    rated = dict(duration=args.duration or (2.0 if quick else 10.0))
+    rated["warmup"] = 0.5 if quick else 1.0
+    procs = args.client_procs
+    stall = args.stall_seconds or (8.0 if quick else 60.0)
+    # A short run gives the stalled client a small receive buffer, so that its
+    # outbox overflows within seconds; the full run leaves the OS default.
+    rcvbuf = 32768 if quick else 0
+    naive_stall = min(stall, 6.0 if quick else 20.0)
+    deflate_on = {"WEBSOCKET_DEFLATE": "1"}
+    out: List[Scenario] = []
+    for n in (1, 10, 100, 500):
+        p = 1 if n == 1 else procs
+        out.append(
+            Scenario(f"full-{n}", "osism", n, procs=p, baseline=f"naive-{n}", **full)
+        )
+        out.append(Scenario(f"naive-{n}", "naive", n, procs=p, **full))
+    out += [
+        Scenario(
+            "rate-100x500",
+            "osism",
+            100,
+            500,
+            procs=procs,
+            baseline="naive-100x500",
+            **rated,
+        ),
+        Scenario("naive-100x500", "naive", 100, 500, procs=procs, **rated),
+        Scenario("rate-100x20", "osism", 100, 20, procs=procs, **rated),
+        Scenario("rate-500x20", "osism", 500, 20, procs=procs, **rated),
+        Scenario(
+            "filter-100",
+            "osism",
+            100,
+            filtered=True,
+            procs=procs,
+            note="1/10 each",
+            **full,
+        ),
+        Scenario(
+            "filter-100x500",
+            "osism",
+            100,
+            500,
+            filtered=True,
+            procs=procs,
+            note="1/10 each",
+            **rated,
+        ),
+        Scenario(
+            "deflate-100",
+            "osism",
+            100,
+            env=deflate_on,
+            procs=procs,
+            baseline="full-100",
+            note="WEBSOCKET_DEFLATE=1",
+            **full,
+        ),
+        Scenario(
+            "workers2-100",
+            "osism",
+            100,
+            workers=2,
+            procs=procs,
+            baseline="full-100",
+            note="--workers 2",
+            **full,
+        ),
+        Scenario(
+            "workers2-500",
+            "osism",
+            500,
+            workers=2,
+            procs=procs,
+            baseline="full-500",
+            note="--workers 2",
+            **full,
+        ),
+        Scenario(
+            "stall-50x300",
+            "osism",
+            50,
+            300,
+            stalled=1,
+            procs=procs,
+            stalled_rcvbuf=rcvbuf,
+            baseline="naive-stall",
+            duration=stall,
+            warmup=1.0,
+            note="1 never reads",
+        ),
+        Scenario(
+            "naive-stall",
+            "naive",
+            50,
+            300,
+            stalled=1,
+            procs=procs,
+            stalled_rcvbuf=rcvbuf,
+            duration=naive_stall,
+            warmup=1.0,
+            note="1 never reads",
+        ),
+    ]
+    if args.profile:
+        os.makedirs(args.profile, exist_ok=True)
+    if args.only:
+        pattern = re.compile(args.only)
+        out = [s for s in out if pattern.search(s.name)]
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Fan-out benchmark of osism api against a naive broadcaster.",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="short smoke run (< 2 min)"
+    )
+    parser.add_argument("--duration", type=float, help="seconds measured per scenario")
+    parser.add_argument(
+        "--stall-seconds",
+        type=float,
+        help="length of the stalled-client scenario (default 60)",
+    )
+    parser.add_argument(
+        "--only", help="run the scenarios whose name matches this regex"
+    )
+    parser.add_argument(
+        "--client-procs", type=int, default=2, help="client processes (default 2)"
+    )
+    parser.add_argument(
+        "--client-impl",
+        choices=["sansio", "asyncio"],
+        default="sansio",
+        help="client implementation (default sansio)",
+    )
+    parser.add_argument(
+        "--inflight",
+        type=int,
+        default=5000,
+        help="full speed: deliveries in flight, published but not yet received "
+        "(default 5000)",
+    )
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="run each one-worker server under pyinstrument, reports in DIR",
+    )
+    parser.add_argument(
+        "--list", action="store_true", help="list the scenarios and exit"
+    )
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    plan = scenarios(args)
+    if args.list:
+        for scenario in plan:
+            print(scenario.name)
+        return 0
+    if not plan:
+        print("no scenario matches --only", file=sys.stderr)
+        return 2
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    redis_proc: Optional[Managed] = None
+    results: List[Result] = []
+    failed: List[str] = []
+    started = time.monotonic()
+    try:
+        redis_proc, redis_port = start_redis()
+        for scenario in plan:
+            print(
+                f"-- {scenario.name}: {_describe(scenario)}",
+                file=sys.stderr,
+                flush=True,
+            )
+            try:
+                results.append(
+                    run(
+                        scenario,
+                        redis_port,
+                        args.client_impl,
+                        args.profile,
+                        args.inflight,
+                    )
+                )
+            except StartError as exc:
+                print(f"   failed to start: {exc}", file=sys.stderr, flush=True)
+                failed.append(scenario.name)
+    except StartError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench: interrupted; everything it started is stopped", file=sys.stderr)
+        return 130
+    finally:
+        if redis_proc is not None:
+            redis_proc.stop()
+        signal.signal(signal.SIGTERM, previous)
+    elapsed = time.monotonic() - started
+    print(render(results, _machine(), elapsed, args.client_impl))
+    if args.json:
+        _write_json(args.json, results)
+    if failed:
+        print(f"bench: did not start: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _describe(scenario: Scenario) -> str:
+    rate = "full speed" if scenario.rate is None else f"{scenario.rate:g} events/s"
+    extra = f", {scenario.note}" if scenario.note else ""
+    return f"{scenario.server}, {scenario.clients} clients, {rate}{extra}"
+
+
+def _machine() -> str:
+    freq = psutil.cpu_freq()
+    mhz = f" @ {freq.current:.0f} MHz" if freq else ""
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    memory = psutil.virtual_memory().total / 2**30
+    return (
+        f"{platform.system()} {platform.release()}, {model or platform.machine()}"
+        f"{mhz}, {os.cpu_count()} cores, {memory:.0f} GiB, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def _write_json(path: str, results: List[Result]) -> None:
+    rows = []
+    for result in results:
+        row = dict(result.__dict__)
+        row["scenario"] = dict(result.scenario.__dict__)
+        row.update(
+            deliveries_per_s=result.deliveries_per_s,
+            events_per_s=result.events_per_s,
+            cpu_us_per_event=result.cpu_us_per_event,
+            cpu_us_per_delivery=result.cpu_us_per_delivery,
+            server_cpu_pct=result.server_cpu_pct,
+            client_cpu_pct=result.client_cpu_pct,
+            rss_per_idle_kb=result.rss_per_idle_kb,
+        )
+        rows.append(row)
+    with open(path, "w") as handle:
+        json.dump(rows, handle, indent=1, default=str)

@@ -1,0 +1,449 @@
+"""WebSocket clients, run in processes of their own.
+
+Each client process connects its share of the clients with the ``websockets``
+library, offering permessage-deflate as browsers (and ``websockets.connect``)
+do by default. The default implementation drives the library's sans-I/O
+``ClientProtocol`` from a plain asyncio protocol (the same handshake, frame
+parser and decompressor as ``websockets.connect``, without a future per
+message), so that one client process can take more messages per second
+than the server sends; ``--client-impl asyncio`` uses ``websockets.connect``.
+
+Per client it checks sequence numbers (lost, duplicated, not matching its
+filter) and records the latency from the publish time carried in the event.
+The parent reads two live figures from shared memory (messages received, and
+the lowest sequence number every client has reached, which the full-speed
+publisher uses as its window) and gets the rest through a pipe at the end.
+"""
+
+import asyncio
+import json
+import socket
+import time
+from array import array
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any, Dict, List, Optional, cast
+
+from websockets.client import ClientProtocol
+from websockets.extensions.permessage_deflate import enable_client_permessage_deflate
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+from websockets.uri import parse_uri
+
+from bench.events import EVENT_TYPES, filters_for
+
+# Slots of the shared array of one client process.
+DELIVERED, ACKED, READY = 0, 1, 2
+SHARED_SLOTS = 3
+
+SEQ = b'"seq":'
+SENT = b'"sent":'
+
+
+@dataclass
+class ClientSpec:
+    """One client: ``kind`` None gets every event, k gets 1/10 of them."""
+
+    kind: Optional[int] = None
+    stalled: bool = False
+
+
+@dataclass
+class ProcConfig:
+    url: str
+    specs: List[ClientSpec]
+    deflate: bool = True
+    impl: str = "sansio"
+    set_filters: bool = True
+    stalled_rcvbuf: int = 0
+    connect_timeout: float = 30.0
+
+
+@dataclass
+class Tally:
+    """What one client process saw, summed over its clients."""
+
+    delivered: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    mismatched: int = 0
+    other: int = 0
+    closed_early: Dict[int, int] = field(default_factory=dict)
+    stalled_close: List[Optional[int]] = field(default_factory=list)
+    stalled_bytes: List[int] = field(default_factory=list)
+    deflate_negotiated: int = 0
+
+
+class Client:
+    """Sequence and latency bookkeeping of one connection."""
+
+    def __init__(self, proc: "ClientProcess", spec: ClientSpec) -> None:
+        self.proc = proc
+        self.spec = spec
+        self.stride = 1 if spec.kind is None else len(EVENT_TYPES)
+        self.offset = 0 if spec.kind is None else spec.kind
+        self.last = self.offset - self.stride
+        self.lost = 0
+        self.duplicated = 0
+        self.mismatched = 0
+        self.close_code: Optional[int] = None
+        self.filters_ack: Optional["asyncio.Future[None]"] = None
+        self.received_bytes = 0
+        self.connection: Any = None
+
+    def on_text(self, data: bytes, now: float) -> None:
+        i = data.find(SEQ)
+        if i < 0:
+            self._on_other(data)
+            return
+        j = data.find(b",", i)
+        seq = int(data[i + 6 : j])
+        k = data.find(SENT, j)
+        sent = float(data[k + 7 : data.find(b",", k)])
+        last = self.last
+        if seq <= last:
+            self.duplicated += 1
+            return
+        if (seq - self.offset) % self.stride:
+            self.mismatched += 1
+            return
+        if seq != last + self.stride:
+            self.lost += (seq - last) // self.stride - 1
+        self.last = seq
+        if self.spec.stalled:
+            return
+        proc = self.proc
+        proc.shared[DELIVERED] += 1
+        proc.latencies.append(now - sent)
+        proc.seqs.append(seq)
+
+    def _on_other(self, data: bytes) -> None:
+        self.proc.tally.other += 1
+        if b"filter_update" in data and self.filters_ack is not None:
+            if not self.filters_ack.done():
+                self.filters_ack.set_result(None)
+        elif b'"type": "error"' in data and self.filters_ack is not None:
+            if not self.filters_ack.done():
+                message = data.decode("utf-8", "replace")
+                self.filters_ack.set_exception(RuntimeError(message))
+
+    def expected_last(self, published: int) -> int:
+        """The highest sequence number below ``published`` meant for this client."""
+        if published <= self.offset:
+            return self.offset - self.stride
+        return (
+            self.offset + ((published - 1 - self.offset) // self.stride) * self.stride
+        )
+
+
+class SansioClient(asyncio.Protocol):
+    """A ``websockets`` ClientProtocol on a plain asyncio transport."""
+
+    def __init__(self, client: Client, url: str, deflate: bool) -> None:
+        loop = asyncio.get_running_loop()
+        extensions = enable_client_permessage_deflate(None) if deflate else None
+        self.client = client
+        self.ws = ClientProtocol(parse_uri(url), extensions=extensions, max_size=None)
+        self.transport: Optional[asyncio.Transport] = None
+        self.opened: "asyncio.Future[None]" = loop.create_future()
+        self.closed: "asyncio.Future[None]" = loop.create_future()
+        self.partial: List[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.ws.send_request(self.ws.connect())
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        ws = self.ws
+        ws.receive_data(data)
+        now = time.time()
+        client = self.client
+        client.received_bytes += len(data)
+        for event in ws.events_received():
+            if type(event) is Frame:
+                opcode = event.opcode
+                if opcode is Opcode.TEXT:
+                    if event.fin:
+                        client.on_text(event.data, now)
+                    else:
+                        self.partial = [event.data]
+                elif opcode is Opcode.CONT:
+                    self.partial.append(event.data)
+                    if event.fin:
+                        client.on_text(b"".join(self.partial), now)
+                        self.partial = []
+                elif opcode is Opcode.CLOSE and ws.close_rcvd is not None:
+                    client.close_code = ws.close_rcvd.code
+            elif isinstance(event, Response):
+                if ws.handshake_exc is not None:
+                    self._fail(ws.handshake_exc)
+                elif not self.opened.done():
+                    self.opened.set_result(None)
+        self._flush()
+        if ws.close_expected() and self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        if self.client.close_code is None:
+            close = self.ws.close_rcvd
+            self.client.close_code = close.code if close is not None else 1006
+        self._fail(ConnectionError("connection closed during the handshake"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def send_text(self, text: str) -> None:
+        self.ws.send_text(text.encode())
+        self._flush()
+
+    def negotiated_deflate(self) -> bool:
+        return any(ext.name == "permessage-deflate" for ext in self.ws.extensions)
+
+    def _flush(self) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        for chunk in self.ws.data_to_send():
+            if chunk:
+                transport.write(chunk)
+
+    def _fail(self, exc: BaseException) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(exc)
+
+
+class ClientProcess:
+    """All the clients of one process, and the commands from the parent."""
+
+    def __init__(self, config: ProcConfig, shared: Any, conn: Connection) -> None:
+        self.config = config
+        self.shared = shared
+        self.conn = conn
+        self.tally = Tally()
+        self.latencies = array("d")
+        self.seqs = array("q")
+        self.clients: List[Client] = []
+        self.sansio: List[SansioClient] = []
+        self.tasks: List["asyncio.Task[Any]"] = []
+        self.asyncio_conns: List[Any] = []
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(self._connect_all(), self.config.connect_timeout)
+        except BaseException as exc:
+            self.conn.send(("error", f"{type(exc).__name__}: {exc}"))
+            return
+        self.shared[READY] = 1
+        self.conn.send(("ready", {"deflate_negotiated": self.tally.deflate_negotiated}))
+        acker = asyncio.create_task(self._ack_loop())
+        command = await loop.run_in_executor(None, self.conn.recv)
+        acker.cancel()
+        published, low, high, drain = command[1:]
+        await self._drain(published, drain)
+        self.conn.send(("result", self._result(published, low, high)))
+
+    async def _connect_all(self) -> None:
+        limit = asyncio.Semaphore(50)
+        specs = self.config.specs
+
+        async def one(spec: ClientSpec) -> None:
+            async with limit:
+                await self._connect(spec)
+
+        await asyncio.gather(*(one(spec) for spec in specs))
+
+    async def _connect(self, spec: ClientSpec) -> None:
+        client = Client(self, spec)
+        self.clients.append(client)
+        if self.config.impl == "asyncio":
+            await self._connect_asyncio(client)
+            return
+        loop = asyncio.get_running_loop()
+        uri = parse_uri(self.config.url)
+        protocol = SansioClient(client, self.config.url, self.config.deflate)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        if spec.stalled and self.config.stalled_rcvbuf:
+            # A small receive buffer makes the stall show within seconds.
+            sock.setsockopt(
+                socket.SOL_SOCKET, socket.SO_RCVBUF, self.config.stalled_rcvbuf
+            )
+        try:
+            await loop.sock_connect(sock, (uri.host, uri.port))
+        except BaseException:
+            sock.close()
+            raise
+        await loop.create_connection(lambda: protocol, sock=sock)
+        await protocol.opened
+        self.sansio.append(protocol)
+        if protocol.negotiated_deflate():
+            self.tally.deflate_negotiated += 1
+        await self._set_filters(client, protocol.send_text)
+        if spec.stalled and protocol.transport is not None:
+            protocol.transport.pause_reading()
+
+    async def _set_filters(self, client: Client, send: Any) -> None:
+        if client.spec.kind is None or not self.config.set_filters:
+            return
+        event_filters, service_filters = filters_for(client.spec.kind)
+        client.filters_ack = asyncio.get_running_loop().create_future()
+        result = send(
+            json.dumps(
+                {
+                    "action": "set_filters",
+                    "event_filters": event_filters,
+                    "service_filters": service_filters,
+                }
+            )
+        )
+        if asyncio.iscoroutine(result):
+            await result
+        await client.filters_ack
+
+    async def _connect_asyncio(self, client: Client) -> None:
+        from websockets.asyncio.client import connect
+
+        ws = await connect(self.config.url, max_size=None)
+        self.asyncio_conns.append(ws)
+        client.connection = ws
+        extensions = getattr(ws.protocol, "extensions", [])
+        if any(ext.name == "permessage-deflate" for ext in extensions):
+            self.tally.deflate_negotiated += 1
+        reader = None if client.spec.stalled else self._read_asyncio(client, ws)
+        if client.spec.kind is not None and self.config.set_filters:
+            # Replies arrive through the reader; a stalled client reads them here.
+            if reader is None:
+                await self._set_filters_stalled_asyncio(client, ws)
+            else:
+                self.tasks.append(asyncio.create_task(reader))
+                await self._set_filters(client, ws.send)
+                return
+        if reader is not None:
+            self.tasks.append(asyncio.create_task(reader))
+
+    async def _set_filters_stalled_asyncio(self, client: Client, ws: Any) -> None:
+        reader = asyncio.create_task(self._read_asyncio(client, ws, until_ack=True))
+        await self._set_filters(client, ws.send)
+        await reader
+
+    async def _read_asyncio(
+        self, client: Client, ws: Any, until_ack: bool = False
+    ) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            async for message in ws:
+                data = message.encode() if isinstance(message, str) else message
+                client.received_bytes += len(data)
+                client.on_text(data, time.time())
+                ack = client.filters_ack
+                if until_ack and ack is not None and ack.done():
+                    return
+        except ConnectionClosed:
+            pass
+        if client.close_code is None:
+            client.close_code = ws.close_code
+
+    async def _ack_loop(self) -> None:
+        """Publish the lowest sequence number all live clients have reached."""
+        live = [client for client in self.clients if not client.spec.stalled]
+        while True:
+            if live:
+                self.shared[ACKED] = min(client.last for client in live)
+            await asyncio.sleep(0.001)
+
+    async def _drain(self, published: int, timeout: float) -> None:
+        """Wait until every live client has the last event meant for it."""
+        deadline = time.monotonic() + timeout
+        live = [
+            client
+            for client in self.clients
+            if not client.spec.stalled and client.close_code is None
+        ]
+        while time.monotonic() < deadline:
+            if all(
+                client.last >= client.expected_last(published)
+                or client.close_code is not None
+                for client in live
+            ):
+                break
+            await asyncio.sleep(0.01)
+        stalled = [client for client in self.clients if client.spec.stalled]
+        if not stalled:
+            return
+        # The stalled client reads again, drains what the server queued for it
+        # and reports how the server closed it.
+        before = [client.received_bytes for client in stalled]
+        for protocol in self.sansio:
+            if protocol.client.spec.stalled and protocol.transport is not None:
+                protocol.transport.resume_reading()
+        for client in stalled:
+            if client.connection is not None:
+                reader = self._read_asyncio(client, client.connection)
+                self.tasks.append(asyncio.create_task(reader))
+        deadline = time.monotonic() + max(timeout, 15.0)
+        while time.monotonic() < deadline:
+            if all(client.close_code is not None for client in stalled):
+                break
+            await asyncio.sleep(0.02)
+        for client, start in zip(stalled, before):
+            self.tally.stalled_close.append(client.close_code)
+            self.tally.stalled_bytes.append(client.received_bytes - start)
+
+    def _result(self, published: int, low: int, high: int) -> Dict[str, Any]:
+        tally = self.tally
+        for client in self.clients:
+            if client.spec.stalled:
+                continue
+            missing = max(0, (client.expected_last(published) - client.last))
+            tally.lost += client.lost + missing // client.stride
+            tally.duplicated += client.duplicated
+            tally.mismatched += client.mismatched
+            if client.close_code is not None:
+                code = client.close_code
+                tally.closed_early[code] = tally.closed_early.get(code, 0) + 1
+        tally.delivered = int(self.shared[DELIVERED])
+        window = array("d")
+        for latency, seq in zip(self.latencies, self.seqs):
+            if low <= seq < high:
+                window.append(latency)
+        return {
+            "tally": tally.__dict__,
+            "latencies": window.tobytes(),
+            "clients": len(self.clients),
+        }
+
+    async def close(self) -> None:
+        for protocol in self.sansio:
+            if protocol.transport is not None:
+                protocol.transport.abort()
+        for ws in self.asyncio_conns:
+            try:
+                await asyncio.wait_for(ws.close(), 1.0)
+            except Exception:
+                pass
+        for task in self.tasks:
+            task.cancel()
+
+
+def main(config: ProcConfig, shared: Any, conn: Connection) -> None:
+    """Entry point of a client process."""
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        runner = asyncio.run
+
+    async def amain() -> None:
+        proc = ClientProcess(config, shared, conn)
+        try:
+            await proc.run()
+        finally:
+            await proc.close()
+
+    try:
+        runner(amain())
+    except (KeyboardInterrupt, EOFError, BrokenPipeError):
+        pass
