@@ -1,0 +1,568 @@
+"""The listener against the real RabbitMQ: notifications reach WebSocket clients.
+
+``osism listener`` runs as a subprocess (stopped with SIGTERM, exit 0), bound
+to queues with a name prefix of this test's own, so nothing else on the broker
+consumes from them or is consumed by them; the queues, and exchanges of the
+test's own, are deleted afterwards. Notifications are published with kombu the
+way oslo.messaging sends them: the ``oslo.message`` envelope, JSON, on the
+service's topic exchange with routing key ``<topic>.<priority>``.
+"""
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Set, Tuple
+
+import pytest
+from kombu import Connection, Exchange
+
+from tests.conftest import async_wait_until
+from tests.integration.conftest import SERVERS, ReportFigure, StartApi
+from tests.integration.scenario import connect, event, ironic, nova
+from tests.integration.servers import RedisServer, ServerError, tail
+
+pytestmark = pytest.mark.integration
+
+BROKER_URL = os.environ.get("OSISM_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1//")
+BROKER_MISSING = (
+    "RabbitMQ is not reachable at {url} ({error}): the listener tests need a "
+    "broker; start one or point OSISM_TEST_RABBITMQ_URL at it"
+)
+SERVICES = ("ironic", "nova", "neutron", "cinder", "glance", "keystone")
+DEFAULT_KEYS = {
+    "ironic": "ironic_versioned_notifications.info",
+    "nova": "versioned_notifications.info",
+    "neutron": "notifications.info",
+    "cinder": "notifications.info",
+    "glance": "notifications.info",
+    "keystone": "notifications.info",
+}
+POWER_SET = "baremetal.node.power_set.end"
+PROVISION_SET = "baremetal.node.provision_set.end"
+
+
+def oslo_envelope(event_type: str, payload: Mapping[str, Any]) -> Dict[str, str]:
+    """A versioned notification as oslo.messaging (messagingv2) sends it."""
+    message = {
+        "message_id": str(uuid.uuid4()),
+        "publisher_id": "ironic-conductor.test-host",
+        "event_type": event_type,
+        "priority": "INFO",
+        "payload": dict(payload),
+        "timestamp": "2026-01-01 00:00:00.000000",
+    }
+    return {"oslo.version": "2.0", "oslo.message": json.dumps(message)}
+
+
+class Broker:
+    """The test's view of RabbitMQ: publish, inspect and clean up queues."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.connection = Connection(url, connect_timeout=5)
+        self.queues: List[str] = []
+        self.exchanges: List[str] = []
+
+    def publish(
+        self, exchange: str, routing_key: str, *bodies: Any, raw: bool = False
+    ) -> None:
+        """Publish to a topic exchange (declared like oslo.messaging does)."""
+        target = Exchange(exchange, type="topic", durable=False)
+        producer = self.connection.Producer()
+        for body in bodies:
+            if raw:
+                producer.publish(
+                    body,
+                    exchange=target,
+                    routing_key=routing_key,
+                    content_type="text/plain",
+                    content_encoding="utf-8",
+                )
+            else:
+                producer.publish(
+                    body,
+                    exchange=target,
+                    routing_key=routing_key,
+                    serializer="json",
+                    declare=[target],
+                )
+
+    def queue_state(self, name: str) -> Optional[Tuple[int, int]]:
+        """(ready messages, consumers) of a queue; None if it does not exist."""
+        channel = self.connection.channel()
+        try:
+            _, messages, consumers = channel.queue_declare(name, passive=True)
+            return messages, consumers
+        except self.connection.channel_errors:
+            return None
+        finally:
+            try:
+                channel.close()
+            except Exception:  # the broker closed it after a 404
+                pass
+
+    def cleanup(self) -> None:
+        for name in dict.fromkeys(self.queues):
+            channel = self.connection.channel()
+            try:
+                channel.queue_delete(name)
+            finally:
+                channel.close()
+        for name in self.exchanges:
+            channel = self.connection.channel()
+            try:
+                channel.exchange_delete(name)
+            finally:
+                channel.close()
+        self.connection.release()
+
+
+class ListenerProcess:
+    """``osism listener`` in a subprocess, configured through its environment."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        broker: Broker,
+        redis_port: int,
+        prefix: str,
+        env: Optional[Mapping[str, str]] = None,
+        name: str = "listener",
+    ) -> None:
+        self.name = name
+        self.log_path = workdir / f"{name}.log"
+        self.broker = broker
+        self.prefix = prefix
+        self.env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("REDIS_", "LISTENER_", "RABBITMQ_"))
+        }
+        self.env.update(
+            RABBITMQ_URL=broker.url,
+            REDIS_HOST="127.0.0.1",
+            REDIS_PORT=str(redis_port),
+            LISTENER_QUEUE_PREFIX=prefix,
+            PYTHONUNBUFFERED="1",
+        )
+        self.env.update(env or {})
+        services = self.env.get("LISTENER_SERVICES", ",".join(SERVICES))
+        self.queues = [f"{prefix}-{s.strip()}" for s in services.split(",")]
+        broker.queues.extend(self.queues)
+        self.process: Optional["subprocess.Popen[bytes]"] = None
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Start it; return once it consumes from every one of its queues."""
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "osism.main", "--log-level", "debug"]
+                + ["listener"],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+            )
+        deadline = time.monotonic() + timeout
+        while not all(self.consumed(queue) for queue in self.queues):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop(timeout=5.0)
+                raise ServerError(
+                    f"the listener did not consume from {self.queues} within "
+                    f"{timeout} s; its log ends with:\n{self.log_tail()}"
+                )
+            time.sleep(0.05)
+
+    def consumed(self, queue: str) -> bool:
+        state = self.broker.queue_state(queue)
+        return state is not None and state[1] >= 1
+
+    def stop(self, timeout: float = 20.0) -> Optional[int]:
+        """SIGTERM and wait; the exit status (SIGKILL and an error on a hang)."""
+        process = self.process
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10.0)
+                raise ServerError(f"the listener ignored SIGTERM for {timeout} s")
+        return process.returncode
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def log_tail(self, lines: int = 80) -> str:
+        return tail(self.log_path, lines)
+
+    def count(self, pattern: str) -> int:
+        return len(re.findall(pattern, self.log_text()))
+
+
+class BrokerProxy:
+    """A TCP proxy in front of RabbitMQ: stopping it is, for the listener, the
+    broker going away (connections reset, the port refuses), without touching
+    the broker everyone else uses; it starts again on the same port."""
+
+    def __init__(self, target: Tuple[str, int]) -> None:
+        self.target = target
+        self.port = 0
+        self.server: Optional[asyncio.base_events.Server] = None
+        self.writers: List[asyncio.StreamWriter] = []
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        server, self.server = self.server, None
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+        for writer in self.writers:
+            writer.transport.abort()
+        self.writers.clear()
+
+    async def _handle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(
+                *self.target
+            )
+        except OSError:
+            writer.transport.abort()
+            return
+        self.writers += [writer, upstream_writer]
+        await asyncio.gather(
+            self._pipe(reader, upstream_writer),
+            self._pipe(upstream_reader, writer),
+            return_exceptions=True,
+        )
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.transport.abort()
+
+
+@pytest.fixture
+def broker() -> Iterator[Broker]:
+    """RabbitMQ on loopback; the queues and exchanges a test made are deleted."""
+    broker = Broker(BROKER_URL)
+    try:
+        broker.connection.ensure_connection(max_retries=1)
+    except Exception as exc:
+        pytest.fail(BROKER_MISSING.format(url=BROKER_URL, error=exc), pytrace=False)
+    try:
+        yield broker
+    finally:
+        broker.cleanup()
+
+
+@pytest.fixture
+def start_listener(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    broker: Broker,
+    redis_server: RedisServer,
+) -> Iterator[Any]:
+    """Start ``osism listener`` on the test's Redis; stopped at the end."""
+    started: List[ListenerProcess] = []
+
+    def start(
+        env: Optional[Mapping[str, str]] = None, prefix: Optional[str] = None
+    ) -> ListenerProcess:
+        """A listener; ``prefix`` reuses the queues of an earlier one."""
+        prefix = prefix or f"osism-test-{uuid.uuid4().hex[:10]}"
+        name = f"listener{len(started) + 1}"
+        listener = ListenerProcess(
+            tmp_path, broker, redis_server.port, prefix, env, name
+        )
+        started.append(listener)
+        # Its log is shown with a failing test, like the servers' logs.
+        request.node.stash.setdefault(SERVERS, []).append(listener)
+        listener.start()
+        return listener
+
+    try:
+        yield start
+    finally:
+        for listener in started:
+            listener.stop()
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(90)
+async def test_an_ironic_notification_reaches_the_client_whose_filters_select_it(
+    start_api: StartApi, start_listener: Any, broker: Broker
+) -> None:
+    api = start_api()
+    listener = start_listener()
+    node = f"node-{uuid.uuid4().hex[:8]}"
+    key = DEFAULT_KEYS["ironic"]
+
+    async with connect(api.ws_url, "operator") as operator:
+        await operator.set_filters(event_filters=[POWER_SET], node_filters=[node])
+        # Not selected: another node; another event type; and a message that
+        # is not a notification at all, which the listener rejects and
+        # survives. The selected one comes last: it is the next thing the
+        # client receives, so the others were filtered out (or rejected).
+        await asyncio.to_thread(
+            broker.publish, "ironic", key, oslo_envelope(POWER_SET, ironic("other"))
+        )
+        await asyncio.to_thread(
+            broker.publish, "ironic", key, oslo_envelope(PROVISION_SET, ironic(node))
+        )
+        await asyncio.to_thread(broker.publish, "ironic", key, "{oops", raw=True)
+        await asyncio.to_thread(
+            broker.publish,
+            "ironic",
+            key,
+            oslo_envelope(POWER_SET, ironic(node, uuid="1be26c0b")),
+        )
+        received = await operator.expect(
+            event(
+                POWER_SET,
+                node=node,
+                service_type="baremetal",
+                resource_id="1be26c0b",
+            ),
+            within=15.0,
+        )
+        assert received["data"]["ironic_object.data"]["power_state"] == "power on"
+
+    assert listener.count(r"Rejected a malformed message from exchange ironic") == 1
+    assert listener.stop() == 0
+    assert "Listener stopped" in listener.log_text()
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(90)
+async def test_each_service_default_exchange_and_routing_key_is_consumed(
+    start_api: StartApi, start_listener: Any, broker: Broker
+) -> None:
+    api = start_api()
+    listener = start_listener()
+    host = f"host-{uuid.uuid4().hex[:8]}"
+    payloads = {
+        "ironic": ("baremetal.node.power_set.end", ironic(host)),
+        "nova": ("compute.instance.update", nova(host)),
+        "neutron": ("port.create.end", {"port": {"id": "p1"}, "host": host}),
+        "cinder": ("volume.create.end", {"volume_id": "v1", "host": host}),
+        "glance": ("image.upload", {"id": "i1", "host": host}),
+        "keystone": ("identity.project.created", {"resource_info": "k1"}),
+    }
+    async with connect(api.ws_url, "operator") as operator:
+        event_types = [event_type for event_type, _ in payloads.values()]
+        await operator.set_filters(event_filters=event_types)
+        for service, (event_type, payload) in payloads.items():
+            await asyncio.to_thread(
+                broker.publish,
+                service,
+                DEFAULT_KEYS[service],
+                oslo_envelope(event_type, payload),
+            )
+        seen: Set[str] = set()
+        while seen != set(event_types):
+            message = await operator.expect(
+                {"event_type": lambda value: value in event_types}, within=15.0
+            )
+            seen.add(message["event_type"])
+    assert listener.stop() == 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(150)
+async def test_notifications_arriving_while_redis_is_down_are_all_delivered(
+    start_api: StartApi,
+    start_listener: Any,
+    broker: Broker,
+    redis_server: RedisServer,
+    report_figure: ReportFigure,
+) -> None:
+    count = 50
+    token = uuid.uuid4().hex[:8]
+    exchange = f"osism-test-{token}-ironic"
+    broker.exchanges.append(exchange)
+    key = DEFAULT_KEYS["ironic"]
+    # The API resubscribes quickly once Redis is back; the listener's
+    # forwarder retries at least every second.
+    api = start_api(env={"SUBSCRIBER_RETRY_DELAY": "0.2"})
+    listener = start_listener(
+        env={
+            "LISTENER_SERVICES": "ironic",
+            "LISTENER_IRONIC_EXCHANGE": exchange,
+            "SUBSCRIBER_RESTART_MAX_DELAY": "1",
+        }
+    )
+    queue = listener.queues[0]
+    nodes = [f"outage-{token}-{i:02d}" for i in range(count)]
+
+    async with connect(api.ws_url, "operator") as operator:
+        await operator.set_filters(
+            event_filters=[POWER_SET], node_filters=[f"before-{token}", *nodes]
+        )
+        await asyncio.to_thread(
+            broker.publish,
+            exchange,
+            key,
+            oslo_envelope(POWER_SET, ironic(f"before-{token}")),
+        )
+        await operator.expect(event(POWER_SET, node=f"before-{token}"), within=15.0)
+
+        await asyncio.to_thread(redis_server.stop)
+        down_at = time.monotonic()
+        await asyncio.to_thread(
+            broker.publish,
+            exchange,
+            key,
+            *(oslo_envelope(POWER_SET, ironic(node)) for node in nodes),
+        )
+        # Every one was taken by the bridge (held locally: Redis is down) and
+        # only then acknowledged; none is left in RabbitMQ.
+        await async_wait_until(
+            lambda: listener.count(rf"Acknowledged {POWER_SET} from") == count + 1,
+            timeout=20.0,
+        )
+        assert listener.count(rf"Queued {POWER_SET} locally") == count
+        assert broker.queue_state(queue) == (0, 1)
+        assert not redis_server.running
+
+        await asyncio.to_thread(redis_server.start)
+        back_at = time.monotonic()
+        received = await operator.expect_each(
+            [event(POWER_SET, node=node) for node in nodes], within=60.0
+        )
+        delivered_at = time.monotonic()
+
+    assert [m["node_name"] for m in received] == nodes
+    report_figure("notifications held across the Redis outage", count, "")
+    report_figure("outage to all delivered", round(delivered_at - down_at, 2), "s")
+    report_figure("Redis back to all delivered", round(delivered_at - back_at, 2), "s")
+    assert listener.stop() == 0
+    log = listener.log_text()
+    assert "were not forwarded" not in log
+    assert "dropped" not in log
+    assert api.status()["bridge"]["subscribed"] is True
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(120)
+async def test_the_listener_reconnects_when_the_broker_goes_away_and_loses_nothing(
+    start_api: StartApi, start_listener: Any, broker: Broker
+) -> None:
+    token = uuid.uuid4().hex[:8]
+    exchange = f"osism-test-{token}-ironic"
+    broker.exchanges.append(exchange)
+    key = DEFAULT_KEYS["ironic"]
+    proxy = BrokerProxy(("127.0.0.1", broker.connection.port or 5672))
+    await proxy.start()
+    api = start_api()
+    try:
+        listener = await asyncio.to_thread(
+            start_listener,
+            {
+                "RABBITMQ_URL": f"amqp://guest:guest@127.0.0.1:{proxy.port}//",
+                "LISTENER_SERVICES": "ironic",
+                "LISTENER_IRONIC_EXCHANGE": exchange,
+                "LISTENER_RECONNECT_MAX_DELAY": "2",
+            },
+        )
+        queue = listener.queues[0]
+        nodes = [f"reconnect-{token}-{i:02d}" for i in range(20)]
+        async with connect(api.ws_url, "operator") as operator:
+            await operator.set_filters(
+                event_filters=[POWER_SET], node_filters=[f"first-{token}", *nodes]
+            )
+            await asyncio.to_thread(
+                broker.publish,
+                exchange,
+                key,
+                oslo_envelope(POWER_SET, ironic(f"first-{token}")),
+            )
+            await operator.expect(event(POWER_SET, node=f"first-{token}"), within=15)
+
+            await proxy.stop()
+            await async_wait_until(
+                lambda: (broker.queue_state(queue) or (0, 1))[1] == 0, timeout=15.0
+            )
+            # What arrives meanwhile waits in the durable queue.
+            await asyncio.to_thread(
+                broker.publish,
+                exchange,
+                key,
+                *(oslo_envelope(POWER_SET, ironic(node)) for node in nodes),
+            )
+            await async_wait_until(
+                lambda: (broker.queue_state(queue) or (0, 1))[0] >= len(nodes),
+                timeout=10.0,
+            )
+            # The listener keeps retrying, backing off (capped at 2 s).
+            await async_wait_until(
+                lambda: listener.count("Cannot reach RabbitMQ") >= 2, timeout=15.0
+            )
+            assert listener.process is not None
+            assert listener.process.poll() is None
+
+            await proxy.start()
+            received: List[str] = []
+            while len(received) < len(nodes) + 1 and nodes[-1] not in received:
+                message = await operator.expect(event(POWER_SET), within=30.0)
+                received.append(message["node_name"])
+        # If the first one's ack had not passed the proxy when it stopped, the
+        # broker redelivers it (at least once): it comes again, before the rest.
+        if received[0] == f"first-{token}":
+            received.pop(0)
+        assert received == nodes
+        assert broker.queue_state(queue) == (0, 1)
+        assert await asyncio.to_thread(listener.stop) == 0
+    finally:
+        await proxy.stop()
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(120)
+async def test_notifications_sent_while_the_listener_is_stopped_wait_for_it(
+    start_api: StartApi, start_listener: Any, broker: Broker
+) -> None:
+    token = uuid.uuid4().hex[:8]
+    exchange = f"osism-test-{token}-ironic"
+    broker.exchanges.append(exchange)
+    env = {"LISTENER_SERVICES": "ironic", "LISTENER_IRONIC_EXCHANGE": exchange}
+    api = start_api()
+    first = start_listener(env)
+    assert first.stop() == 0
+    nodes = [f"restart-{token}-{i:02d}" for i in range(10)]
+    async with connect(api.ws_url, "operator") as operator:
+        await operator.set_filters(event_filters=[POWER_SET], node_filters=nodes)
+        await asyncio.to_thread(
+            broker.publish,
+            exchange,
+            DEFAULT_KEYS["ironic"],
+            *(oslo_envelope(POWER_SET, ironic(node)) for node in nodes),
+        )
+        # The queue outlives the listener: the notifications wait in it.
+        await async_wait_until(
+            lambda: broker.queue_state(first.queues[0]) == (len(nodes), 0),
+            timeout=10.0,
+        )
+        second = await asyncio.to_thread(start_listener, env, first.prefix)
+        received = await operator.expect_each(
+            [event(POWER_SET, node=node) for node in nodes], within=30.0
+        )
+    assert [m["node_name"] for m in received] == nodes
+    assert await asyncio.to_thread(second.stop) == 0
