@@ -547,12 +547,13 @@ def run(
         # --log-level debug about our messages unless amqp's level was set.
         amqp_logger.setLevel(logging.INFO)
     logger.info("Listener starting\n%s", config.describe())
-    bridge.connect()
-    bridge.start_forwarding()
     listener = NotificationListener(Connection(config.url), bridge, config)
+    # Installed first, so a stop during the (retrying) Redis connect is clean.
     previous = install_signal_handlers(listener)
     thread = threading.Thread(target=listener.serve, name="osism-listener", daemon=True)
     try:
+        bridge.connect()
+        bridge.start_forwarding()
         thread.start()
         while thread.is_alive() and not listener.wait_stopped(POLL_INTERVAL):
             pass

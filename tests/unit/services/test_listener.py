@@ -876,6 +876,21 @@ class TestRun:
         assert "Listener starting" in caplog.text
         assert "Listener exiting" in caplog.text
 
+    def test_a_signal_while_connecting_to_redis_stops_cleanly(
+        self, threads: List[InlineThread]
+    ) -> None:
+        class SignalledWhileConnecting(FakeBridge):
+            def connect(self) -> bool:
+                super().connect()
+                signal.raise_signal(signal.SIGTERM)
+                return False
+
+        bridge = SignalledWhileConnecting()
+        # serve() is the real one: asked to stop already, it consumes nothing.
+        assert listener_module.run(ironic_only(), bridge) == 0
+        assert bridge.calls == ["connect", "start_forwarding", "shutdown"]
+        assert bridge.events == []
+
     def test_a_consumer_that_ends_on_its_own_exits_one(
         self,
         threads: List[InlineThread],
