@@ -25,9 +25,12 @@ def scenarios(args: argparse.Namespace) -> List[Scenario]:
     rated["warmup"] = 0.5 if quick else 1.0
     procs = args.client_procs
     stall = args.stall_seconds or (8.0 if quick else 60.0)
-    # A short run gives the stalled client a small receive buffer, so that its
-    # outbox overflows within seconds; the full run leaves the OS default.
+    # A short run makes the stall show within seconds: a small receive buffer,
+    # 8 KB events and outboxes of 100, so the kernel's send buffer (MBs on
+    # loopback) and the outbox fill quickly. The full run is as in production.
     rcvbuf = 32768 if quick else 0
+    padding = 8192 if quick else 0
+    stall_env = {"WEBSOCKET_OUTBOX_SIZE": "100"} if quick else {}
     naive_stall = min(stall, 6.0 if quick else 20.0)
     deflate_on = {"WEBSOCKET_DEFLATE": "1"}
     out: List[Scenario] = []
@@ -107,6 +110,8 @@ def scenarios(args: argparse.Namespace) -> List[Scenario]:
             stalled=1,
             procs=procs,
             stalled_rcvbuf=rcvbuf,
+            padding=padding,
+            env=stall_env,
             baseline="naive-stall",
             duration=stall,
             warmup=1.0,
@@ -120,6 +125,7 @@ def scenarios(args: argparse.Namespace) -> List[Scenario]:
             stalled=1,
             procs=procs,
             stalled_rcvbuf=rcvbuf,
+            padding=padding,
             duration=naive_stall,
             warmup=1.0,
             note="1 never reads",

@@ -89,6 +89,7 @@ class Client:
         self.close_code: Optional[int] = None
         self.filters_ack: Optional["asyncio.Future[None]"] = None
         self.received_bytes = 0
+        self.resumed_at = 0
         self.connection: Any = None
 
     def on_text(self, data: bytes, now: float) -> None:
@@ -226,6 +227,7 @@ class ClientProcess:
         self.sansio: List[SansioClient] = []
         self.tasks: List["asyncio.Task[Any]"] = []
         self.asyncio_conns: List[Any] = []
+        self.resumed = False
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -237,7 +239,11 @@ class ClientProcess:
         self.shared[READY] = 1
         self.conn.send(("ready", {"deflate_negotiated": self.tally.deflate_negotiated}))
         acker = asyncio.create_task(self._ack_loop())
-        command = await loop.run_in_executor(None, self.conn.recv)
+        while True:
+            command = await loop.run_in_executor(None, self.conn.recv)
+            if command[0] != "resume":
+                break
+            self._resume_stalled()
         acker.cancel()
         published, low, high, drain = command[1:]
         await self._drain(published, drain)
@@ -372,24 +378,31 @@ class ClientProcess:
         stalled = [client for client in self.clients if client.spec.stalled]
         if not stalled:
             return
-        # The stalled client reads again, drains what the server queued for it
-        # and reports how the server closed it.
-        before = [client.received_bytes for client in stalled]
-        for protocol in self.sansio:
-            if protocol.client.spec.stalled and protocol.transport is not None:
-                protocol.transport.resume_reading()
-        for client in stalled:
-            if client.connection is not None:
-                reader = self._read_asyncio(client, client.connection)
-                self.tasks.append(asyncio.create_task(reader))
+        self._resume_stalled()
         deadline = time.monotonic() + max(timeout, 15.0)
         while time.monotonic() < deadline:
             if all(client.close_code is not None for client in stalled):
                 break
             await asyncio.sleep(0.02)
-        for client, start in zip(stalled, before):
+        for client in stalled:
             self.tally.stalled_close.append(client.close_code)
-            self.tally.stalled_bytes.append(client.received_bytes - start)
+            self.tally.stalled_bytes.append(client.received_bytes - client.resumed_at)
+
+    def _resume_stalled(self) -> None:
+        """The stalled clients read again: what the server still had queued for
+        them, then (if it let them go) the close frame."""
+        if self.resumed:
+            return
+        self.resumed = True
+        for client in self.clients:
+            client.resumed_at = client.received_bytes
+        for protocol in self.sansio:
+            if protocol.client.spec.stalled and protocol.transport is not None:
+                protocol.transport.resume_reading()
+        for client in self.clients:
+            if client.spec.stalled and client.connection is not None:
+                reader = self._read_asyncio(client, client.connection)
+                self.tasks.append(asyncio.create_task(reader))
 
     def _result(self, published: int, low: int, high: int) -> Dict[str, Any]:
         tally = self.tally

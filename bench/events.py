@@ -6,7 +6,9 @@ production. ``seq`` and ``sent`` (the publish time, ``time.time()``) lead the
 payload; the clients read them back from every frame.
 """
 
+import base64
 import json
+import os
 import time
 import uuid
 from typing import Any, Dict, List, Tuple
@@ -55,12 +57,17 @@ def _template(event_type: str, index: int) -> Dict[str, Any]:
     return {_OBJECT_KEYS[service]: data, "priority": "INFO", "publisher_id": service}
 
 
+# Incompressible filler, so that permessage-deflate cannot shrink it away.
+_PADDING = base64.b64encode(os.urandom(49152)).decode()
+
 _TEMPLATES = [_template(event_type, i) for i, event_type in enumerate(EVENT_TYPES)]
 
 
-def message(seq: int) -> str:
+def message(seq: int, padding: int = 0) -> str:
     """The JSON text the listener would publish for event number ``seq``."""
     kind = seq % len(EVENT_TYPES)
     payload: Dict[str, Any] = {"seq": seq, "sent": time.time()}
     payload.update(_TEMPLATES[kind])
+    if padding:
+        payload["padding"] = _PADDING[:padding]
     return json.dumps({"event_type": EVENT_TYPES[kind], "payload": payload})

@@ -127,10 +127,18 @@ def notes(results: List[Result]) -> List[str]:
             growth = (result.server_rss_end - result.server_rss_warm) / 2**20
             peak = (result.server_rss_peak - result.server_rss_warm) / 2**20
             codes = ", ".join(str(c) for c in result.stalled_close)
+            if result.evicted_after is not None:
+                when = (
+                    f"closed by the server {result.evicted_after:.1f} s in, "
+                    "then read again"
+                )
+            else:
+                when = "never closed by the server; read again at the end"
             bits.append(
-                f"stalled client: close code seen after it read again: {codes or '-'}"
+                f"stalled client: {when}: close code {codes or '-'}"
                 f" ({sum(result.stalled_bytes):,} bytes were still queued for it);"
-                f" RSS growth over the run {growth:+.1f} MB (peak {peak:+.1f} MB)"
+                f" server RSS growth over the run {growth:+.1f} MB"
+                f" (peak {peak:+.1f} MB)"
             )
         ws = result.status.get("websocket", {})
         if ws:

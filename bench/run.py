@@ -37,6 +37,7 @@ class Scenario:
     warmup: float = 2.0
     procs: int = 2
     stalled_rcvbuf: int = 0
+    padding: int = 0
     baseline: Optional[str] = None
     note: str = ""
 
@@ -64,6 +65,7 @@ class Result:
     deflate_negotiated: int = 0
     stalled_close: List[Optional[int]] = field(default_factory=list)
     stalled_bytes: List[int] = field(default_factory=list)
+    evicted_after: Optional[float] = None
     status: Dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -99,18 +101,19 @@ class Result:
 class Publisher:
     """PUBLISH on osism:events with redis-py, as the listener's bridge does."""
 
-    def __init__(self, redis_port: int) -> None:
+    def __init__(self, redis_port: int, padding: int = 0) -> None:
         self.redis = redis.Redis(host="127.0.0.1", port=redis_port)
         self.seq = 0
+        self.padding = padding
 
     def publish(self, count: int) -> None:
         if count == 1:
-            self.redis.publish(CHANNEL, message(self.seq))
+            self.redis.publish(CHANNEL, message(self.seq, self.padding))
             self.seq += 1
             return
         pipe = self.redis.pipeline(transaction=False)
         for _ in range(count):
-            pipe.publish(CHANNEL, message(self.seq))
+            pipe.publish(CHANNEL, message(self.seq, self.padding))
             self.seq += 1
         pipe.execute()
 
@@ -162,9 +165,17 @@ def run(
         time.sleep(0.5)
         result.server_rss_idle = usage.rss()
         client_usage = Usage([proc.pid for proc, _, _ in children])
-        publisher = Publisher(redis_port)
+        publisher = Publisher(redis_port, scenario.padding)
+        single = scenario.server == "osism" and scenario.workers == 1
         first, last = _drive(
-            scenario, publisher, children, usage, client_usage, result, inflight
+            scenario,
+            publisher,
+            children,
+            usage,
+            client_usage,
+            result,
+            inflight,
+            port if single else None,
         )
         _collect(children, publisher.seq, first.seq, last.seq, result)
         result.server_rss_end = usage.rss()
@@ -267,6 +278,7 @@ def _drive(
     client_usage: Usage,
     result: Result,
     inflight: int,
+    status_port: Optional[int] = None,
 ) -> Tuple[Snapshot, Snapshot]:
     me = psutil.Process()
     shared = [shared for _, _, shared in children if shared[READY]]
@@ -286,7 +298,15 @@ def _drive(
             break
         if first is not None and scenario.stalled and now >= next_sample:
             result.server_rss_peak = max(result.server_rss_peak, usage.rss())
-            next_sample = now + 1.0
+            next_sample = now + 0.25
+            if result.evicted_after is None and status_port is not None:
+                ws = _status(status_port).get("websocket", {})
+                if ws.get("slow_disconnects"):
+                    # As soon as the server let it go, the stalled client
+                    # reads again: what was in flight, then the close frame.
+                    result.evicted_after = now - start
+                    for _, conn, _ in children:
+                        conn.send(("resume",))
         if rate is None:
             acked = int(min(s[ACKED] for s in shared))
             allowed = acked + 1 + window - publisher.seq
