@@ -358,9 +358,11 @@ class ApiServer(_Process):
         status = await self.astatus()
         return bool(status["websocket"]["connections"] == count)
 
-    async def apublish(self, event_type: str, payload: Mapping[str, Any]) -> None:
+    async def apublish(
+        self, event_type: str, payload: Mapping[str, Any], timeout: float = 10.0
+    ) -> None:
         """POST an event, as ``osism publish`` does; it must be accepted."""
-        async with httpx.AsyncClient(timeout=10.0) as http:
+        async with httpx.AsyncClient(timeout=timeout) as http:
             response = await http.post(
                 f"{self.http_url}{EVENTS_PATH}",
                 content=json.dumps({"event_type": event_type, "payload": payload}),

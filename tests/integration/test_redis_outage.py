@@ -85,8 +85,10 @@ async def test_delivery_resumes_by_itself_after_redis_comes_back(
                 await async_wait_until(
                     lambda: _subscribed(api, False), timeout=REDIS_PY_RECONNECT + 5
                 )
+                # This first POST waits for redis-py's reconnect attempts (and
+                # the subscriber's, which hold the bridge's lock): seconds.
                 posted_at = time.monotonic()
-                await api.apublish(POWER_ON, ironic("during-outage"))
+                await api.apublish(POWER_ON, ironic("during-outage"), timeout=30.0)
                 report_figure(
                     "first POST during the outage answered in",
                     f"{time.monotonic() - posted_at:.2f}",
