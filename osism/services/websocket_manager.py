@@ -95,6 +95,9 @@ class WebSocketConnection:
 class WebSocketManager:
     """Registry of connections plus the broadcaster that feeds them."""
 
+    # Most events fanned out before the writers get a turn (see _batch_size).
+    FANOUT_BATCH = 16
+
     def __init__(
         self, queue_size: Optional[int] = None, outbox_size: Optional[int] = None
     ) -> None:
@@ -249,12 +252,22 @@ class WebSocketManager:
     async def _broadcast_events(self) -> None:
         self.loop = asyncio.get_running_loop()
         logger.info("Event broadcaster started")
+        queue = self.event_queue
+        batch = self._batch_size()
         while True:
             try:
-                event = await self.event_queue.get()
+                event = await queue.get()
                 if not self.connections:
                     continue
                 self._fan_out(event)
+                # Events that are already queued go out in the same turn, so
+                # each writer wakes once per batch rather than once per event;
+                # a batch is at most half an outbox, so that a client that
+                # keeps up never overflows during a burst.
+                for _ in range(batch - 1):
+                    if queue.empty() or not self.connections:
+                        break
+                    self._fan_out(queue.get_nowait())
                 # get() does not suspend while events are queued: yield so the
                 # writers drain their outboxes, or a burst longer than an outbox
                 # would evict clients that are keeping up.
@@ -264,6 +277,12 @@ class WebSocketManager:
                 break
             except Exception:
                 logger.exception("Error in event broadcaster; continuing")
+
+    def _batch_size(self) -> int:
+        """Events fanned out per turn of the loop: FANOUT_BATCH, at most half
+        an outbox and at least one."""
+        size = settings.OUTBOX_SIZE if self.outbox_size is None else self.outbox_size
+        return max(1, min(self.FANOUT_BATCH, size // 2))
 
     def _fan_out(self, event: EventMessage) -> None:
         text = event.to_json()
