@@ -315,10 +315,14 @@ class WebSocketManager:
 
     async def _write(self, connection: WebSocketConnection) -> None:
         websocket = connection.websocket
+        outbox = connection.outbox
         try:
             while True:
-                text = await connection.outbox.get()
+                text = await outbox.get()
                 await websocket.send_text(text)
+                # Send what else is queued without a get() coroutine per item.
+                while not outbox.empty():
+                    await websocket.send_text(outbox.get_nowait())
         except WebSocketDisconnect:
             logger.info("WebSocket went away while sending; removing it")
         except Exception as exc:
