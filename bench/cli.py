@@ -19,19 +19,19 @@ from bench.run import Result, Scenario, run
 
 def scenarios(args: argparse.Namespace) -> List[Scenario]:
     quick = args.quick
-    full = dict(duration=args.duration or (1.5 if quick else 8.0))
+    full = dict(duration=args.duration or (1.0 if quick else 8.0))
     full["warmup"] = 0.5 if quick else 2.0
-    rated = dict(duration=args.duration or (2.0 if quick else 10.0))
+    rated = dict(duration=args.duration or (1.5 if quick else 10.0))
     rated["warmup"] = 0.5 if quick else 1.0
     procs = args.client_procs
-    stall = args.stall_seconds or (8.0 if quick else 60.0)
+    stall = args.stall_seconds or (6.0 if quick else 60.0)
     # A short run makes the stall show within seconds: a small receive buffer,
     # 8 KB events and outboxes of 100, so the kernel's send buffer (MBs on
     # loopback) and the outbox fill quickly. The full run is as in production.
     rcvbuf = 32768 if quick else 0
     padding = 8192 if quick else 0
     stall_env = {"WEBSOCKET_OUTBOX_SIZE": "100"} if quick else {}
-    naive_stall = min(stall, 6.0 if quick else 20.0)
+    naive_stall = min(stall, 4.0 if quick else 20.0)
     deflate_on = {"WEBSOCKET_DEFLATE": "1"}
     out: List[Scenario] = []
     for n in (1, 10, 100, 500):
