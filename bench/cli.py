@@ -31,7 +31,7 @@ def scenarios(args: argparse.Namespace) -> List[Scenario]:
     rcvbuf = 32768 if quick else 0
     padding = 8192 if quick else 0
     stall_env = {"WEBSOCKET_OUTBOX_SIZE": "100"} if quick else {}
-    naive_stall = min(stall, 4.0 if quick else 20.0)
+    naive_stall = min(stall, 4.0) if quick else stall
     deflate_on = {"WEBSOCKET_DEFLATE": "1"}
     out: List[Scenario] = []
     for n in (1, 10, 100, 500):
