@@ -1,5 +1,6 @@
 """The project's own files agree: pins have one home, CI runs the README's command."""
 
+import json
 import re
 import sys
 import tomllib
@@ -51,6 +52,32 @@ class TestPins:
         assert "session.install(" in noxfile
         for call in re.findall(r"session\.install\(([^)]*)\)", noxfile):
             assert "==" not in call, "pins belong in the Pipfile, not in noxfile.py"
+
+
+class TestLockFile:
+    def test_lock_holds_every_dev_pin_at_its_version(self) -> None:
+        lock = json.loads((ROOT / "Pipfile.lock").read_text())
+        locked = {
+            name.lower(): entry.get("version")
+            for name, entry in lock["develop"].items()
+        }
+        stale = {
+            name: (pin, locked.get(name.lower()))
+            for name, pin in pins.dev_pins().items()
+            if locked.get(name.lower()) != pin[len(name) :]
+        }
+        assert stale == {}, "run 'pipenv lock' after changing the Pipfile"
+
+    def test_lock_holds_every_runtime_pin_at_its_version(self) -> None:
+        lock = json.loads((ROOT / "Pipfile.lock").read_text())
+        locked = {
+            name.lower(): entry.get("version")
+            for name, entry in lock["default"].items()
+        }
+        for line in (ROOT / "requirements.txt").read_text().split():
+            name, version = line.split("==")
+            name = re.sub(r"\[.*\]", "", name).lower()
+            assert locked.get(name) == f"=={version}", name
 
 
 class TestCiEntryPoint:
