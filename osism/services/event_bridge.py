@@ -35,6 +35,8 @@ except ImportError:  # pragma: no cover - redis is a runtime requirement
 logger = logging.getLogger("osism.event_bridge")
 
 CHANNEL = "osism:events"
+# Put on the local queue at shutdown so that its reader wakes up at once.
+_WAKE: Dict[str, Any] = {}
 
 
 class EventBridge:
@@ -132,6 +134,7 @@ class EventBridge:
         """Stop every thread this bridge started and close its Redis subscriber."""
         logger.info("Shutting down event bridge")
         self._shutdown_event.set()
+        self._wake_queue_reader()
         subscriber = self._redis_subscriber
         if subscriber is not None:
             try:
@@ -151,7 +154,8 @@ class EventBridge:
         self._processor_thread = None
         self._forwarder_thread = None
         self._watcher_thread = None
-        pending = self._event_queue.unfinished_tasks
+        wakes = sum(1 for event in list(self._event_queue.queue) if event is _WAKE)
+        pending = self._event_queue.unfinished_tasks - wakes
         if pending and self._websocket_manager is None:
             logger.warning("%d events were not forwarded to Redis", pending)
 
@@ -349,6 +353,9 @@ class EventBridge:
                 event_data = self._event_queue.get(timeout=1.0)
             except queue.Empty:
                 continue
+            if event_data is _WAKE:
+                self._event_queue.task_done()
+                continue
             try:
                 self._process_single_event(event_data)
             except Exception as exc:
@@ -380,6 +387,10 @@ class EventBridge:
                 try:
                     pending = self._event_queue.get(timeout=1.0)
                 except queue.Empty:
+                    continue
+                if pending is _WAKE:
+                    self._event_queue.task_done()
+                    pending = None
                     continue
             if self._forward(pending):
                 self._event_queue.task_done()
@@ -464,6 +475,14 @@ class EventBridge:
                 self.dropped_events,
             )
             return False
+
+    def _wake_queue_reader(self) -> None:
+        """Let a thread blocked on the local queue see the shutdown at once."""
+        if _alive(self._processor_thread) or _alive(self._forwarder_thread):
+            try:
+                self._event_queue.put_nowait(_WAKE)
+            except queue.Full:
+                pass  # a full queue wakes its reader anyway
 
     def _backlog_pending(self) -> bool:
         """Whether held events must be forwarded before a new one is published."""

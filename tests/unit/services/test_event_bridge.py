@@ -1711,3 +1711,87 @@ class TestRedisAnswers:
         assert _redis_answers() is False
         assert logged(caplog_bridge, logging.ERROR) == []
         assert logged(caplog_bridge, logging.WARNING) == []
+
+
+class TestShutdownWakesQueueReaders:
+    """shutdown() wakes a thread blocked on the local queue at once."""
+
+    def test_shutdown_puts_a_wake_marker_for_a_live_reader(
+        self, make_bridge: Any
+    ) -> None:
+        from osism.services.event_bridge import _WAKE
+
+        bridge = make_bridge(connect=False)
+        bridge._processor_thread = thread_mock(alive=True)
+        bridge.shutdown()
+        assert queued(bridge) == [_WAKE]
+
+    def test_shutdown_without_reader_puts_nothing(self, make_bridge: Any) -> None:
+        bridge = make_bridge(connect=False)
+        bridge.shutdown()
+        assert queued(bridge) == []
+
+    def test_full_queue_needs_no_marker(self, make_bridge: Any) -> None:
+        bridge = make_bridge(connect=False, queue_size=1)
+        bridge._processor_thread = thread_mock(alive=True)
+        bridge.add_event("a", {})
+        bridge.shutdown()
+        assert [event["event_type"] for event in queued(bridge)] == ["a"]
+
+    def test_marker_is_not_counted_as_an_event_not_forwarded(
+        self, make_bridge: Any, caplog_bridge: Any
+    ) -> None:
+        bridge = make_bridge(connect=False)
+        bridge._forwarder_thread = thread_mock(alive=True)
+        bridge.shutdown()
+        assert not any(
+            "not forwarded" in line for line in logged(caplog_bridge, logging.WARNING)
+        )
+
+    def test_processor_skips_the_marker(
+        self, make_bridge: Any, stop_event: Any, mocker: Any
+    ) -> None:
+        from osism.services.event_bridge import _WAKE
+
+        bridge = make_bridge(connect=False)
+        event = stop_event(bridge)
+        process = mocker.patch.object(
+            bridge, "_process_single_event", side_effect=lambda e: event.set()
+        )
+        bridge._event_queue.put_nowait(_WAKE)
+        bridge._event_queue.put_nowait(message())
+        bridge._process_events()
+        process.assert_called_once_with(message())
+        assert bridge._event_queue.unfinished_tasks == 0
+
+    def test_forwarder_skips_the_marker(
+        self, make_bridge: Any, stop_event: Any, mocker: Any
+    ) -> None:
+        from osism.services.event_bridge import _WAKE
+
+        bridge = make_bridge(connect=False)
+        event = stop_event(bridge)
+        forward = mocker.patch.object(
+            bridge, "_forward", side_effect=lambda e: event.set() or True
+        )
+        bridge._event_queue.put_nowait(_WAKE)
+        bridge._event_queue.put_nowait(message())
+        bridge._forward_events()
+        forward.assert_called_once_with(message())
+        assert bridge._event_queue.unfinished_tasks == 0
+
+
+class TestForwardToNobody:
+    """_forward: a publish that reached no subscriber keeps the event held."""
+
+    def test_publish_to_no_subscriber_keeps_the_event_and_the_connection(
+        self, bridge: EventBridge, client: MagicMock, caplog_bridge: Any
+    ) -> None:
+        client.publish.return_value = 0
+        assert bridge._forward(json.loads(message()["data"])) is False
+        assert bridge._redis_client is client
+        assert bridge.published == 0
+        assert any(
+            "No Redis subscribers" in line
+            for line in logged(caplog_bridge, logging.WARNING)
+        )

@@ -1,0 +1,379 @@
+"""The app driven through Starlette's TestClient: HTTP, WebSocket protocol, security."""
+
+import json
+import logging
+from typing import Any, Dict, Iterator, List
+
+import pytest
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from osism import protocol
+from osism.api import create_app
+from osism.security import SecurityConfig
+from osism.services.event_bridge import EventBridge
+from osism.services.websocket_manager import WebSocketManager
+from tests.conftest import wait_until
+
+PATH = "/v1/events/openstack"
+IRONIC = {"ironic_object.data": {"name": "node1", "uuid": "abc-123"}}
+TOKEN = "s3cr3t-t0ken-value"
+
+
+class App:
+    """A fresh app with its own manager and a bridge in local mode."""
+
+    def __init__(self, **security: Any) -> None:
+        self.manager = WebSocketManager()
+        self.bridge = EventBridge(connect=False)
+        self.app = create_app(
+            self.manager,
+            self.bridge,
+            connect_redis=False,
+            heartbeat_interval=security.pop("heartbeat", 0),
+            security=SecurityConfig(**security),
+        )
+
+
+@pytest.fixture
+def app() -> App:
+    return App()
+
+
+@pytest.fixture
+def client(app: App) -> Iterator[TestClient]:
+    with TestClient(app.app) as test_client:
+        yield test_client
+
+
+def publish(client: TestClient, event_type: str, payload: Any = None, **kw: Any) -> Any:
+    body = {"event_type": event_type, "payload": IRONIC if payload is None else payload}
+    return client.post(PATH, json=body, **kw)
+
+
+def set_filters(ws: Any, **filters: Any) -> Dict[str, Any]:
+    ws.send_text(json.dumps({"action": "set_filters", **filters}))
+    reply: Dict[str, Any] = json.loads(ws.receive_text())
+    return reply
+
+
+class TestHttp:
+    @pytest.mark.parametrize("path", ["/", "/v1"])
+    def test_health_answers_ok(self, client: TestClient, path: str) -> None:
+        assert client.get(path).json() == {"result": "ok"}
+
+    def test_events_info_names_the_websocket_endpoint(self, client: TestClient) -> None:
+        info = client.get("/v1/events").json()
+        assert info["websocket"] == PATH
+        assert info["event_fields"] == [
+            "id",
+            "timestamp",
+            "event_type",
+            "source",
+            "node_name",
+            "data",
+        ]
+
+    def test_status_reports_ready_local_bridge_and_counts(
+        self, client: TestClient
+    ) -> None:
+        status = client.get("/v1/status").json()
+        assert status["ready"] is True
+        assert status["bridge"]["mode"] == "local"
+        assert status["websocket"]["connections"] == 0
+        assert status["websocket"]["dropped_events"] == 0
+        assert status["bridge"]["dropped_events"] == 0
+
+    def test_publish_is_accepted(self, client: TestClient) -> None:
+        response = publish(client, "baremetal.node.power_set.end")
+        assert response.status_code == 202
+        assert response.json() == {
+            "result": "accepted",
+            "event_type": "baremetal.node.power_set.end",
+        }
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {"payload": {}},
+            {"event_type": "", "payload": {}},
+            {"event_type": "a.b", "payload": [1, 2]},
+            {"event_type": "a.b"},
+        ],
+        ids=["no-event-type", "empty-event-type", "payload-list", "no-payload"],
+    )
+    def test_invalid_publish_is_422(self, client: TestClient, body: Any) -> None:
+        assert client.post(PATH, json=body).status_code == 422
+
+    def test_publish_the_bridge_cannot_take_is_503(
+        self, app: App, client: TestClient
+    ) -> None:
+        app.bridge.add_event = lambda *args: False  # type: ignore[method-assign]
+        response = publish(client, "a.b")
+        assert response.status_code == 503
+        assert response.json()["result"] == "dropped"
+
+    def test_shutdown_joins_the_bridge_threads(self, app: App) -> None:
+        with TestClient(app.app):
+            thread = app.bridge._processor_thread
+            assert thread is not None and thread.is_alive()
+        assert not thread.is_alive()
+        assert app.manager.status()["broadcaster_running"] is False
+
+
+class TestWebSocketProtocol:
+    def test_posted_event_arrives_in_the_wire_format(self, client: TestClient) -> None:
+        with client.websocket_connect(PATH) as ws:
+            publish(client, "baremetal.node.power_set.end")
+            event = json.loads(ws.receive_text())
+        assert set(event) == {
+            "id",
+            "timestamp",
+            "event_type",
+            "source",
+            "node_name",
+            "data",
+        }
+        assert event["source"] == "openstack"
+        assert event["node_name"] == "node1"
+        assert event["data"] == {
+            **IRONIC,
+            "service_type": "baremetal",
+            "resource_id": "abc-123",
+        }
+
+    def test_set_filters_is_acknowledged_with_the_filters_in_force(
+        self, client: TestClient
+    ) -> None:
+        with client.websocket_connect(PATH) as ws:
+            first = set_filters(ws, event_filters=["a.b"], node_filters=["n1"])
+            partial = set_filters(ws, node_filters=None, service_filters=["a"])
+            cleared = set_filters(ws, event_filters=[])
+        assert first == {
+            "type": "filter_update",
+            "status": "success",
+            "event_filters": ["a.b"],
+            "node_filters": ["n1"],
+            "service_filters": [],
+        }
+        assert partial["node_filters"] == ["n1"]
+        assert partial["service_filters"] == ["a"]
+        assert cleared["event_filters"] == []
+        assert cleared["node_filters"] == ["n1"]
+
+    def test_filters_are_applied_and_anded(self, client: TestClient) -> None:
+        with client.websocket_connect(PATH) as ws:
+            set_filters(ws, service_filters=["baremetal"], node_filters=["node1"])
+            publish(
+                client,
+                "compute.instance.update",
+                {"nova_object.data": {"host": "node1"}},
+            )
+            publish(
+                client,
+                "baremetal.node.power_set.end",
+                {"ironic_object.data": {"name": "other"}},
+            )
+            publish(client, "baremetal.node.create.end")
+            event = json.loads(ws.receive_text())
+        assert event["event_type"] == "baremetal.node.create.end"
+        assert event["node_name"] == "node1"
+
+    @pytest.mark.parametrize(
+        "text, error",
+        [
+            ("not json", "message is not valid JSON"),
+            ("[1, 2]", "message must be a JSON object"),
+            ('{"action": "dance"}', "unknown action 'dance'; expected 'set_filters'"),
+            ("{}", "unknown action None; expected 'set_filters'"),
+            (
+                '{"action": "set_filters", "node_filters": "node1"}',
+                "node_filters must be a list of strings or null",
+            ),
+            (
+                '{"action": "set_filters", "event_filters": [1]}',
+                "event_filters must be a list of strings or null",
+            ),
+            (
+                '{"action": "set_filters", "event_filter": []}',
+                "unknown field 'event_filter'",
+            ),
+        ],
+    )
+    def test_bad_message_gets_an_error_and_the_connection_keeps_serving(
+        self, client: TestClient, text: str, error: str
+    ) -> None:
+        with client.websocket_connect(PATH) as ws:
+            ws.send_text(text)
+            assert json.loads(ws.receive_text()) == {"type": "error", "error": error}
+            assert set_filters(ws, service_filters=[])["status"] == "success"
+            publish(client, "baremetal.node.power_set.end")
+            assert json.loads(ws.receive_text())["source"] == "openstack"
+
+    def test_binary_frame_gets_an_error(self, client: TestClient) -> None:
+        with client.websocket_connect(PATH) as ws:
+            ws.send_bytes(b"\x00\x01")
+            reply = json.loads(ws.receive_text())
+        assert reply == {
+            "type": "error",
+            "error": "binary frames are not supported; send JSON text",
+        }
+
+    @pytest.mark.parametrize(
+        "limit, value, message",
+        [
+            ("MAX_FILTER_ENTRIES", 2, {"event_filters": ["a", "b", "c"]}),
+            ("MAX_FILTER_LENGTH", 3, {"node_filters": ["abcd"]}),
+            ("MAX_MESSAGE_BYTES", 60, {"node_filters": ["x" * 30]}),
+        ],
+    )
+    def test_one_past_each_message_limit_is_an_error(
+        self,
+        client: TestClient,
+        monkeypatch: pytest.MonkeyPatch,
+        limit: str,
+        value: int,
+        message: Dict[str, Any],
+    ) -> None:
+        monkeypatch.setattr(protocol, limit, value)
+        with client.websocket_connect(PATH) as ws:
+            reply = set_filters(ws, **message)
+            assert reply["type"] == "error"
+            assert "limit" in reply["error"]
+
+    def test_ten_and_more_clients_all_receive_an_event(
+        self, client: TestClient
+    ) -> None:
+        sockets: List[Any] = []
+        try:
+            for _ in range(12):
+                sockets.append(client.websocket_connect(PATH).__enter__())
+            publish(client, "baremetal.node.power_set.end")
+            events = [json.loads(ws.receive_text()) for ws in sockets]
+        finally:
+            for ws in sockets:
+                ws.__exit__(None, None, None)
+        assert len({event["id"] for event in events}) == 1
+        assert len(events) == 12
+
+    def test_disconnect_removes_the_connection(
+        self, app: App, client: TestClient
+    ) -> None:
+        with client.websocket_connect(PATH):
+            wait_until(lambda: len(app.manager.connections) == 1)
+        wait_until(
+            lambda: client.get("/v1/status").json()["websocket"]["connections"] == 0
+        )
+
+    def test_wrong_path_is_refused(self, client: TestClient) -> None:
+        with pytest.raises(WebSocketDisconnect):
+            with client.websocket_connect("/v1/events/nova") as ws:
+                ws.receive_text()
+
+    def test_heartbeats_arrive(self) -> None:
+        app = App(heartbeat=0.05)
+        with TestClient(app.app) as client, client.websocket_connect(PATH) as ws:
+            set_filters(ws, event_filters=["nothing.matches"])
+            heartbeat = json.loads(ws.receive_text())
+        assert heartbeat["event_type"] == "heartbeat"
+        assert heartbeat["source"] == "osism"
+        assert heartbeat["data"] == {"message": "ping"}
+
+
+class TestSecurity:
+    def refused(
+        self, client: TestClient, path: str = PATH, **kw: Any
+    ) -> WebSocketDisconnect:
+        with pytest.raises(WebSocketDisconnect) as info:
+            with client.websocket_connect(path, **kw) as ws:
+                ws.receive_text()
+        return info.value
+
+    def test_foreign_origin_is_refused_before_accept(self) -> None:
+        with TestClient(App().app) as client:
+            error = self.refused(client, headers={"origin": "https://evil.example"})
+        assert error.code == 1008
+
+    @pytest.mark.parametrize(
+        "origin, allowed",
+        [
+            (None, ()),
+            ("http://testserver", ()),
+            ("https://ui.example", ("https://ui.example",)),
+            ("https://any.example", ("*",)),
+        ],
+        ids=["no-origin", "same-origin", "allowlisted", "wildcard"],
+    )
+    def test_allowed_origins_connect(self, origin: Any, allowed: Any) -> None:
+        headers = {"origin": origin} if origin else {}
+        app = App(allowed_origins=allowed)
+        with TestClient(app.app) as client:
+            with client.websocket_connect(PATH, headers=headers) as ws:
+                assert set_filters(ws)["status"] == "success"
+
+    @pytest.mark.parametrize("query", ["", "?token=wrong"], ids=["missing", "wrong"])
+    def test_websocket_without_the_token_is_closed_1008(self, query: str) -> None:
+        with TestClient(App(token=TOKEN).app) as client:
+            error = self.refused(client, PATH + query)
+        assert error.code == 1008
+        assert error.reason == "missing or invalid token"
+
+    @pytest.mark.parametrize("how", ["query", "header"])
+    def test_websocket_with_the_token_is_served(self, how: str) -> None:
+        path = PATH + (f"?token={TOKEN}" if how == "query" else "")
+        headers = {"authorization": f"Bearer {TOKEN}"} if how == "header" else {}
+        with TestClient(App(token=TOKEN).app) as client:
+            with client.websocket_connect(path, headers=headers) as ws:
+                assert set_filters(ws)["status"] == "success"
+
+    @pytest.mark.parametrize("header", [None, "Bearer wrong", "Basic " + TOKEN])
+    def test_publish_without_the_token_is_401(self, header: Any) -> None:
+        headers = {"authorization": header} if header else {}
+        with TestClient(App(token=TOKEN).app) as client:
+            response = publish(client, "a.b", headers=headers)
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == "Bearer"
+
+    def test_publish_with_the_token_is_accepted(self) -> None:
+        with TestClient(App(token=TOKEN).app) as client:
+            headers = {"authorization": f"Bearer {TOKEN}"}
+            assert publish(client, "a.b", headers=headers).status_code == 202
+
+    def test_one_connection_past_the_limit_is_closed_1013(self) -> None:
+        with TestClient(App(max_connections=2).app) as client:
+            with client.websocket_connect(PATH), client.websocket_connect(PATH):
+                error = self.refused(client)
+        assert error.code == 1013
+        assert error.reason == "too many connections"
+
+    def test_publish_one_byte_past_the_limit_is_413(self) -> None:
+        body = json.dumps({"event_type": "a.b", "payload": {}}).encode()
+        with TestClient(App(max_publish_bytes=len(body)).app) as client:
+            headers = {"content-type": "application/json"}
+            assert client.post(PATH, content=body, headers=headers).status_code == 202
+            response = client.post(PATH, content=body + b" ", headers=headers)
+        assert response.status_code == 413
+        assert "limit" in response.json()["detail"]
+
+    def test_no_token_configured_warns_once_at_startup(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.WARNING, logger="osism.api")
+        with TestClient(App().app):
+            pass
+        warnings = [r for r in caplog.records if "API_TOKEN is not set" in r.message]
+        assert len(warnings) == 1
+
+    def test_the_token_never_reaches_the_logs(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.DEBUG)
+        with TestClient(App(token=TOKEN).app) as client:
+            with client.websocket_connect(f"{PATH}?token={TOKEN}") as ws:
+                set_filters(ws)
+            publish(client, "a.b", headers={"authorization": f"Bearer {TOKEN}"})
+            self.refused(client, PATH + "?token=wrong-" + TOKEN)
+            publish(client, "a.b", headers={"authorization": f"Bearer x{TOKEN}"})
+        text = "\n".join(record.getMessage() for record in caplog.records)
+        assert "Refused" in text
+        assert TOKEN not in text
