@@ -1,0 +1,121 @@
+"""Properties that hold for any input (hypothesis)."""
+
+import copy
+import json
+from typing import Any, List, Optional
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from unittest.mock import MagicMock
+
+from osism.protocol import SetFilters, parse_client_message
+from osism.services.websocket_manager import (
+    EventMessage,
+    WebSocketConnection,
+    WebSocketManager,
+)
+
+SERVICES = ["baremetal", "compute", "nova", "network", "neutron", "volume", "cinder"]
+SERVICES += ["image", "glance", "identity", "keystone", "foo", ""]
+OBJECT_KEYS = ["ironic_object.data", "nova_object.data", "neutron_object.data"]
+OBJECT_KEYS += ["cinder_object.data", "glance_object.data", "keystone_object.data"]
+
+words = st.text(alphabet="abcn.-1", max_size=8)
+event_types = st.one_of(
+    words,
+    st.builds(
+        lambda s, rest: f"{s}.{rest}" if s else rest, st.sampled_from(SERVICES), words
+    ),
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    max_leaves=20,
+)
+payloads = st.dictionaries(
+    st.one_of(st.sampled_from(OBJECT_KEYS), st.text(max_size=5)),
+    st.one_of(
+        st.dictionaries(
+            st.sampled_from(
+                ["name", "host", "uuid", "id", "device_id", "display_name"]
+            ),
+            json_values,
+            max_size=4,
+        ),
+        json_values,
+    ),
+    max_size=4,
+)
+filter_lists = st.lists(words, max_size=3)
+
+
+def reference_matches(
+    events: List[str], nodes: List[str], services: List[str], event: EventMessage
+) -> bool:
+    """Kinds are AND-ed; an empty kind matches everything."""
+    service = event.event_type.split(".")[0] if event.event_type else "unknown"
+    return (
+        (not events or event.event_type in events)
+        and (not nodes or (event.node_name is not None and event.node_name in nodes))
+        and (not services or service in services)
+    )
+
+
+class TestMatchesFiltersProperty:
+    @settings(max_examples=300, deadline=None)
+    @given(
+        filter_lists,
+        filter_lists,
+        st.lists(st.sampled_from(SERVICES + ["unknown"]), max_size=3),
+        event_types,
+        st.one_of(st.none(), words),
+    )
+    def test_matches_filters_agrees_with_the_reference(
+        self,
+        events: List[str],
+        nodes: List[str],
+        services: List[str],
+        event_type: str,
+        node_name: Optional[str],
+    ) -> None:
+        connection = WebSocketConnection(MagicMock())
+        connection.event_filters = events
+        connection.node_filters = nodes
+        connection.service_filters = services
+        event = EventMessage(event_type, "openstack", {}, node_name)
+        assert connection.matches_filters(event) is reference_matches(
+            events, nodes, services, event
+        )
+
+
+class TestAddNotificationProperty:
+    @settings(max_examples=300, deadline=None)
+    @given(event_types, payloads)
+    def test_never_raises_never_mutates_always_queues_a_well_formed_event(
+        self, event_type: str, payload: Any
+    ) -> None:
+        manager = WebSocketManager(queue_size=2)
+        before = copy.deepcopy(payload)
+        manager.add_notification(event_type, payload)
+        assert payload == before
+        event = manager.event_queue.get_nowait()
+        assert event.source == "openstack"
+        assert event.event_type == event_type
+        assert event.node_name is None or isinstance(event.node_name, str)
+        assert event.data["service_type"] == (
+            event_type.split(".")[0] if event_type else "unknown"
+        )
+        resource_id = event.data["resource_id"]
+        assert resource_id is None or isinstance(resource_id, str)
+        assert json.loads(event.to_json()) == event.to_dict()
+
+
+class TestParseClientMessageProperty:
+    @settings(max_examples=300, deadline=None)
+    @given(st.one_of(st.text(), json_values.map(json.dumps)))
+    def test_any_text_gives_a_message_or_a_reason(self, text: str) -> None:
+        parsed, error = parse_client_message(text)
+        assert (parsed is None) != (error is None)
+        assert parsed is None or isinstance(parsed, SetFilters)
+        assert error is None or (isinstance(error, str) and error)

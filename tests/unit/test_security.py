@@ -1,0 +1,197 @@
+"""SecurityConfig, token extraction, log redaction and the body-size middleware."""
+
+import logging
+from typing import Any, Dict, List
+
+import pytest
+
+from osism.security import (
+    BodySizeLimit,
+    RedactTokens,
+    SecurityConfig,
+    install_log_redaction,
+    presented_token,
+)
+
+
+class TestSecurityConfig:
+    def test_from_env_reads_every_setting(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("API_TOKEN", "t0k")
+        monkeypatch.setenv("ALLOWED_ORIGINS", "https://a.example, https://b.example")
+        monkeypatch.setenv("MAX_CONNECTIONS", "7")
+        monkeypatch.setenv("MAX_PUBLISH_BYTES", "512")
+        assert SecurityConfig.from_env() == SecurityConfig(
+            token="t0k",
+            allowed_origins=("https://a.example", "https://b.example"),
+            max_connections=7,
+            max_publish_bytes=512,
+        )
+
+    def test_from_env_defaults(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name in ("API_TOKEN", "ALLOWED_ORIGINS", "MAX_CONNECTIONS"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv("MAX_PUBLISH_BYTES", raising=False)
+        assert SecurityConfig.from_env() == SecurityConfig()
+
+    def test_empty_token_means_no_token(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("API_TOKEN", "")
+        assert SecurityConfig.from_env().token is None
+
+    def test_repr_does_not_show_the_token(self) -> None:
+        assert "hunter2" not in repr(SecurityConfig(token="hunter2"))
+
+    @pytest.mark.parametrize(
+        "presented, accepted", [("right", True), ("wrong", False), (None, False)]
+    )
+    def test_token_accepted_only_when_equal(
+        self, presented: Any, accepted: bool
+    ) -> None:
+        assert SecurityConfig(token="right").token_accepted(presented) is accepted
+
+    def test_without_token_everyone_is_accepted(self) -> None:
+        assert SecurityConfig().token_accepted(None) is True
+
+    @pytest.mark.parametrize(
+        "origin, host, allowed, expected",
+        [
+            (None, "api:8000", (), True),
+            ("http://api:8000", "api:8000", (), True),
+            ("http://API:8000", "api:8000", (), True),
+            ("http://evil:8000", "api:8000", (), False),
+            ("http://evil:8000", None, (), False),
+            ("https://ui", "api:8000", ("https://ui",), True),
+            ("https://other", "api:8000", ("*",), True),
+        ],
+    )
+    def test_origin_allowed(
+        self, origin: Any, host: Any, allowed: Any, expected: bool
+    ) -> None:
+        config = SecurityConfig(allowed_origins=allowed)
+        assert config.origin_allowed(origin, host) is expected
+
+
+class TestPresentedToken:
+    @pytest.mark.parametrize(
+        "headers, query, expected",
+        [
+            ({"authorization": "Bearer abc"}, {}, "abc"),
+            ({"authorization": "bearer  abc "}, {}, "abc"),
+            ({"authorization": "Basic abc"}, {"token": "q"}, "q"),
+            ({"authorization": "Bearer "}, {}, None),
+            ({}, {"token": ""}, None),
+            ({}, {}, None),
+        ],
+    )
+    def test_presented_token(self, headers: Any, query: Any, expected: Any) -> None:
+        assert presented_token(headers, query) == expected
+
+
+class TestRedactTokens:
+    def test_uvicorn_request_line_is_redacted(self) -> None:
+        record = logging.LogRecord(
+            "uvicorn.error",
+            logging.INFO,
+            __file__,
+            1,
+            '%s - "WebSocket %s" [accepted]',
+            ("127.0.0.1:5000", "/v1/events/openstack?a=1&token=secret&b=2"),
+            None,
+        )
+        assert RedactTokens().filter(record) is True
+        assert record.getMessage() == (
+            '127.0.0.1:5000 - "WebSocket /v1/events/openstack?a=1&token=***&b=2"'
+            " [accepted]"
+        )
+
+    def test_line_without_token_is_untouched(self) -> None:
+        record = logging.LogRecord(
+            "uvicorn.access", logging.INFO, __file__, 1, "GET %s", ("/v1",), None
+        )
+        RedactTokens().filter(record)
+        assert (record.msg, record.args) == ("GET %s", ("/v1",))
+
+    def test_install_adds_one_filter_per_logger(self) -> None:
+        install_log_redaction()
+        install_log_redaction()
+        for name in ("uvicorn.error", "uvicorn.access", "osism"):
+            filters = logging.getLogger(name).filters
+            assert sum(isinstance(f, RedactTokens) for f in filters) == 1
+
+
+class Recorder:
+    """An ASGI app that reads the whole body and answers 200."""
+
+    def __init__(self) -> None:
+        self.body = b""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            while True:
+                message = await receive()
+                self.body += message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def run(
+    app: BodySizeLimit, chunks: List[bytes], headers: Any = (), kind: str = "http"
+) -> List[Dict[str, Any]]:
+    pending = [
+        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+        for i, c in enumerate(chunks)
+    ]
+    sent: List[Dict[str, Any]] = []
+
+    async def receive() -> Dict[str, Any]:
+        return pending.pop(0)
+
+    async def send(message: Dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": kind, "method": "POST", "headers": list(headers)}
+    await app(scope, receive, send)
+    return sent
+
+
+class TestBodySizeLimit:
+    @pytest.mark.asyncio
+    async def test_streamed_body_within_the_limit_passes(self) -> None:
+        inner = Recorder()
+        sent = await run(BodySizeLimit(inner, 6), [b"abc", b"def"])
+        assert sent[0]["status"] == 200
+        assert inner.body == b"abcdef"
+
+    @pytest.mark.asyncio
+    async def test_streamed_body_one_past_the_limit_is_413(self) -> None:
+        sent = await run(BodySizeLimit(Recorder(), 6), [b"abc", b"defg"])
+        assert sent[0]["status"] == 413
+        assert b"limit 6 bytes" in sent[1]["body"]
+
+    @pytest.mark.asyncio
+    async def test_declared_length_past_the_limit_is_413_unread(self) -> None:
+        inner = Recorder()
+        sent = await run(
+            BodySizeLimit(inner, 6), [b"abcdefg"], [(b"content-length", b"7")]
+        )
+        assert sent[0]["status"] == 413
+        assert inner.body == b""
+
+    @pytest.mark.asyncio
+    async def test_too_large_after_the_response_started_sends_nothing_more(
+        self,
+    ) -> None:
+        async def answers_first(scope: Any, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await receive()
+
+        sent = await run(BodySizeLimit(answers_first, 2), [b"abc"])
+        assert [m["type"] for m in sent] == ["http.response.start"]
+
+    @pytest.mark.asyncio
+    async def test_other_scopes_pass_through(self) -> None:
+        sent = await run(BodySizeLimit(Recorder(), 1), [], kind="lifespan")
+        assert sent[0]["status"] == 200
