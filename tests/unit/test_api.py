@@ -377,3 +377,23 @@ class TestSecurity:
         text = "\n".join(record.getMessage() for record in caplog.records)
         assert "Refused" in text
         assert TOKEN not in text
+
+
+class TestLifespanRedis:
+    @pytest.mark.parametrize("answers", [True, False], ids=["redis", "no-redis"])
+    def test_startup_connects_and_watches_for_redis_only_without_it(
+        self, mocker: Any, answers: bool
+    ) -> None:
+        bridge = EventBridge(connect=False)
+        connect = mocker.patch.object(bridge, "connect", return_value=answers)
+        watch = mocker.patch.object(bridge, "watch_for_redis")
+        app = create_app(
+            WebSocketManager(),
+            bridge,
+            heartbeat_interval=0,
+            security=SecurityConfig(),
+        )
+        with TestClient(app):
+            pass
+        connect.assert_called_once_with()
+        assert watch.called is not answers
