@@ -80,8 +80,18 @@ class RedactTokens(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         redacted = _TOKEN_IN_TEXT.sub(r"\1***", message)
-        if redacted != message:
-            record.msg, record.args = redacted, ()
+        if redacted == message:
+            return True
+        # Keep the arguments where redacting them is enough: uvicorn's access
+        # formatter unpacks them and fails on a record without them.
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _TOKEN_IN_TEXT.sub(r"\1***", arg) if isinstance(arg, str) else arg
+                for arg in record.args
+            )
+            if record.getMessage() == redacted:
+                return True
+        record.msg, record.args = redacted, ()
         return True
 
 

@@ -4,6 +4,7 @@ import logging
 from typing import Any, Dict, List
 
 import pytest
+from uvicorn.logging import AccessFormatter
 
 from osism.security import (
     BodySizeLimit,
@@ -12,6 +13,16 @@ from osism.security import (
     install_log_redaction,
     presented_token,
 )
+
+
+class PathObject:
+    """A log argument that is not a string but prints as one."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __str__(self) -> str:
+        return self.path
 
 
 class TestSecurityConfig:
@@ -105,6 +116,42 @@ class TestRedactTokens:
             " [accepted]"
         )
 
+    def test_uvicorn_access_line_keeps_the_arguments_its_formatter_unpacks(
+        self,
+    ) -> None:
+        record = logging.LogRecord(
+            "uvicorn.access",
+            logging.INFO,
+            __file__,
+            1,
+            '%s - "%s %s HTTP/%s" %d',
+            ("127.0.0.1:5000", "GET", "/v1/status?token=secret", "1.1", 200),
+            None,
+        )
+        RedactTokens().filter(record)
+        line = AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s')
+        assert line.format(record) == (
+            '127.0.0.1:5000 - "GET /v1/status?token=*** HTTP/1.1" 200 OK'
+        )
+
+    @pytest.mark.parametrize(
+        "msg, args",
+        [
+            ("GET /v1?token=secret", ()),
+            ("GET %s", (PathObject("/v1?token=secret"),)),
+            ("GET %(path)s", ({"path": "/v1?token=secret"},)),
+        ],
+        ids=["in-the-format", "in-an-object", "in-a-mapping"],
+    )
+    def test_token_outside_string_arguments_is_redacted_in_the_line(
+        self, msg: str, args: Any
+    ) -> None:
+        record = logging.LogRecord(
+            "uvicorn.error", logging.INFO, __file__, 1, msg, args, None
+        )
+        RedactTokens().filter(record)
+        assert record.getMessage() == "GET /v1?token=***"
+
     def test_line_without_token_is_untouched(self) -> None:
         record = logging.LogRecord(
             "uvicorn.access", logging.INFO, __file__, 1, "GET %s", ("/v1",), None
@@ -195,3 +242,26 @@ class TestBodySizeLimit:
     async def test_other_scopes_pass_through(self) -> None:
         sent = await run(BodySizeLimit(Recorder(), 1), [], kind="lifespan")
         assert sent[0]["status"] == 200
+
+    @pytest.mark.asyncio
+    async def test_a_disconnect_reaches_the_app_and_counts_no_bytes(self) -> None:
+        seen: List[Dict[str, Any]] = []
+
+        async def reads_twice(scope: Any, receive: Any, send: Any) -> None:
+            seen.append(await receive())
+            seen.append(await receive())
+
+        messages = [
+            {"type": "http.request", "body": b"ab", "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+
+        async def receive() -> Dict[str, Any]:
+            return messages.pop(0)
+
+        async def send(message: Dict[str, Any]) -> None:
+            raise AssertionError(f"nothing may be sent: {message}")
+
+        limited = BodySizeLimit(reads_twice, 2)
+        await limited({"type": "http", "headers": []}, receive, send)
+        assert [m["type"] for m in seen] == ["http.request", "http.disconnect"]
