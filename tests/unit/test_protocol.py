@@ -4,9 +4,10 @@ import json
 from typing import Any, Optional
 
 import pytest
+from pydantic import ValidationError
 
 from osism import protocol
-from osism.protocol import error_reply, filter_reply, parse_client_message
+from osism.protocol import SetFilters, error_reply, filter_reply, parse_client_message
 
 
 class TestParseClientMessage:
@@ -37,7 +38,19 @@ class TestParseClientMessage:
             ("{", "message is not valid JSON"),
             ("[" * 100000 + "]" * 100000, "message is nested too deeply"),
             ('"set_filters"', "message must be a JSON object"),
+            ("[1, 2]", "message must be a JSON object"),
+            ("null", "message must be a JSON object"),
+            ("{}", "unknown action None; expected 'set_filters'"),
             ('{"action": 1}', "unknown action 1; expected 'set_filters'"),
+            ('{"action": "dance"}', "unknown action 'dance'; expected 'set_filters'"),
+            (
+                '{"action": "set_filters", "event_filters": "a.b"}',
+                "event_filters must be a list of strings or null",
+            ),
+            (
+                '{"action": "set_filters", "service_filters": [["a"]]}',
+                "service_filters must be a list of strings or null",
+            ),
             (
                 '{"action": "set_filters", "node_filters": [null]}',
                 "node_filters must be a list of strings or null",
@@ -53,7 +66,13 @@ class TestParseClientMessage:
             "truncated",
             "deep",
             "string",
+            "array",
+            "null",
+            "no-action",
             "action-int",
+            "other-action",
+            "filter-not-a-list",
+            "nested-list-entry",
             "null-entry",
             "extra-field",
         ],
@@ -73,6 +92,23 @@ class TestParseClientMessage:
         parsed, error = parse_client_message(text + " ")
         assert parsed is None
         assert error == f"message too large: {len(text) + 1} bytes, limit {len(text)}"
+
+    def test_size_is_counted_in_utf8_bytes(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        text = json.dumps(
+            {"action": "set_filters", "node_filters": ["é"]}, ensure_ascii=False
+        )
+        monkeypatch.setattr(protocol, "MAX_MESSAGE_BYTES", len(text))
+        parsed, error = parse_client_message(text)
+        assert parsed is None
+        assert error == f"message too large: {len(text) + 1} bytes, limit {len(text)}"
+
+    def test_lone_surrogate_is_measured_not_raised(self) -> None:
+        text = '{"action": "set_filters", "node_filters": ["\ud800"]}'
+        parsed, error = parse_client_message(text)
+        assert error is None and parsed is not None
+        assert parsed.node_filters == ["\ud800"]
 
     @pytest.mark.parametrize("count, ok", [(3, True), (4, False)])
     def test_filter_entries_are_bounded(
@@ -108,3 +144,26 @@ class TestReplies:
             "status": "success",
             **filters,
         }
+
+
+class TestDescribe:
+    """Validation errors parse_client_message rules out before validating."""
+
+    @pytest.mark.parametrize(
+        "data, reason",
+        [
+            ({"action": "dance"}, "action: Input should be 'set_filters'"),
+            (
+                "not an object",
+                "message: Input should be a valid dictionary or instance of "
+                "SetFilters",
+            ),
+        ],
+        ids=["other-action", "not-an-object"],
+    )
+    def test_other_errors_name_the_field_and_the_problem(
+        self, data: Any, reason: str
+    ) -> None:
+        with pytest.raises(ValidationError) as info:
+            SetFilters.model_validate(data)
+        assert protocol._describe(info.value) == reason
