@@ -57,6 +57,14 @@ def set_filters(ws: Any, **filters: Any) -> Dict[str, Any]:
     return reply
 
 
+def assert_still_serves(client: TestClient, ws: Any) -> None:
+    """The next set_filters is acknowledged and the next event arrives."""
+    assert set_filters(ws, service_filters=[])["status"] == "success"
+    publish(client, "baremetal.node.power_set.end")
+    event = json.loads(ws.receive_text())
+    assert event["event_type"] == "baremetal.node.power_set.end"
+
+
 class TestHttp:
     @pytest.mark.parametrize("path", ["/", "/v1"])
     def test_health_answers_ok(self, client: TestClient, path: str) -> None:
@@ -206,40 +214,68 @@ class TestWebSocketProtocol:
         with client.websocket_connect(PATH) as ws:
             ws.send_text(text)
             assert json.loads(ws.receive_text()) == {"type": "error", "error": error}
-            assert set_filters(ws, service_filters=[])["status"] == "success"
-            publish(client, "baremetal.node.power_set.end")
-            assert json.loads(ws.receive_text())["source"] == "openstack"
+            assert_still_serves(client, ws)
 
-    def test_binary_frame_gets_an_error(self, client: TestClient) -> None:
+    def test_binary_frame_gets_an_error_and_the_connection_keeps_serving(
+        self, client: TestClient
+    ) -> None:
         with client.websocket_connect(PATH) as ws:
             ws.send_bytes(b"\x00\x01")
             reply = json.loads(ws.receive_text())
+            assert_still_serves(client, ws)
         assert reply == {
             "type": "error",
             "error": "binary frames are not supported; send JSON text",
         }
 
     @pytest.mark.parametrize(
-        "limit, value, message",
+        "limit, value, message, error",
         [
-            ("MAX_FILTER_ENTRIES", 2, {"event_filters": ["a", "b", "c"]}),
-            ("MAX_FILTER_LENGTH", 3, {"node_filters": ["abcd"]}),
-            ("MAX_MESSAGE_BYTES", 60, {"node_filters": ["x" * 30]}),
+            (
+                "MAX_FILTER_ENTRIES",
+                2,
+                {"event_filters": ["a", "b", "c"]},
+                "event_filters has 3 entries, limit 2",
+            ),
+            (
+                "MAX_FILTER_LENGTH",
+                3,
+                {"node_filters": ["abcd"]},
+                "node_filters entry of 4 characters, limit 3",
+            ),
+            (
+                "MAX_MESSAGE_BYTES",
+                69,
+                {"node_filters": ["x" * 23]},
+                "message too large: 70 bytes, limit 69",
+            ),
         ],
+        ids=["entries", "entry-length", "message-bytes"],
     )
-    def test_one_past_each_message_limit_is_an_error(
+    def test_one_past_each_message_limit_is_an_error_and_the_connection_keeps_serving(
         self,
         client: TestClient,
         monkeypatch: pytest.MonkeyPatch,
         limit: str,
         value: int,
         message: Dict[str, Any],
+        error: str,
     ) -> None:
         monkeypatch.setattr(protocol, limit, value)
         with client.websocket_connect(PATH) as ws:
-            reply = set_filters(ws, **message)
-            assert reply["type"] == "error"
-            assert "limit" in reply["error"]
+            assert set_filters(ws, **message) == {"type": "error", "error": error}
+            assert_still_serves(client, ws)
+
+    def test_a_client_too_slow_for_its_replies_is_closed_1013(
+        self, app: App, client: TestClient, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(app.manager, "send_to", lambda websocket, text: False)
+        with client.websocket_connect(PATH) as ws:
+            ws.send_text(json.dumps({"action": "set_filters"}))
+            with pytest.raises(WebSocketDisconnect) as info:
+                ws.receive_text()
+        assert (info.value.code, info.value.reason) == (1013, "client too slow")
+        assert app.manager.connections == {}
 
     def test_ten_and_more_clients_all_receive_an_event(
         self, client: TestClient
