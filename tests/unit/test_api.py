@@ -2,13 +2,14 @@
 
 import json
 import logging
-from typing import Any, Dict, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List
+from unittest.mock import MagicMock
 
 import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from osism import protocol
+from osism import api, protocol
 from osism.api import create_app
 from osism.security import SecurityConfig
 from osism.services.event_bridge import EventBridge
@@ -18,6 +19,14 @@ from tests.conftest import wait_until
 PATH = "/v1/events/openstack"
 IRONIC = {"ironic_object.data": {"name": "node1", "uuid": "abc-123"}}
 TOKEN = "s3cr3t-t0ken-value"
+# One event per service and node, for the filter table.
+FILTER_EVENTS: Dict[str, Dict[str, Any]] = {
+    "baremetal.node.power_set.end": {"ironic_object.data": {"name": "node1"}},
+    "compute.instance.update": {"nova_object.data": {"host": "node1"}},
+    "compute.instance.delete.end": {"nova_object.data": {"host": "node2"}},
+    "network.port.create.end": {"neutron_object.data": {"name": "node2"}},
+    "volume.create.end": {"cinder_object.data": {"display_name": "node3"}},
+}
 
 
 class App:
@@ -188,6 +197,51 @@ class TestWebSocketProtocol:
         assert event["node_name"] == "node1"
 
     @pytest.mark.parametrize(
+        "filters, expected",
+        [
+            ({"event_filters": ["compute.instance.update"]}, "compute.instance.update"),
+            ({"node_filters": ["node9", "node3"]}, "volume.create.end"),
+            ({"service_filters": ["image", "network"]}, "network.port.create.end"),
+            (
+                {"event_filters": ["compute.instance.delete.end"], "node_filters": []},
+                "compute.instance.delete.end",
+            ),
+            (
+                {"node_filters": ["node2"], "service_filters": ["network"]},
+                "network.port.create.end",
+            ),
+            (
+                {
+                    "event_filters": list(FILTER_EVENTS),
+                    "node_filters": ["node1"],
+                    "service_filters": ["compute"],
+                },
+                "compute.instance.update",
+            ),
+        ],
+        ids=["event", "node", "service", "event-nodes-cleared", "node+svc", "all"],
+    )
+    def test_only_the_event_every_filter_kind_admits_arrives(
+        self, client: TestClient, filters: Dict[str, Any], expected: str
+    ) -> None:
+        with client.websocket_connect(PATH) as ws:
+            assert set_filters(ws, **filters)["status"] == "success"
+            # The others go first: had any of them got through, it would be
+            # received before the expected one.
+            for event_type, payload in FILTER_EVENTS.items():
+                if event_type != expected:
+                    publish(client, event_type, payload)
+            publish(client, expected, FILTER_EVENTS[expected])
+            assert json.loads(ws.receive_text())["event_type"] == expected
+
+    def test_status_counts_the_open_connections(
+        self, app: App, client: TestClient
+    ) -> None:
+        with client.websocket_connect(PATH), client.websocket_connect(PATH):
+            status = client.get("/v1/status").json()
+        assert status["websocket"]["connections"] == 2
+
+    @pytest.mark.parametrize(
         "text, error",
         [
             ("not json", "message is not valid JSON"),
@@ -325,10 +379,15 @@ class TestSecurity:
                 ws.receive_text()
         return info.value
 
-    def test_foreign_origin_is_refused_before_accept(self) -> None:
-        with TestClient(App().app) as client:
-            error = self.refused(client, headers={"origin": "https://evil.example"})
-        assert error.code == 1008
+    def test_foreign_origin_is_refused_before_accept(
+        self, app: App, client: TestClient
+    ) -> None:
+        headers = {"origin": "https://evil.example"}
+        with pytest.raises(WebSocketDisconnect) as info:
+            with client.websocket_connect(PATH, headers=headers):
+                pytest.fail("the handshake was accepted")
+        assert info.value.code == 1008
+        assert app.manager.connections == {}
 
     @pytest.mark.parametrize(
         "origin, allowed",
@@ -353,6 +412,17 @@ class TestSecurity:
             error = self.refused(client, PATH + query)
         assert error.code == 1008
         assert error.reason == "missing or invalid token"
+
+    def test_refused_token_gets_the_close_before_any_event(self) -> None:
+        bearer = {"authorization": f"Bearer {TOKEN}"}
+        with TestClient(App(token=TOKEN).app) as client:
+            with client.websocket_connect(PATH, headers=bearer) as allowed:
+                with client.websocket_connect(PATH + "?token=wrong") as refused:
+                    publish(client, "baremetal.node.power_set.end", headers=bearer)
+                    assert json.loads(allowed.receive_text())["source"] == "openstack"
+                    with pytest.raises(WebSocketDisconnect) as info:
+                        refused.receive_text()
+        assert info.value.code == 1008
 
     @pytest.mark.parametrize("how", ["query", "header"])
     def test_websocket_with_the_token_is_served(self, how: str) -> None:
@@ -433,3 +503,38 @@ class TestLifespanRedis:
             pass
         connect.assert_called_once_with()
         assert watch.called is not answers
+
+
+class TestHandlerEdges:
+    def test_a_disconnect_while_handling_a_message_removes_the_connection(
+        self, app: App, client: TestClient, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        async def gone(*args: Any) -> str:
+            raise WebSocketDisconnect(1001)
+
+        monkeypatch.setattr(api, "_handle_client_message", gone)
+        with client.websocket_connect(PATH) as ws:
+            wait_until(lambda: len(app.manager.connections) == 1)
+            ws.send_text("{}")
+            wait_until(lambda: app.manager.connections == {})
+
+    @pytest.mark.asyncio
+    async def test_filters_for_a_connection_already_gone_get_an_error(
+        self, fake_websocket: Callable[[], MagicMock]
+    ) -> None:
+        message = {"type": "websocket.receive", "text": '{"action": "set_filters"}'}
+        reply = await api._handle_client_message(
+            WebSocketManager(), fake_websocket(), message
+        )
+        assert json.loads(reply) == {"type": "error", "error": "connection is closing"}
+
+    @pytest.mark.asyncio
+    async def test_closing_a_closed_websocket_is_quiet(
+        self, fake_websocket: Callable[[], MagicMock], caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.DEBUG, logger="osism.api")
+        websocket = fake_websocket()
+        websocket.close.side_effect = RuntimeError("already closed")
+        await api._close_quietly(websocket, 1013, "client too slow")
+        websocket.close.assert_awaited_once_with(code=1013, reason="client too slow")
+        assert "Closing WebSocket with 1013 failed: already closed" in caplog.text
