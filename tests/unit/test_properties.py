@@ -2,13 +2,18 @@
 
 import copy
 import json
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from unittest.mock import MagicMock
 
-from osism.protocol import SetFilters, parse_client_message
+from osism.protocol import (
+    MAX_FILTER_ENTRIES,
+    MAX_FILTER_LENGTH,
+    SetFilters,
+    parse_client_message,
+)
 from osism.services.websocket_manager import (
     EventMessage,
     WebSocketConnection,
@@ -23,6 +28,7 @@ OBJECT_KEYS += ["cinder_object.data", "glance_object.data", "keystone_object.dat
 words = st.text(alphabet="abcn.-1", max_size=8)
 event_types = st.one_of(
     words,
+    st.text(max_size=20),
     st.builds(
         lambda s, rest: f"{s}.{rest}" if s else rest, st.sampled_from(SERVICES), words
     ),
@@ -48,6 +54,9 @@ payloads = st.dictionaries(
     max_size=4,
 )
 filter_lists = st.lists(words, max_size=3)
+# Well inside the protocol's bounds (a few entries, short ones).
+MAX_ENTRIES = min(5, MAX_FILTER_ENTRIES)
+MAX_LENGTH = min(20, MAX_FILTER_LENGTH)
 
 
 def reference_matches(
@@ -100,14 +109,17 @@ class TestAddNotificationProperty:
         manager.add_notification(event_type, payload)
         assert payload == before
         event = manager.event_queue.get_nowait()
+        assert manager.event_queue.empty()
         assert event.source == "openstack"
         assert event.event_type == event_type
         assert event.node_name is None or isinstance(event.node_name, str)
-        assert event.data["service_type"] == (
-            event_type.split(".")[0] if event_type else "unknown"
-        )
         resource_id = event.data["resource_id"]
         assert resource_id is None or isinstance(resource_id, str)
+        assert event.data == {
+            **before,
+            "service_type": event_type.split(".")[0] if event_type else "unknown",
+            "resource_id": resource_id,
+        }
         assert json.loads(event.to_json()) == event.to_dict()
 
 
@@ -119,3 +131,19 @@ class TestParseClientMessageProperty:
         assert (parsed is None) != (error is None)
         assert parsed is None or isinstance(parsed, SetFilters)
         assert error is None or (isinstance(error, str) and error)
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.dictionaries(
+            st.sampled_from(["event_filters", "node_filters", "service_filters"]),
+            st.none() | st.lists(st.text(max_size=MAX_LENGTH), max_size=MAX_ENTRIES),
+        )
+    )
+    def test_set_filters_within_the_limits_is_taken_as_sent(
+        self, filters: Dict[str, Optional[List[str]]]
+    ) -> None:
+        text = json.dumps({"action": "set_filters", **filters})
+        parsed, error = parse_client_message(text)
+        assert error is None and parsed is not None
+        for kind in ("event_filters", "node_filters", "service_filters"):
+            assert getattr(parsed, kind) == filters.get(kind)
