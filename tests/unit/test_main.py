@@ -4,12 +4,12 @@ import io
 import json
 import socket
 import urllib.error
-from typing import Any
+from typing import Any, List
 from unittest.mock import MagicMock
 
 import pytest
 
-from osism import main
+from osism import __version__, main
 
 
 def free_port() -> int:
@@ -27,6 +27,29 @@ class TestHelp:
         assert exit_info.value.code == 0
         for command in ("api", "listener", "publish"):
             assert command in out
+
+    @pytest.mark.parametrize(
+        "command, options",
+        [
+            ("api", ["--host", "--port", "--workers"]),
+            ("publish", ["--payload", "--url"]),
+        ],
+    )
+    def test_command_help_names_its_options(
+        self, capsys: pytest.CaptureFixture, command: str, options: List[str]
+    ) -> None:
+        with pytest.raises(SystemExit) as exit_info:
+            main.main([command, "--help"])
+        out = capsys.readouterr().out
+        assert exit_info.value.code == 0
+        for option in options:
+            assert option in out
+
+    def test_version_prints_the_version(self, capsys: pytest.CaptureFixture) -> None:
+        with pytest.raises(SystemExit) as exit_info:
+            main.main(["--version"])
+        assert exit_info.value.code == 0
+        assert capsys.readouterr().out.strip() == __version__
 
     def test_no_command_prints_help_and_returns_2(
         self, capsys: pytest.CaptureFixture
@@ -56,6 +79,29 @@ class TestApi:
             ws_max_size=4096,
             ws_per_message_deflate=True,
             ws_ping_interval=None,
+            ws_ping_timeout=20.0,
+        )
+
+    def test_api_defaults(self, mocker: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name in (
+            "WEBSOCKET_MAX_FRAME_BYTES",
+            "WEBSOCKET_DEFLATE",
+            "WEBSOCKET_PING_INTERVAL",
+            "WEBSOCKET_PING_TIMEOUT",
+        ):
+            monkeypatch.delenv(name, raising=False)
+        run = mocker.patch("uvicorn.run")
+        mocker.patch("logging.basicConfig")
+        assert main.main(["--log-level", "debug", "api"]) == 0
+        run.assert_called_once_with(
+            "osism.api:app",
+            host="0.0.0.0",
+            port=8000,
+            workers=1,
+            log_level="debug",
+            ws_max_size=1 << 20,
+            ws_per_message_deflate=False,
+            ws_ping_interval=20.0,
             ws_ping_timeout=20.0,
         )
 
@@ -91,6 +137,13 @@ class TestPublish:
         assert main.main(["publish", "a.b", "--url", url]) == 1
         assert f"cannot reach {url}/v1/events/openstack" in capsys.readouterr().err
 
+    def test_timeout_exits_1(self, mocker: Any, capsys: pytest.CaptureFixture) -> None:
+        mocker.patch("urllib.request.urlopen", side_effect=TimeoutError("timed out"))
+        assert main.main(["publish", "a.b"]) == 1
+        assert "cannot reach http://127.0.0.1:8000/v1/events/openstack: timed out" in (
+            capsys.readouterr().err
+        )
+
     def test_http_error_exits_1_with_the_status(
         self, mocker: Any, capsys: pytest.CaptureFixture
     ) -> None:
@@ -118,3 +171,12 @@ class TestPublish:
             "event_type": "baremetal.x",
             "payload": {"a": 1},
         }
+
+    def test_an_empty_answer_is_reported_as_ok(
+        self, mocker: Any, capsys: pytest.CaptureFixture
+    ) -> None:
+        response = MagicMock()
+        response.__enter__.return_value.read.return_value = b""
+        mocker.patch("urllib.request.urlopen", return_value=response)
+        assert main.main(["publish", "a.b"]) == 0
+        assert capsys.readouterr().out == "published a.b: ok\n"
