@@ -21,6 +21,7 @@ from osism.services.event_bridge import EventBridge, event_bridge
 from osism.services.websocket_manager import (
     CLOSE_TRY_AGAIN_LATER,
     WebSocketManager,
+    close_quietly,
     websocket_manager,
 )
 
@@ -157,7 +158,7 @@ def create_app(
                 if not mgr.send_to(websocket, reply):
                     # Too slow to take its replies. Returning at once would
                     # drop the connection before its 1013 close frame is sent.
-                    await _close_quietly(
+                    await close_quietly(
                         websocket, CLOSE_TRY_AGAIN_LATER, "client too slow"
                     )
                     break
@@ -201,14 +202,6 @@ async def _admit(
         await websocket.close(code=1013, reason="too many connections")
         return False
     return True
-
-
-async def _close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
-    """Close unless it is closed already (the manager may have done so)."""
-    try:
-        await asyncio.wait_for(websocket.close(code=code, reason=reason), 5.0)
-    except Exception as exc:
-        logger.debug("Closing WebSocket with %d failed: %s", code, exc)
 
 
 def _peer(connection: Any) -> str:

@@ -135,7 +135,7 @@ class WebSocketManager:
         for websocket in list(self.connections):
             connection = self.connections.pop(websocket)
             self._stop_writer(connection)
-            await self._close(websocket, 1001, "server shutting down")
+            await close_quietly(websocket, 1001, "server shutting down")
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
         logger.info("WebSocket manager stopped")
@@ -343,16 +343,18 @@ class WebSocketManager:
             self.slow_disconnects,
         )
         task = asyncio.create_task(
-            self._close(websocket, CLOSE_TRY_AGAIN_LATER, "client too slow")
+            close_quietly(websocket, CLOSE_TRY_AGAIN_LATER, "client too slow")
         )
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
-    async def _close(self, websocket: WebSocket, code: int, reason: str) -> None:
-        try:
-            await asyncio.wait_for(websocket.close(code=code, reason=reason), 5.0)
-        except Exception as exc:
-            logger.debug("Closing WebSocket with %d failed: %s", code, exc)
+
+async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
+    """Close, giving up after 5 s; a socket that is gone already is no error."""
+    try:
+        await asyncio.wait_for(websocket.close(code=code, reason=reason), 5.0)
+    except Exception as exc:
+        logger.debug("Closing WebSocket with %d failed: %s", code, exc)
 
 
 websocket_manager = WebSocketManager()

@@ -13,7 +13,7 @@ from osism import api, protocol
 from osism.api import create_app
 from osism.security import SecurityConfig
 from osism.services.event_bridge import EventBridge
-from osism.services.websocket_manager import WebSocketManager
+from osism.services.websocket_manager import WebSocketManager, close_quietly
 from tests.conftest import wait_until
 
 PATH = "/v1/events/openstack"
@@ -532,9 +532,9 @@ class TestHandlerEdges:
     async def test_closing_a_closed_websocket_is_quiet(
         self, fake_websocket: Callable[[], MagicMock], caplog: pytest.LogCaptureFixture
     ) -> None:
-        caplog.set_level(logging.DEBUG, logger="osism.api")
+        caplog.set_level(logging.DEBUG, logger="osism.websocket")
         websocket = fake_websocket()
         websocket.close.side_effect = RuntimeError("already closed")
-        await api._close_quietly(websocket, 1013, "client too slow")
+        await close_quietly(websocket, 1013, "client too slow")
         websocket.close.assert_awaited_once_with(code=1013, reason="client too slow")
         assert "Closing WebSocket with 1013 failed: already closed" in caplog.text
