@@ -59,8 +59,6 @@ class EventBridge:
         self._forwarder_thread: Optional[threading.Thread] = None
         self._watcher_thread: Optional[threading.Thread] = None
         self._redis_lock = threading.RLock()
-        # shutdown() closes the subscriber while its thread may be closing it
-        # too; redis-py's PubSub.close() is not safe to run twice at once.
         self._close_lock = threading.Lock()
         self._subscribed = False
         self.dropped_events = 0
@@ -135,13 +133,9 @@ class EventBridge:
         logger.info("Shutting down event bridge")
         self._shutdown_event.set()
         self._wake_queue_reader()
-        subscriber = self._redis_subscriber
-        if subscriber is not None:
-            try:
-                with self._close_lock:
-                    subscriber.close()
-            except Exception as exc:
-                logger.error("Error closing Redis subscriber: %s", exc)
+        error = self._close_pubsub(self._redis_subscriber)
+        if error is not None:
+            logger.error("Error closing Redis subscriber: %s", error)
         for thread in (
             self._subscriber_thread,
             self._processor_thread,
@@ -212,12 +206,24 @@ class EventBridge:
 
     def _close_subscriber(self) -> None:
         subscriber, self._redis_subscriber = self._redis_subscriber, None
-        if subscriber is not None:
-            try:
-                with self._close_lock:
-                    subscriber.close()
-            except Exception as exc:
-                logger.debug("Closing the old Redis subscriber failed: %s", exc)
+        error = self._close_pubsub(subscriber)
+        if error is not None:
+            logger.debug("Closing the old Redis subscriber failed: %s", error)
+
+    def _close_pubsub(self, subscriber: Optional[Any]) -> Optional[Exception]:
+        """Close a PubSub (None: nothing to close); the error, if it failed.
+
+        shutdown() may close the subscriber while its thread closes it too, and
+        redis-py's PubSub.close() is not safe to run twice at once.
+        """
+        if subscriber is None:
+            return None
+        try:
+            with self._close_lock:
+                subscriber.close()
+        except Exception as exc:
+            return exc
+        return None
 
     def _start_redis_subscriber(self) -> None:
         self._subscriber_thread = threading.Thread(
@@ -297,13 +303,9 @@ class EventBridge:
                 logger.error("Max Redis reconnection attempts reached, giving up")
         finally:
             self._subscribed = False
-            subscriber = self._redis_subscriber
-            if subscriber is not None:
-                try:
-                    with self._close_lock:
-                        subscriber.close()
-                except Exception as exc:
-                    logger.debug("Closing Redis subscriber failed: %s", exc)
+            error = self._close_pubsub(self._redis_subscriber)
+            if error is not None:
+                logger.debug("Closing Redis subscriber failed: %s", error)
 
     def _handle_message(self, data: str) -> None:
         try:
@@ -409,10 +411,8 @@ class EventBridge:
             if client is None:
                 return False
         event_type = str(event.get("event_type"))
-        try:
-            receivers = client.publish(CHANNEL, json.dumps(event))
-        except Exception as exc:
-            logger.warning("Publishing %s to Redis failed: %s", event_type, exc)
+        receivers = self._send(client, json.dumps(event), event_type)
+        if receivers is None:
             self._redis_client = None
             return False
         if receivers == 0:
@@ -431,10 +431,8 @@ class EventBridge:
         return True
 
     def _publish(self, client: Any, message: str, event_type: str) -> bool:
-        try:
-            receivers = client.publish(CHANNEL, message)
-        except Exception as exc:
-            logger.warning("Publishing %s to Redis failed: %s", event_type, exc)
+        receivers = self._send(client, message, event_type)
+        if receivers is None:
             return False
         self.published += 1
         if receivers > 0:
@@ -446,6 +444,15 @@ class EventBridge:
                 event_type,
             )
         return True
+
+    def _send(self, client: Any, message: str, event_type: str) -> Optional[int]:
+        """PUBLISH on the channel: how many subscribers heard it, None on failure."""
+        try:
+            receivers: int = client.publish(CHANNEL, message)
+        except Exception as exc:
+            logger.warning("Publishing %s to Redis failed: %s", event_type, exc)
+            return None
+        return receivers
 
     def _queue_locally(self, event: Dict[str, Any]) -> bool:
         """Hold an event in the bounded local queue, dropping the oldest if full."""
