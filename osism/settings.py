@@ -8,14 +8,16 @@ stops a process from starting.
 import logging
 import math
 import os
-from typing import Tuple
+from typing import Mapping, Optional, Tuple
 
 logger = logging.getLogger("osism.settings")
 
 
-def env_int(name: str, default: int, minimum: int = 0) -> int:
-    """An integer from the environment, at least ``minimum``."""
-    raw = os.environ.get(name)
+def env_int(
+    name: str, default: int, minimum: int = 0, env: Optional[Mapping[str, str]] = None
+) -> int:
+    """An integer from the environment (or ``env``), at least ``minimum``."""
+    raw = (os.environ if env is None else env).get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
@@ -29,15 +31,21 @@ def env_int(name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
-def env_float(name: str, default: float, minimum: float = 0.0) -> float:
-    """A number from the environment, at least ``minimum``."""
-    raw = os.environ.get(name)
+def env_float(
+    name: str,
+    default: float,
+    minimum: float = 0.0,
+    env: Optional[Mapping[str, str]] = None,
+) -> float:
+    """A finite number from the environment (or ``env``), at least ``minimum``."""
+    raw = (os.environ if env is None else env).get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
         value = float(raw)
     except ValueError:
-        value = math.nan
+        logger.error("%s=%r is not a number; using %s", name, raw, default)
+        return default
     if not math.isfinite(value):
         logger.error("%s=%r is not a finite number; using %s", name, raw, default)
         return default
@@ -47,9 +55,13 @@ def env_float(name: str, default: float, minimum: float = 0.0) -> float:
     return value
 
 
-def env_list(name: str, default: Tuple[str, ...] = ()) -> Tuple[str, ...]:
-    """A comma-separated list from the environment, blanks removed."""
-    raw = os.environ.get(name)
+def env_list(
+    name: str,
+    default: Tuple[str, ...] = (),
+    env: Optional[Mapping[str, str]] = None,
+) -> Tuple[str, ...]:
+    """A comma-separated list from the environment (or ``env``), blanks removed."""
+    raw = (os.environ if env is None else env).get(name)
     if raw is None:
         return default
     return tuple(item.strip() for item in raw.split(",") if item.strip())

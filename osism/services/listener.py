@@ -78,6 +78,7 @@ from kombu import Connection, Exchange, Queue, binding
 from kombu.mixins import ConsumerMixin
 
 from osism.services.ratelimit import RateLimitedLog
+from osism.settings import env_float, env_list
 
 logger = logging.getLogger("osism.listener")
 
@@ -214,7 +215,7 @@ class ListenerConfig:
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "ListenerConfig":
         env = os.environ if environ is None else environ
         prefix = _text(env, "LISTENER_QUEUE_PREFIX", DEFAULT_QUEUE_PREFIX)
-        services = _items(env, "LISTENER_SERVICES", SERVICES)
+        services = env_list("LISTENER_SERVICES", env=env) or SERVICES
         bindings = []
         for service in dict.fromkeys(name.lower() for name in services):
             if service not in DEFAULT_TOPICS:
@@ -232,9 +233,8 @@ class ListenerConfig:
                 Binding(
                     service=service,
                     exchange=_text(env, f"LISTENER_{key}_EXCHANGE", service),
-                    routing_keys=_items(
-                        env, f"LISTENER_{key}_ROUTING_KEYS", (f"{topic}.*",)
-                    ),
+                    routing_keys=env_list(f"LISTENER_{key}_ROUTING_KEYS", env=env)
+                    or (f"{topic}.*",),
                     queue=f"{prefix}-{service}",
                 )
             )
@@ -242,9 +242,9 @@ class ListenerConfig:
             url=_text(env, "RABBITMQ_URL", DEFAULT_URL),
             bindings=tuple(bindings),
             exchange_durable=_flag(env, "LISTENER_EXCHANGE_DURABLE", False),
-            prefetch_count=int(_number(env, "LISTENER_PREFETCH", 100, 1)),
-            heartbeat=_number(env, "LISTENER_HEARTBEAT", 30.0, 0),
-            reconnect_max_delay=_number(env, "LISTENER_RECONNECT_MAX_DELAY", 30.0, 1),
+            prefetch_count=int(env_float("LISTENER_PREFETCH", 100, 1, env)),
+            heartbeat=env_float("LISTENER_HEARTBEAT", 30.0, 0, env),
+            reconnect_max_delay=env_float("LISTENER_RECONNECT_MAX_DELAY", 30.0, 1, env),
         )
 
     def describe(self) -> str:
@@ -267,13 +267,6 @@ def _text(env: Mapping[str, str], name: str, default: str) -> str:
     return value or default
 
 
-def _items(
-    env: Mapping[str, str], name: str, default: Tuple[str, ...]
-) -> Tuple[str, ...]:
-    items = tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
-    return items or default
-
-
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     if raw in ("1", "true", "yes", "on"):
@@ -283,21 +276,6 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw:
         logger.error("%s=%r is not a boolean; using %s", name, raw, default)
     return default
-
-
-def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        logger.error("%s=%r is not a number; using %s", name, raw, default)
-        return default
-    if value < minimum:
-        logger.error("%s=%s is below %s; using %s", name, raw, minimum, default)
-        return default
-    return value
 
 
 class _StopRequested(Exception):

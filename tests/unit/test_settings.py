@@ -104,18 +104,29 @@ class TestEnvFloat:
 
         assert env_float(NAME, 2.5) == expected
 
-    @pytest.mark.parametrize("raw", ["fast", "1,5", "1.2.3", "nan", "inf", "-inf"])
+    @pytest.mark.parametrize(
+        "raw, problem",
+        [
+            ("fast", "is not a number"),
+            ("1,5", "is not a number"),
+            ("1.2.3", "is not a number"),
+            ("nan", "is not a finite number"),
+            ("inf", "is not a finite number"),
+            ("-inf", "is not a finite number"),
+        ],
+    )
     def test_bad_value_is_logged_and_replaced_by_default(
         self,
         monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture,
         raw: str,
+        problem: str,
     ) -> None:
         caplog.set_level(logging.ERROR, logger="osism.settings")
         monkeypatch.setenv(NAME, raw)
 
         assert env_float(NAME, 2.5) == 2.5
-        assert errors(caplog) == [f"{NAME}={raw!r} is not a finite number; using 2.5"]
+        assert errors(caplog) == [f"{NAME}={raw!r} {problem}; using 2.5"]
 
     def test_below_minimum_is_logged_and_replaced_by_default(
         self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
@@ -179,3 +190,17 @@ class TestDefaults:
         self, setting: str, minimum: float
     ) -> None:
         assert getattr(settings, setting) >= minimum
+
+
+class TestExplicitEnvironment:
+    """The helpers read a given mapping instead of os.environ when asked to."""
+
+    def test_helpers_read_the_given_mapping(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv(NAME, "1")
+        env = {NAME: "7"}
+        assert env_int(NAME, 0, env=env) == 7
+        assert env_float(NAME, 0.0, env=env) == 7.0
+        assert env_list(NAME, env={NAME: "a, b"}) == ("a", "b")
+        assert env_int(NAME, 3, env={}) == 3
