@@ -72,7 +72,7 @@ def tail(path: Path, lines: int = 60) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-class _Process:
+class ManagedProcess:
     """A subprocess whose output goes to a log file; stopped by its own pid."""
 
     name = "process"
@@ -148,7 +148,7 @@ class _Process:
         )
 
 
-class RedisServer(_Process):
+class RedisServer(ManagedProcess):
     """A redis-server of our own on a loopback port, nothing saved to disk."""
 
     name = "redis-server"
@@ -240,7 +240,7 @@ class RedisServer(_Process):
             time.sleep(0.02)
 
 
-class ApiServer(_Process):
+class ApiServer(ManagedProcess):
     """``osism api --host 127.0.0.1 --port <free>`` as a subprocess.
 
     It is pointed at the test's Redis with REDIS_HOST/REDIS_PORT; ``env`` adds

@@ -12,8 +12,6 @@ import asyncio
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -26,7 +24,7 @@ from kombu import Connection, Exchange
 from tests.conftest import async_wait_until
 from tests.integration.conftest import SERVERS, ReportFigure, StartApi
 from tests.integration.scenario import connect, event, ironic, nova
-from tests.integration.servers import RedisServer, ServerError, tail
+from tests.integration.servers import ManagedProcess, RedisServer, ServerError
 
 pytestmark = pytest.mark.integration
 
@@ -124,7 +122,7 @@ class Broker:
         self.connection.release()
 
 
-class ListenerProcess:
+class ListenerProcess(ManagedProcess):
     """``osism listener`` in a subprocess, configured through its environment."""
 
     def __init__(
@@ -136,8 +134,8 @@ class ListenerProcess:
         env: Optional[Mapping[str, str]] = None,
         name: str = "listener",
     ) -> None:
+        super().__init__(workdir / f"{name}.log")
         self.name = name
-        self.log_path = workdir / f"{name}.log"
         self.broker = broker
         self.prefix = prefix
         self.env = {
@@ -156,19 +154,14 @@ class ListenerProcess:
         services = self.env.get("LISTENER_SERVICES", ",".join(SERVICES))
         self.queues = [f"{prefix}-{s.strip()}" for s in services.split(",")]
         broker.queues.extend(self.queues)
-        self.process: Optional["subprocess.Popen[bytes]"] = None
 
     def start(self, timeout: float = 20.0) -> None:
         """Start it; return once it consumes from every one of its queues."""
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "osism.main", "--log-level", "debug"]
-                + ["listener"],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-            )
+        self._spawn(
+            [sys.executable, "-m", "osism.main", "--log-level", "debug", "listener"],
+            self.env,
+        )
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while not all(self.consumed(queue) for queue in self.queues):
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -185,24 +178,10 @@ class ListenerProcess:
 
     def stop(self, timeout: float = 20.0) -> Optional[int]:
         """SIGTERM and wait; the exit status (SIGKILL and an error on a hang)."""
-        process = self.process
-        if process is None:
-            return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10.0)
-                raise ServerError(f"the listener ignored SIGTERM for {timeout} s")
-        return process.returncode
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self._terminate(timeout)
 
     def log_tail(self, lines: int = 80) -> str:
-        return tail(self.log_path, lines)
+        return super().log_tail(lines)
 
     def count(self, pattern: str) -> int:
         return len(re.findall(pattern, self.log_text()))
