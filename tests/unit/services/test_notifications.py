@@ -9,23 +9,7 @@ from osism.services.notifications import (
     extract_identity,
     service_type_of,
 )
-
-# (service type, alias or None, payload key) of the services we understand
-SERVICES = [
-    ("baremetal", None, "ironic_object.data"),
-    ("compute", "nova", "nova_object.data"),
-    ("network", "neutron", "neutron_object.data"),
-    ("volume", "cinder", "cinder_object.data"),
-    ("image", "glance", "glance_object.data"),
-    ("identity", "keystone", "keystone_object.data"),
-]
-
-SERVICE_KEYS = [
-    (name, key)
-    for service, alias, key in SERVICES
-    for name in (service, alias)
-    if name is not None
-]
+from tests.unit.services.openstack import SERVICE_KEYS
 
 
 class TestServiceTypeOf:

@@ -27,26 +27,11 @@ from osism.services.websocket_manager import (
     WebSocketManager,
 )
 from tests.conftest import async_wait_until
+from tests.unit.services.openstack import SERVICE_KEYS, SERVICES
 
 LOGGER = "osism.websocket"
 
 WebSocketFactory = Callable[[], MagicMock]
-
-# (service type, alias, payload key) of the six OpenStack services
-SERVICES = [
-    ("baremetal", None, "ironic_object.data"),
-    ("compute", "nova", "nova_object.data"),
-    ("network", "neutron", "neutron_object.data"),
-    ("volume", "cinder", "cinder_object.data"),
-    ("image", "glance", "glance_object.data"),
-    ("identity", "keystone", "keystone_object.data"),
-]
-SERVICE_KEYS = [
-    (name, key)
-    for service, alias, key in SERVICES
-    for name in (service, alias)
-    if name is not None
-]
 
 
 # --------------------------------------------------------------------------
