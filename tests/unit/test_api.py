@@ -19,6 +19,8 @@ from tests.conftest import wait_until
 PATH = "/v1/events/openstack"
 IRONIC = {"ironic_object.data": {"name": "node1", "uuid": "abc-123"}}
 TOKEN = "s3cr3t-t0ken-value"
+# EventMessage.to_dict(), in its order: the wire format of an event
+EVENT_FIELDS = ["id", "timestamp", "event_type", "source", "node_name", "data"]
 # One event per service and node, for the filter table.
 FILTER_EVENTS: Dict[str, Dict[str, Any]] = {
     "baremetal.node.power_set.end": {"ironic_object.data": {"name": "node1"}},
@@ -82,14 +84,7 @@ class TestHttp:
     def test_events_info_names_the_websocket_endpoint(self, client: TestClient) -> None:
         info = client.get("/v1/events").json()
         assert info["websocket"] == PATH
-        assert info["event_fields"] == [
-            "id",
-            "timestamp",
-            "event_type",
-            "source",
-            "node_name",
-            "data",
-        ]
+        assert info["event_fields"] == EVENT_FIELDS
 
     def test_status_reports_ready_local_bridge_and_counts(
         self, client: TestClient
@@ -143,14 +138,7 @@ class TestWebSocketProtocol:
         with client.websocket_connect(PATH) as ws:
             publish(client, "baremetal.node.power_set.end")
             event = json.loads(ws.receive_text())
-        assert set(event) == {
-            "id",
-            "timestamp",
-            "event_type",
-            "source",
-            "node_name",
-            "data",
-        }
+        assert list(event) == EVENT_FIELDS
         assert event["source"] == "openstack"
         assert event["node_name"] == "node1"
         assert event["data"] == {
