@@ -4,7 +4,11 @@ Each service wraps its versioned object in ``<project>_object.data``; from it
 we take the node name clients filter on and the resource id.
 """
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+# The key of ``data`` that carries the notification's own metadata (service,
+# priority, message_id, publisher_id, emitted_at).
+META_KEY = "_osism"
 
 # service type (first segment of event_type) -> (payload key, node keys, id keys)
 EXTRACTORS: Dict[str, Tuple[str, Tuple[str, ...], Tuple[str, ...]]] = {}
@@ -55,3 +59,22 @@ def _first(data: Dict[str, Any], keys: Tuple[str, ...]) -> Optional[str]:
         if value:
             return value if isinstance(value, str) else str(value)
     return None
+
+
+def event_fields(
+    event_type: str, payload: Dict[str, Any], meta: Optional[Mapping[str, Any]] = None
+) -> Tuple[Dict[str, Any], Optional[str]]:
+    """(data, node_name) of the event a notification becomes.
+
+    ``data`` is a copy of the payload plus ``service_type`` and ``resource_id``
+    (and the metadata under META_KEY). Raises TypeError for a payload that is
+    not an object.
+    """
+    if not isinstance(payload, dict):
+        raise TypeError(f"payload is {type(payload).__name__}, not an object")
+    service_type = service_type_of(event_type)
+    node_name, resource_id = extract_identity(service_type, payload)
+    data = payload.copy()
+    data["service_type"] = service_type
+    data["resource_id"] = resource_id
+    return data, node_name

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Set
 from fastapi import WebSocket, WebSocketDisconnect
 
 from osism import settings
-from osism.services.notifications import extract_identity, service_type_of
+from osism.services.notifications import event_fields, service_type_of
 from osism.services.ratelimit import RateLimitedLog
 
 logger = logging.getLogger("osism.websocket")
@@ -33,10 +33,17 @@ class EventMessage:
         source: str,
         data: Dict[str, Any],
         node_name: Optional[str] = None,
+        *,
+        event_id: Optional[str] = None,
+        timestamp: Optional[str] = None,
+        position: Optional[str] = None,
     ) -> None:
-        self.id = str(uuid.uuid4())
-        now = datetime.now(timezone.utc).replace(tzinfo=None)
-        self.timestamp = now.isoformat() + "Z"
+        # The id and time given when the event entered the log; a fresh UUID4
+        # and now for an event that never did (a heartbeat, a plain publish).
+        self.id = event_id or str(uuid.uuid4())
+        self.timestamp = timestamp or utc_timestamp()
+        # Where the event stands in the log; None when it is not in one.
+        self.position = position
         self.event_type = event_type
         self.source = source
         self.data = data
@@ -54,6 +61,11 @@ class EventMessage:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
+
+
+def utc_timestamp() -> str:
+    """Now, as the wire carries it: ISO 8601 in UTC with a trailing "Z"."""
+    return datetime.now(timezone.utc).replace(tzinfo=None).isoformat() + "Z"
 
 
 class WebSocketConnection:
@@ -208,24 +220,36 @@ class WebSocketManager:
         )
 
     async def broadcast_event_from_notification(
-        self, event_type: str, payload: Dict[str, Any]
+        self, event_type: str, payload: Dict[str, Any], **logged: Any
     ) -> None:
-        self.add_notification(event_type, payload)
+        self.add_notification(event_type, payload, **logged)
 
-    def add_notification(self, event_type: str, payload: Dict[str, Any]) -> None:
+    def add_notification(
+        self,
+        event_type: str,
+        payload: Dict[str, Any],
+        meta: Optional[Dict[str, Any]] = None,
+        event_id: Optional[str] = None,
+        timestamp: Optional[str] = None,
+        position: Optional[str] = None,
+    ) -> None:
         """Turn an OpenStack notification into an EventMessage and queue it.
 
-        Never raises: a payload that cannot be turned into an event is logged.
+        ``meta``, ``event_id``, ``timestamp`` and ``position`` come from the
+        event log (see event_log.Envelope). Never raises: a payload that cannot
+        be turned into an event is logged.
         """
         try:
-            if not isinstance(payload, dict):
-                raise TypeError(f"payload is {type(payload).__name__}, not an object")
-            service_type = service_type_of(event_type)
-            node_name, resource_id = extract_identity(service_type, payload)
-            data = payload.copy()
-            data["service_type"] = service_type
-            data["resource_id"] = resource_id
-            event = EventMessage(event_type, "openstack", data, node_name)
+            data, node_name = event_fields(event_type, payload, meta)
+            event = EventMessage(
+                event_type,
+                "openstack",
+                data,
+                node_name,
+                event_id=event_id,
+                timestamp=timestamp,
+                position=position,
+            )
             self.enqueue(event)
             logger.debug("Queued %s for node %s", event_type, node_name)
         except Exception as exc:
