@@ -9,7 +9,7 @@ without closing the connection cannot block a caller for longer than
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import redis
 from redis.backoff import NoBackoff
@@ -50,14 +50,14 @@ class RedisSettings:
 
 def create_client(
     config: Optional[RedisSettings] = None, probe: bool = False
-) -> "redis.Redis[Any]":
+) -> redis.Redis:
     """A client for ``config`` (the environment by default), not yet connected.
 
     ``probe``: a quick, quiet client for "does Redis answer?" checks (short
     timeouts, no retries).
     """
     cfg = RedisSettings.from_env() if config is None else config
-    kwargs: dict = {}
+    kwargs: Dict[str, Any] = {}
     if cfg.password is not None:
         kwargs["password"] = cfg.password
     if probe:
