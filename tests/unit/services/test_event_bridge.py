@@ -1122,13 +1122,21 @@ class TestWatchForRedis:
         stop_event: Any,
         answers: MagicMock,
         monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
     ) -> None:
         monkeypatch.setattr(settings, "SUBSCRIBER_RESTART_MAX_DELAY", self.MAX_DELAY)
         bridge = make_bridge(connect=False)
         event = stop_event(bridge, stop_on_wait=5)
         answers.return_value = False
-        bridge._watch_redis()
+        with caplog.at_level(logging.DEBUG, "osism.event_bridge"):
+            bridge._watch_redis()
         assert event.waits == [1.0, 2.0, 4.0, 4.0, 4.0]
+        # One INFO line says where events stay and how to point at Redis;
+        # nothing louder while the default Redis is absent.
+        [info] = logged(caplog, logging.INFO)
+        assert info.startswith("No Redis answers at redis:6379/0: events stay")
+        assert "REDIS_HOST" in info
+        assert logged(caplog, logging.WARNING) + logged(caplog, logging.ERROR) == []
         # The first look is at once: an API serves before Redis is found.
         assert answers.call_count == 5
         assert bridge._redis_client is None
