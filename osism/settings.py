@@ -77,3 +77,7 @@ BRIDGE_QUEUE_SIZE = env_int("BRIDGE_QUEUE_SIZE", 10000, minimum=1)
 HEARTBEAT_INTERVAL = env_float("HEARTBEAT_INTERVAL", 30.0)
 # Longest pause between two restarts of a Redis subscriber that gave up.
 SUBSCRIBER_RESTART_MAX_DELAY = env_float("SUBSCRIBER_RESTART_MAX_DELAY", 30.0, 0.1)
+# Most events one resuming client is replayed (more: the newest part).
+REPLAY_LIMIT = env_int("REPLAY_LIMIT", 5000, minimum=1)
+# Live events held for one client while its replay is sent; past it: 1013.
+RESUME_BUFFER_SIZE = env_int("RESUME_BUFFER_SIZE", 10000, minimum=1)
