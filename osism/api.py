@@ -70,8 +70,6 @@ def create_app(
             if not await asyncio.to_thread(brg.connect):
                 brg.watch_for_redis()
         brg.set_websocket_manager(mgr)
-        # Resuming clients are replayed from the bridge's event log.
-        mgr.replay_source = getattr(brg, "replay", None)
         heartbeat = asyncio.create_task(_heartbeat(mgr, interval)) if interval else None
         logger.info("osism API started; event bridge in %s mode", brg.status()["mode"])
         try:
