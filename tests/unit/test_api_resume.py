@@ -11,10 +11,12 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from osism import settings
 from osism.protocol import LAST_EVENT_ID_ERROR
 from osism.services.event_log import LogEntry, Replay
+from tests.conftest import wait_until
 from tests.unit.test_api import IRONIC, PATH, App, assert_still_serves, publish
 
 NOVA = {"nova_object.data": {"host": "host1"}}
@@ -223,3 +225,18 @@ class TestEventsInfo:
         assert resume["query"].startswith(f"{PATH}?last_event_id=")
         assert set(resume["reply"]) == {"type", "recovered", "replayed", "oldest_id"}
         assert resume["replay_limit"] == settings.REPLAY_LIMIT
+
+
+class TestTooSlowToResume:
+    def test_a_client_closed_during_its_resume_at_connect_gets_1013(
+        self, app: App, client: TestClient, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        async def evicted(*args: Any) -> bool:
+            return False
+
+        monkeypatch.setattr(app.manager, "resume", evicted)
+        with client.websocket_connect(f"{PATH}?last_event_id={event_id(1)}") as ws:
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_text()
+        assert closed.value.code == 1013
+        wait_until(lambda: app.manager.connections == {})
