@@ -66,10 +66,13 @@ def create_app(
                 "events and publish them"
             )
         await mgr.start()
-        if connect_redis and brg.status()["mode"] == "local":
-            if not await asyncio.to_thread(brg.connect):
-                brg.watch_for_redis()
         brg.set_websocket_manager(mgr)
+        if hasattr(mgr, "replay_source"):
+            mgr.replay_source = brg.replay
+        if connect_redis and brg.status()["mode"] == "local":
+            # Serve at once: Redis is looked for in the background (a name
+            # that does not resolve can take seconds), quietly.
+            brg.watch_for_redis()
         heartbeat = asyncio.create_task(_heartbeat(mgr, interval)) if interval else None
         logger.info("osism API started; event bridge in %s mode", brg.status()["mode"])
         try:
@@ -134,8 +137,10 @@ def create_app(
     async def status() -> Dict[str, Any]:
         bridge_status = brg.status()
         manager_status = mgr.status()
-        ready = manager_status["broadcaster_running"] and (
-            bridge_status["processor_alive"]
+        ready = (
+            manager_status["broadcaster_running"]
+            and bridge_status["processor_alive"]
+            and (bridge_status["mode"] != "redis" or bridge_status["subscribed"])
         )
         return {"ready": ready, "bridge": bridge_status, "websocket": manager_status}
 
