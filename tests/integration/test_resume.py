@@ -201,8 +201,11 @@ async def test_a_client_away_for_3_s_gets_exactly_what_it_missed_then_live(
         away_after = client.last_id
         await asyncio.sleep(3.0)  # the client is away for three seconds
 
+        reconnected = time.monotonic()
         await client.connect(api, last_event_id=away_after)
         reply = await client.reply()
+        await client.read(200 + reply["replayed"])
+        replay_seconds = time.monotonic() - reconnected
         published = await asyncio.wait_for(publishing, 30.0)
         await client.read(1000)
         later = await asyncio.to_thread(append_paced, redis_server, 1000, 5, 100.0)
@@ -218,6 +221,9 @@ async def test_a_client_away_for_3_s_gets_exactly_what_it_missed_then_live(
     # One id per event: the one the log gave it, for this client too.
     assert [event["id"] for event in client.events] == published + later
     report_figure("resume_replayed_after_3s_away", reply["replayed"], "events")
+    report_figure(
+        "resume_reconnect_to_last_replayed_event", round(replay_seconds, 3), "s"
+    )
 
 
 @pytest.mark.asyncio
