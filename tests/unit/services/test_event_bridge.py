@@ -430,7 +430,7 @@ class TestSetWebsocketManager:
 
 
 class TestStartThreads:
-    """_start_redis_subscriber / _start_processor_thread / start_forwarding."""
+    """_start_redis_subscriber / _start_processor_thread."""
 
     @pytest.fixture
     def thread_cls(self, bridge: EventBridge, mocker: Any) -> MagicMock:
@@ -799,7 +799,7 @@ class TestSuperviseSubscriber:
         self, mocker: Any, bridge: EventBridge, monkeypatch: pytest.MonkeyPatch
     ) -> SimpleNamespace:
         monkeypatch.setattr(settings, "SUBSCRIBER_RESTART_MAX_DELAY", self.MAX_DELAY)
-        clock = mocker.patch("osism.services.event_bridge.time")
+        clock = mocker.patch("osism.services.bridge_subscriber.time")
         clock.monotonic.return_value = 0.0
         journal: List[Any] = []
         loop = mocker.patch.object(
@@ -1093,7 +1093,7 @@ class TestWatchForRedis:
 
     @pytest.fixture
     def answers(self, mocker: Any) -> MagicMock:
-        return mocker.patch("osism.services.event_bridge._redis_answers")
+        return mocker.patch("osism.services.bridge_link._redis_answers")
 
     def test_watch_starts_one_watcher_thread(
         self, make_bridge: Any, mocker: Any
@@ -1184,7 +1184,7 @@ class TestRedisAnswers:
     def test_redis_answers_true_on_ping_and_closes_its_client(
         self, redis_cls: MagicMock
     ) -> None:
-        from osism.services.event_bridge import _redis_answers
+        from osism.services.bridge_link import _redis_answers
 
         redis_cls.return_value.ping.return_value = True
         assert _redis_answers() is True
@@ -1196,7 +1196,7 @@ class TestRedisAnswers:
     def test_redis_answers_false_without_error_log(
         self, redis_cls: MagicMock, caplog_bridge: Any
     ) -> None:
-        from osism.services.event_bridge import _redis_answers
+        from osism.services.bridge_link import _redis_answers
 
         redis_cls.return_value.ping.side_effect = ConnectionError("refused")
         assert _redis_answers() is False
