@@ -85,3 +85,7 @@ EVENT_HISTORY_SIZE = env_int("EVENT_HISTORY_SIZE", 10000, minimum=1)
 # Seconds an event id is remembered, so a redelivered notification is not
 # logged twice.
 EVENT_DEDUPE_SECONDS = env_int("EVENT_DEDUPE_SECONDS", 3600, minimum=1)
+# Most events one resuming client is replayed (more: the newest part).
+REPLAY_LIMIT = env_int("REPLAY_LIMIT", 5000, minimum=1)
+# Live events held for one client while its replay is sent; past it: 1013.
+RESUME_BUFFER_SIZE = env_int("RESUME_BUFFER_SIZE", 10000, minimum=1)
