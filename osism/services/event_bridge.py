@@ -17,6 +17,7 @@ import os
 import queue
 import threading
 import time
+from functools import partial
 from typing import Any, Dict, Optional, Tuple
 
 from osism import settings
@@ -109,10 +110,17 @@ class EventBridge:
         )
         self._watcher_thread.start()
 
-    def add_event(self, event_type: str, payload: Any) -> bool:
-        """Publish an event; True once it is published or held locally."""
+    def add_event(
+        self, event_type: str, payload: Any, meta: Optional[Dict[str, Any]] = None
+    ) -> bool:
+        """Publish an event; True once it is published or held locally.
+
+        ``meta`` (service, priority, message_id, ...) travels with it when given.
+        """
         try:
             event = {"event_type": event_type, "payload": payload}
+            if meta:
+                event["meta"] = meta
             message = json.dumps(event)
             client = self._redis_client
             if client is not None and not self._backlog_pending():
@@ -326,6 +334,8 @@ class EventBridge:
             return
         event_type = event_data.get("event_type", "")
         payload = event_data.get("payload", {})
+        meta = event_data.get("meta")
+        extra: Dict[str, Any] = {"meta": meta} if isinstance(meta, dict) else {}
         loop = getattr(manager, "loop", None)
         if (
             isinstance(loop, asyncio.AbstractEventLoop)
@@ -335,14 +345,17 @@ class EventBridge:
             # The one place where threads meet asyncio: this runs in a bridge
             # thread, the manager lives on its broadcaster's loop. The work is
             # handed to that loop and runs there; this thread does not wait.
-            loop.call_soon_threadsafe(manager.add_notification, event_type, payload)
+            add = manager.add_notification
+            loop.call_soon_threadsafe(
+                partial(add, **extra) if extra else add, event_type, payload
+            )
             return
         # No broadcaster loop exists yet, so nothing else touches the manager:
         # a private loop may drive the coroutine.
         private_loop = asyncio.new_event_loop()
         try:
             private_loop.run_until_complete(
-                manager.broadcast_event_from_notification(event_type, payload)
+                manager.broadcast_event_from_notification(event_type, payload, **extra)
             )
         except Exception as exc:
             logger.error("Error broadcasting %r: %s", event_type, exc)
