@@ -319,3 +319,11 @@ class TestThroughTheApp:
     def test_events_info_describes_the_new_filters(self, client: TestClient) -> None:
         info = client.get("/v1/events").json()
         assert "priority_filters" in info["client_messages"]["set_filters"]
+
+
+def test_metadata_without_a_service_or_priority_string() -> None:
+    data = {"_osism": {"service": None, "priority": None}}
+    assert filters.emitting_service("instance", data) == "nova"
+    assert filters.emitting_service("foo", data) is None
+    assert filters.priority_of(data) is None
+    assert filters.priority_of({"_osism": "not a dict"}) is None

@@ -228,10 +228,11 @@ class TestNovaTopics:
     def test_one_queue_bound_with_both_keys(self) -> None:
         listener, _ = listener_for("nova")
         (queue,) = listener.queues
-        assert [b.routing_key for b in queue.bindings] == [
+        assert {b.routing_key for b in queue.bindings} == {
             "versioned_notifications.*",
             "notifications.*",
-        ]
+        }
+        assert {b.exchange.name for b in queue.bindings} == {"nova"}
 
     def test_describe_names_both_topics(self) -> None:
         text = describe({"LISTENER_SERVICES": "nova"})

@@ -451,3 +451,47 @@ class TestMetadataInData:
     def test_a_payload_that_is_not_an_object_raises(self, payload: Any) -> None:
         with pytest.raises(TypeError):
             event_fields("image.upload", payload, {"priority": "ERROR"})
+
+
+class TestVersionedObjectsUnderOtherEventTypes:
+    """A service's ``<project>_object.data`` is read whatever the event type
+    says, once the service is known (from the exchange or publisher_id)."""
+
+    @pytest.mark.parametrize(
+        "service, key, data, expected",
+        [
+            ("ironic", "ironic_object.data", {"name": "bm", "uuid": "u"}, ("bm", "u")),
+            (
+                "neutron",
+                "neutron_object.data",
+                {"device_id": "d", "id": "i"},
+                ("d", "i"),
+            ),
+            (
+                "cinder",
+                "cinder_object.data",
+                {"display_name": "v", "uuid": "u"},
+                ("v", "u"),
+            ),
+            ("glance", "glance_object.data", {"name": "img", "id": "i"}, ("img", "i")),
+            (
+                "keystone",
+                "keystone_object.data",
+                {"name": "p", "uuid": "u"},
+                ("p", "u"),
+            ),
+        ],
+    )
+    def test_object_data_of_the_service(
+        self, service: str, key: str, data: Dict[str, Any], expected: tuple
+    ) -> None:
+        assert fields("thing.update", {key: data}, service=service) == expected
+
+    def test_neutron_plural_of_a_resource_ending_in_y(self) -> None:
+        payload = {"policies": [{"id": "q-1"}]}
+        assert fields("policy.create.end", payload, service="neutron") == (None, "q-1")
+
+
+def test_a_publisher_id_no_table_knows_leaves_it_to_the_event_type() -> None:
+    assert service_of("instance.update", "octavia-worker.h1") == "nova"
+    assert service_of("loadbalancer.create", "octavia-worker.h1") is None
