@@ -167,17 +167,19 @@ def event_fields(
     if not isinstance(payload, dict):
         raise TypeError(f"payload is {type(payload).__name__}, not an object")
     service_type = service_type_of(event_type)
-    info = notification_meta(event_type, meta or {})
-    node_name, resource_id = extract_identity(service_type, payload)
-    seed_key = EXTRACTORS.get(service_type, ("",))[0]
-    if not isinstance(payload.get(seed_key), dict):
-        node_name, resource_id = identify(
-            info["service"], resource_kind(event_type), payload
-        )
+    with_meta = bool(meta) or META_KEY in payload
+    info = notification_meta(event_type, meta or {}) if with_meta else None
+    extractor = EXTRACTORS.get(service_type)
+    if extractor is not None and isinstance(payload.get(extractor[0]), dict):
+        # The seed's table: the event type's prefix and its versioned object.
+        node_name, resource_id = extract_identity(service_type, payload)
+    else:
+        service = info["service"] if info else service_of(event_type)
+        node_name, resource_id = identify(service, resource_kind(event_type), payload)
     data = payload.copy()
     data["service_type"] = service_type
     data["resource_id"] = resource_id
-    if meta or META_KEY in payload:
+    if info is not None:
         osism: Dict[str, Any] = dict(info)
         if META_KEY in payload:
             osism[ORIGINAL_KEY] = payload[META_KEY]
