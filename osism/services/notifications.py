@@ -167,12 +167,14 @@ def event_fields(
     if not isinstance(payload, dict):
         raise TypeError(f"payload is {type(payload).__name__}, not an object")
     service_type = service_type_of(event_type)
-    with_meta = bool(meta) or META_KEY in payload
+    with_meta = meta or META_KEY in payload
     info = notification_meta(event_type, meta or {}) if with_meta else None
     extractor = EXTRACTORS.get(service_type)
-    if extractor is not None and isinstance(payload.get(extractor[0]), dict):
-        # The seed's table: the event type's prefix and its versioned object.
-        node_name, resource_id = extract_identity(service_type, payload)
+    seed = payload.get(extractor[0]) if extractor is not None else None
+    if extractor is not None and isinstance(seed, dict):
+        # The seed's table (extract_identity): the event type's prefix and
+        # its versioned object.
+        node_name, resource_id = _first(seed, extractor[1]), _first(seed, extractor[2])
     else:
         service = info["service"] if info else service_of(event_type)
         node_name, resource_id = identify(service, resource_kind(event_type), payload)

@@ -91,7 +91,9 @@ class WebSocketConnection:
     @event_filters.setter
     def event_filters(self, values: List[str]) -> None:
         self._event_filters = values
-        self._event_exact, self._event_regex = filters.compile_events(values)
+        exact, self._event_regex = filters.compile_events(values)
+        # None: no event filter at all (checked first, on every event)
+        self._event_exact = exact if values else None
         self._refresh_active()
 
     @property
@@ -136,16 +138,17 @@ class WebSocketConnection:
         """Filters of different kinds are AND-ed; within a kind any entry may match."""
         if not self._active:
             return True
-        event_type = event.event_type
-        if self._event_filters and event_type not in self._event_exact:
+        exact = self._event_exact
+        if exact is not None and event.event_type not in exact:
             regex = self._event_regex
-            if regex is None or regex.fullmatch(event_type) is None:
+            if regex is None or regex.fullmatch(event.event_type) is None:
                 return False
         if self._node_filters and (
             event.node_name is None or event.node_name not in self._nodes
         ):
             return False
         if self._service_filters:
+            event_type = event.event_type
             segment = event_type.split(".", 1)[0] if event_type else "unknown"
             if segment not in self._segments and (
                 filters.emitting_service(segment, event.data) not in self._services
