@@ -7,7 +7,7 @@ from typing import Any, AsyncIterator, Callable, Dict, List, Mapping, Optional
 
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from osism import settings
 from osism.protocol import error_reply, filter_reply, parse_client_message, resume_id
@@ -18,6 +18,8 @@ from osism.security import (
     presented_token,
 )
 from osism.services.event_bridge import EventBridge, event_bridge
+from osism.services.metadata import check_priority, iso_utc
+from osism.services.notifications import META_FIELDS
 from osism.services.websocket_manager import (
     CLOSE_TRY_AGAIN_LATER,
     WebSocketManager,
@@ -31,10 +33,39 @@ EVENTS_PATH = "/v1/events/openstack"
 
 
 class PublishRequest(BaseModel):
-    """An OpenStack notification to hand to the bridge."""
+    """An OpenStack notification to hand to the bridge, with its metadata
+    (each optional; see notifications.META_FIELDS)."""
 
     event_type: str = Field(min_length=1, max_length=255)
     payload: Dict[str, Any]
+    priority: Optional[str] = None
+    message_id: Optional[str] = Field(None, min_length=1, max_length=255)
+    publisher_id: Optional[str] = Field(None, min_length=1, max_length=255)
+    service: Optional[str] = Field(
+        None, min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_-]*$"
+    )
+    emitted_at: Optional[str] = None
+
+    @field_validator("priority")
+    @classmethod
+    def _priority(cls, value: Optional[str]) -> Optional[str]:
+        return None if value is None else check_priority(value)
+
+    @field_validator("emitted_at")
+    @classmethod
+    def _emitted_at(cls, value: Optional[str]) -> Optional[str]:
+        return None if value is None else iso_utc(value)
+
+    def meta(self) -> Optional[Dict[str, Any]]:
+        """The metadata given, None when there is none."""
+        found = {
+            key: getattr(self, key)
+            for key in META_FIELDS
+            if getattr(self, key) is not None
+        }
+        if "service" in found:
+            found["service"] = found["service"].lower()
+        return found or None
 
 
 def create_app(
@@ -123,7 +154,10 @@ def create_app(
                     "action": "set_filters",
                     "event_filters": ["<event_type>"],
                     "node_filters": ["<node name>"],
-                    "service_filters": ["<first segment of event_type>"],
+                    "service_filters": [
+                        "<first segment of event_type, or service: nova, ...>"
+                    ],
+                    "priority_filters": ["<INFO, WARN, ERROR, ...>"],
                     "last_event_id": "<id of the last event seen: resume after it>",
                 }
             },
@@ -166,7 +200,9 @@ def create_app(
                 401,
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        if not brg.add_event(event.event_type, event.payload):
+        meta = event.meta()
+        extra = {"meta": meta} if meta else {}
+        if not brg.add_event(event.event_type, event.payload, **extra):
             return JSONResponse(
                 {"result": "dropped", "error": "event could not be queued"}, 503
             )
@@ -268,6 +304,7 @@ async def _handle_client_message(
         event_filters=parsed.event_filters,
         node_filters=parsed.node_filters,
         service_filters=parsed.service_filters,
+        priority_filters=parsed.priority_filters,
     )
     connection = manager.connections.get(websocket)
     if connection is None:
@@ -282,6 +319,7 @@ async def _handle_client_message(
             "event_filters": connection.event_filters,
             "node_filters": connection.node_filters,
             "service_filters": connection.service_filters,
+            "priority_filters": connection.priority_filters,
         }
     )
 

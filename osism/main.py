@@ -6,7 +6,7 @@ import logging
 import sys
 import urllib.error
 import urllib.request
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from osism import __version__, settings
 
@@ -83,6 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_URL,
         help=f"the API's base URL (default: {DEFAULT_URL})",
     )
+    meta = publish.add_argument_group(
+        "notification metadata (optional; travels in data._osism)"
+    )
+    meta.add_argument("--priority", help="INFO, WARN, ERROR, ... (any case)")
+    meta.add_argument("--message-id", help="the notification's message_id")
+    meta.add_argument("--publisher-id", help="e.g. nova-compute:host1")
+    meta.add_argument("--service", help="the emitting service, e.g. nova")
+    meta.add_argument(
+        "--emitted-at", help="when it was emitted, ISO 8601 (no zone: UTC)"
+    )
     publish.set_defaults(run=run_publish)
     return parser
 
@@ -119,8 +129,14 @@ def run_publish(args: argparse.Namespace) -> int:
     if not isinstance(payload, dict):
         print("osism publish: --payload must be a JSON object", file=sys.stderr)
         return 2
+    try:
+        meta = publish_meta(args)
+    except ValueError as exc:
+        print(f"osism publish: {exc}", file=sys.stderr)
+        return 2
     url = args.url.rstrip("/") + "/v1/events/openstack"
-    body = json.dumps({"event_type": args.event_type, "payload": payload}).encode()
+    request_body = {"event_type": args.event_type, "payload": payload, **meta}
+    body = json.dumps(request_body).encode()
     request = urllib.request.Request(
         url, data=body, headers={"Content-Type": "application/json"}, method="POST"
     )
@@ -137,6 +153,25 @@ def run_publish(args: argparse.Namespace) -> int:
         return 1
     print(f"published {args.event_type}: {answer.get('result', 'ok')}")
     return 0
+
+
+def publish_meta(args: argparse.Namespace) -> Dict[str, str]:
+    """The metadata options given, checked; ValueError saying what is wrong."""
+    from osism.services.metadata import check_priority, iso_utc
+
+    meta: Dict[str, str] = {}
+    for option in ("priority", "message_id", "publisher_id", "service", "emitted_at"):
+        value = getattr(args, option, None)
+        if value is None:
+            continue
+        if not value.strip():
+            raise ValueError(f"--{option.replace('_', '-')} is empty")
+        meta[option] = value.strip()
+    if "priority" in meta:
+        meta["priority"] = check_priority(meta["priority"])
+    if "emitted_at" in meta:
+        meta["emitted_at"] = iso_utc(meta["emitted_at"])
+    return meta
 
 
 if __name__ == "__main__":  # pragma: no cover

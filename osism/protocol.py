@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Literal, Optional, Tuple, Union
 from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError, field_validator
 
 from osism import settings
+from osism.services import filters
 
 # Longest client message accepted, in bytes of UTF-8.
 MAX_MESSAGE_BYTES = settings.env_int("WEBSOCKET_MAX_MESSAGE_BYTES", 65536, minimum=1)
@@ -19,7 +20,7 @@ MAX_MESSAGE_BYTES = settings.env_int("WEBSOCKET_MAX_MESSAGE_BYTES", 65536, minim
 MAX_FILTER_ENTRIES = settings.env_int("MAX_FILTER_ENTRIES", 100, minimum=1)
 MAX_FILTER_LENGTH = settings.env_int("MAX_FILTER_LENGTH", 256, minimum=1)
 
-FILTER_KINDS = ("event_filters", "node_filters", "service_filters")
+FILTER_KINDS = ("event_filters", "node_filters", "service_filters", "priority_filters")
 
 
 class SetFilters(BaseModel):
@@ -31,6 +32,9 @@ class SetFilters(BaseModel):
     event_filters: Optional[List[StrictStr]] = None
     node_filters: Optional[List[StrictStr]] = None
     service_filters: Optional[List[StrictStr]] = None
+    # oslo.messaging priorities, any case; kept in upper case (INFO, ERROR, ...)
+    priority_filters: Optional[List[StrictStr]] = None
+
     # Resume: the id of the last event the client saw (see resume_id).
     last_event_id: Optional[StrictStr] = None
 
@@ -85,6 +89,21 @@ def parse_client_message(text: Union[str, bytes, None]) -> ParseResult:
                     f"{kind} entry of {len(value)} characters, "
                     f"limit {MAX_FILTER_LENGTH}"
                 )
+    return _check_entries(message)
+
+
+def _check_entries(message: SetFilters) -> ParseResult:
+    """Event patterns and priorities are valid; priorities in upper case."""
+    for entry in message.event_filters or ():
+        error = filters.pattern_error(entry)
+        if error is not None:
+            return None, error
+    if message.priority_filters is not None:
+        for entry in message.priority_filters:
+            error = filters.priority_error(entry)
+            if error is not None:
+                return None, error
+        message.priority_filters = [p.strip().upper() for p in message.priority_filters]
     return message, None
 
 

@@ -16,12 +16,16 @@ Defaults, every one configurable from the environment:
     the service's name: oslo.messaging's default ``control_exchange``.
 ``LISTENER_<SERVICE>_ROUTING_KEYS``
     comma-separated; ``<topic>.*``, every priority (info, error, warn, ...)
-    of the service's default notification topic:
+    of each of the service's default notification topics:
 
     - ironic: ``ironic_versioned_notifications`` (Ironic's default
       ``versioned_notifications_topics``)
     - nova: ``versioned_notifications`` (Nova's default
-      ``[notifications] versioned_notifications_topics``)
+      ``[notifications] versioned_notifications_topics``) and
+      ``notifications``: Nova's default ``notification_format`` is
+      ``unversioned``, which sends the legacy ``compute.instance.*``
+      notifications on oslo.messaging's default topic ``notifications``
+      (``both`` sends on both topics)
     - neutron, cinder, glance, keystone: ``notifications`` (oslo.messaging's
       default ``[oslo_messaging_notifications] topics``; these services send
       unversioned notifications there)
@@ -44,6 +48,14 @@ declared is used as it is, whatever its durability. A missing one is declared
 the way oslo.messaging declares it (topic, not auto-deleted, durable only with
 ``amqp_durable_queues``), so the queue is bound before the service sends its
 first notification and the service's own declaration later matches ours.
+
+Every notification is delivered whatever its payload: a payload that is not
+a JSON object (Glance's error notifications carry a plain string) is
+delivered as ``{"payload": <the value>}``. Its metadata travels with it (see
+``Notification.meta``): the service it arrived from (the binding's, i.e. the
+exchange's; else derived from ``publisher_id``), ``priority``,
+``message_id``, ``publisher_id`` and ``emitted_at`` (oslo's timestamp,
+``2024-01-01 12:00:00.123456`` in UTC, as ISO 8601 with "Z").
 
 A message is acknowledged only once the event is in the event log in Redis.
 While Redis is down the listener keeps the message it holds, unacknowledged,
@@ -83,6 +95,8 @@ from kombu import Connection, Exchange, Queue, binding
 from kombu.mixins import ConsumerMixin
 
 from osism.services.backoff import Backoff
+from osism.services.metadata import iso_utc
+from osism.services.notifications import service_of
 from osism.services.ratelimit import RateLimitedLog
 from osism.settings import env_float, env_list
 
@@ -98,14 +112,14 @@ SERVICES: Tuple[str, ...] = (
     "glance",
     "keystone",
 )
-# The notification topic each service publishes on by default.
-DEFAULT_TOPICS: Dict[str, str] = {
-    "ironic": "ironic_versioned_notifications",
-    "nova": "versioned_notifications",
-    "neutron": "notifications",
-    "cinder": "notifications",
-    "glance": "notifications",
-    "keystone": "notifications",
+# The notification topics each service publishes on by default.
+DEFAULT_TOPICS: Dict[str, Tuple[str, ...]] = {
+    "ironic": ("ironic_versioned_notifications",),
+    "nova": ("versioned_notifications", "notifications"),
+    "neutron": ("notifications",),
+    "cinder": ("notifications",),
+    "glance": ("notifications",),
+    "keystone": ("notifications",),
 }
 FALLBACK_TOPIC = "notifications"
 
@@ -125,10 +139,28 @@ class MalformedNotification(ValueError):
 
 
 class Notification(NamedTuple):
+    """A notification as oslo.messaging sent it; ``payload`` always an object
+    (a value that is none is wrapped as ``{"payload": value}``)."""
+
     event_type: str
     payload: Dict[str, Any]
     publisher_id: Optional[str] = None
     message_id: Optional[str] = None
+    priority: Optional[str] = None
+    timestamp: Optional[str] = None
+    service: Optional[str] = None
+
+    def meta(self) -> Dict[str, str]:
+        """The metadata for the bridge (notifications.META_FIELDS), the keys
+        with a value only."""
+        found = {
+            "service": self.service,
+            "priority": self.priority,
+            "message_id": self.message_id,
+            "publisher_id": self.publisher_id,
+            "emitted_at": self.timestamp,
+        }
+        return {key: value for key, value in found.items() if value is not None}
 
 
 class ReceivedMessage(Protocol):
@@ -156,12 +188,14 @@ class EventSink(Protocol):
     def shutdown(self) -> None: ...
 
 
-def parse_notification(body: Body) -> Notification:
+def parse_notification(body: Body, service: Optional[str] = None) -> Notification:
     """The notification in a message body, oslo envelope or plain.
 
-    Raises MalformedNotification when the body is not JSON, not an object, has
-    an ``oslo.message`` that is not a JSON object in a string, has no
-    ``event_type`` string, or a payload that is not an object.
+    ``service``: the one whose binding it arrived on; None derives it from
+    the ``publisher_id``. A payload that is not an object (or is missing) is
+    wrapped as ``{"payload": value}``. Raises MalformedNotification when the
+    body is not JSON, not an object, has an ``oslo.message`` that is not a
+    JSON object in a string, or has no ``event_type`` string.
     """
     message = _json_object(body, "message body")
     if "oslo.message" in message:
@@ -174,13 +208,29 @@ def parse_notification(body: Body) -> Notification:
         raise MalformedNotification("no event_type")
     payload = message.get("payload")
     if not isinstance(payload, dict):
-        raise MalformedNotification(f"payload of {event_type} is not an object")
+        payload = {"payload": payload}
+    publisher_id = _optional_str(message.get("publisher_id"))
+    priority = _optional_str(message.get("priority"))
     return Notification(
         event_type,
         payload,
-        _optional_str(message.get("publisher_id")),
+        publisher_id,
         _optional_str(message.get("message_id")),
+        priority.upper() if priority else None,
+        _timestamp(message.get("timestamp")),
+        service or (service_of("", publisher_id) if publisher_id else None),
     )
+
+
+def _timestamp(value: Any) -> Optional[str]:
+    """oslo's ``str(utcnow())`` as ISO 8601 with "Z"; None if it is not one."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return iso_utc(value)
+    except ValueError:
+        logger.debug("Ignoring a timestamp that is not ISO 8601: %r", value)
+        return None
 
 
 def _json_object(body: Body, what: str) -> Dict[str, Any]:
@@ -236,13 +286,13 @@ class ListenerConfig:
                     service,
                 )
             key = service.upper().replace("-", "_")
-            topic = DEFAULT_TOPICS.get(service, FALLBACK_TOPIC)
+            topics = DEFAULT_TOPICS.get(service, (FALLBACK_TOPIC,))
             bindings.append(
                 Binding(
                     service=service,
                     exchange=_text(env, f"LISTENER_{key}_EXCHANGE", service),
                     routing_keys=env_list(f"LISTENER_{key}_ROUTING_KEYS", env=env)
-                    or (f"{topic}.*",),
+                    or tuple(f"{topic}.*" for topic in topics),
                     queue=f"{prefix}-{service}",
                 )
             )
@@ -312,6 +362,8 @@ class NotificationListener(ConsumerMixin):
         self.rejected = 0
         self._malformed_log = RateLimitedLog(logger, interval=10.0)
         self._requeue_log = RateLimitedLog(logger, interval=10.0)
+        # exchange -> the service whose notifications arrive on it
+        self._services = {item.exchange: item.service for item in config.bindings}
         self.exchanges = {
             item.exchange: Exchange(
                 item.exchange,
@@ -451,7 +503,9 @@ class NotificationListener(ConsumerMixin):
         exchange = info.get("exchange", "?")
         routing_key = info.get("routing_key", "?")
         try:
-            notification = parse_notification(message.body)
+            notification = parse_notification(
+                message.body, self._services.get(exchange)
+            )
         except MalformedNotification as exc:
             self.rejected += 1
             logger.debug("Malformed message from %s: %r", routing_key, message.body)
@@ -492,7 +546,7 @@ class NotificationListener(ConsumerMixin):
                 taken = self.bridge.add_event(
                     notification.event_type,
                     notification.payload,
-                    meta=_meta(notification),
+                    meta=notification.meta(),
                 )
             except Exception as exc:
                 logger.error("Bridge failed on %s: %s", notification.event_type, exc)
@@ -550,15 +604,6 @@ class NotificationListener(ConsumerMixin):
     def _raise_if_stopping(self) -> None:
         if self.should_stop:
             raise _StopRequested()
-
-
-def _meta(notification: Notification) -> Dict[str, Any]:
-    """The notification's own ids: the log dedupes redeliveries by message_id."""
-    meta = {
-        "message_id": notification.message_id,
-        "publisher_id": notification.publisher_id,
-    }
-    return {key: value for key, value in meta.items() if value is not None}
 
 
 def _close(channel: Any) -> None:
@@ -633,7 +678,10 @@ def describe(environ: Optional[Mapping[str, str]] = None) -> str:
         "event bridge, which publishes it on Redis (REDIS_HOST, REDIS_PORT, "
         "REDIS_DB) for every API process. A message is acknowledged once the "
         "event is in the event log in Redis; while Redis is down, messages "
-        "wait in RabbitMQ and the listener retries with back-off. SIGTERM or "
+        "wait in RabbitMQ and the listener retries with back-off. A payload "
+        "that is not a JSON object is delivered as "
+        '{"payload": <value>}; the service, priority, message_id, publisher_id '
+        "and emission time travel with every event (data._osism). SIGTERM or "
         "SIGINT stops it.",
         width=79,
     )
@@ -648,8 +696,9 @@ def describe(environ: Optional[Mapping[str, str]] = None) -> str:
         "  LISTENER_<SERVICE>_EXCHANGE     [the service name]\n"
         "  LISTENER_<SERVICE>_ROUTING_KEYS [<topic>.*, comma-separated; topic\n"
         "                                   ironic_versioned_notifications for\n"
-        "                                   ironic, versioned_notifications for\n"
-        "                                   nova, notifications for the others]\n"
+        "                                   ironic, versioned_notifications and\n"
+        "                                   notifications (legacy) for nova,\n"
+        "                                   notifications for the others]\n"
         f"  LISTENER_QUEUE_PREFIX           [{DEFAULT_QUEUE_PREFIX}; durable "
         "queues <prefix>-<service>]\n"
         "  LISTENER_EXCHANGE_DURABLE       [0; 1 when OpenStack runs with\n"

@@ -16,8 +16,8 @@ from typing import Any, Callable, Dict, List, Optional, Set
 from fastapi import WebSocket, WebSocketDisconnect
 
 from osism import settings
-from osism.services import replay
-from osism.services.notifications import event_fields, service_type_of
+from osism.services import filters, replay
+from osism.services.notifications import event_fields
 from osism.services.ratelimit import RateLimitedLog
 
 logger = logging.getLogger("osism.websocket")
@@ -74,27 +74,90 @@ class WebSocketConnection:
 
     def __init__(self, websocket: WebSocket, outbox_size: Optional[int] = None) -> None:
         self.websocket = websocket
-        self.event_filters: List[str] = []
-        self.node_filters: List[str] = []
-        self.service_filters: List[str] = []
+        self.event_filters = []
+        self.node_filters = []
+        self.service_filters = []
+        self.priority_filters = []
         size = settings.OUTBOX_SIZE if outbox_size is None else outbox_size
         self.outbox: "asyncio.Queue[str]" = asyncio.Queue(maxsize=size)
         self.writer: Optional["asyncio.Task[None]"] = None
         # Set while the client resumes: its live events are held meanwhile.
         self.resume: Optional[replay.ResumeState] = None
 
+    # The filter lists are replaced, never mutated in place: assigning one
+    # compiles it (filters.py), so that the check per event stays cheap.
+    @property
+    def event_filters(self) -> List[str]:
+        return self._event_filters
+
+    @event_filters.setter
+    def event_filters(self, values: List[str]) -> None:
+        self._event_filters = values
+        exact, self._event_regex = filters.compile_events(values)
+        # None: no event filter at all (checked first, on every event)
+        self._event_exact = exact if values else None
+        self._refresh_active()
+
+    @property
+    def node_filters(self) -> List[str]:
+        return self._node_filters
+
+    @node_filters.setter
+    def node_filters(self, values: List[str]) -> None:
+        self._node_filters = values
+        self._nodes = frozenset(values)
+        self._refresh_active()
+
+    @property
+    def service_filters(self) -> List[str]:
+        return self._service_filters
+
+    @service_filters.setter
+    def service_filters(self, values: List[str]) -> None:
+        self._service_filters = values
+        self._segments, self._services = filters.compile_services(values)
+        self._refresh_active()
+
+    @property
+    def priority_filters(self) -> List[str]:
+        return self._priority_filters
+
+    @priority_filters.setter
+    def priority_filters(self, values: List[str]) -> None:
+        self._priority_filters = values
+        self._priorities = filters.compile_priorities(values)
+        self._refresh_active()
+
+    def _refresh_active(self) -> None:
+        self._active = bool(
+            getattr(self, "_event_filters", None)
+            or getattr(self, "_node_filters", None)
+            or getattr(self, "_service_filters", None)
+            or getattr(self, "_priority_filters", None)
+        )
+
     def matches_filters(self, event: EventMessage) -> bool:
         """Filters of different kinds are AND-ed; within a kind any entry may match."""
-        if not (self.event_filters or self.node_filters or self.service_filters):
+        if not self._active:
             return True
-        if self.event_filters and event.event_type not in self.event_filters:
-            return False
-        if self.node_filters and (
-            event.node_name is None or event.node_name not in self.node_filters
+        exact = self._event_exact
+        if exact is not None and event.event_type not in exact:
+            regex = self._event_regex
+            if regex is None or regex.fullmatch(event.event_type) is None:
+                return False
+        if self._node_filters and (
+            event.node_name is None or event.node_name not in self._nodes
         ):
             return False
-        if self.service_filters:
-            if service_type_of(event.event_type) not in self.service_filters:
+        if self._service_filters:
+            event_type = event.event_type
+            segment = event_type.split(".", 1)[0] if event_type else "unknown"
+            if segment not in self._segments and (
+                filters.emitting_service(segment, event.data) not in self._services
+            ):
+                return False
+        if self._priority_filters:
+            if filters.priority_of(event.data) not in self._priorities:
                 return False
         return True
 
@@ -185,6 +248,7 @@ class WebSocketManager:
         event_filters: Optional[List[str]] = None,
         node_filters: Optional[List[str]] = None,
         service_filters: Optional[List[str]] = None,
+        priority_filters: Optional[List[str]] = None,
     ) -> None:
         """Replace the lists given; a list left as None keeps its value."""
         connection = self.connections.get(websocket)
@@ -196,11 +260,14 @@ class WebSocketManager:
             connection.node_filters = list(node_filters)
         if service_filters is not None:
             connection.service_filters = list(service_filters)
+        if priority_filters is not None:
+            connection.priority_filters = [p.upper() for p in priority_filters]
         logger.debug(
-            "Filters updated: events=%s nodes=%s services=%s",
+            "Filters updated: events=%s nodes=%s services=%s priorities=%s",
             connection.event_filters,
             connection.node_filters,
             connection.service_filters,
+            connection.priority_filters,
         )
 
     async def resume(

@@ -138,6 +138,7 @@ async def test_filters_are_anded_changed_mid_stream_and_acknowledged(
                 "event_filters": [],
                 "node_filters": [],
                 "service_filters": ["baremetal"],
+                "priority_filters": [],
             }
 
             # Only baremetal reaches the operator; the compute event, published

@@ -160,6 +160,7 @@ class TestWebSocketProtocol:
             "event_filters": ["a.b"],
             "node_filters": ["n1"],
             "service_filters": [],
+            "priority_filters": [],
         }
         assert partial["node_filters"] == ["n1"]
         assert partial["service_filters"] == ["a"]

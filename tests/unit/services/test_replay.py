@@ -230,6 +230,13 @@ class TestRecovered:
                     "ironic_object.data": {"name": "node7"},
                     "service_type": "baremetal",
                     "resource_id": None,
+                    "_osism": {
+                        "service": "ironic",
+                        "priority": None,
+                        "message_id": None,
+                        "publisher_id": None,
+                        "emitted_at": None,
+                    },
                 },
             }
 
