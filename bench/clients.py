@@ -93,10 +93,22 @@ class Client:
         self.connection: Any = None
 
     def on_text(self, data: bytes, now: float) -> None:
+        if data[:1] == b"[":
+            # A batched frame: a JSON array of messages, events in order.
+            if b'"type"' in data:
+                self._on_other(data)
+            i = data.find(SEQ)
+            while i >= 0:
+                self._on_event(data, i, now)
+                i = data.find(SEQ, i + 6)
+            return
         i = data.find(SEQ)
         if i < 0:
             self._on_other(data)
             return
+        self._on_event(data, i, now)
+
+    def _on_event(self, data: bytes, i: int, now: float) -> None:
         j = data.find(b",", i)
         seq = int(data[i + 6 : j])
         k = data.find(SENT, j)
@@ -123,7 +135,7 @@ class Client:
         if b"filter_update" in data and self.filters_ack is not None:
             if not self.filters_ack.done():
                 self.filters_ack.set_result(None)
-        elif b'"type": "error"' in data and self.filters_ack is not None:
+        elif b'"error"' in data and self.filters_ack is not None:
             if not self.filters_ack.done():
                 message = data.decode("utf-8", "replace")
                 self.filters_ack.set_exception(RuntimeError(message))

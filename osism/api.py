@@ -17,6 +17,7 @@ from osism.security import (
     install_log_redaction,
     presented_token,
 )
+from osism.server_settings import ServerSettings
 from osism.services.event_bridge import EventBridge, event_bridge
 from osism.services.websocket_manager import (
     CLOSE_TRY_AGAIN_LATER,
@@ -84,6 +85,7 @@ def create_app(
 
     app = FastAPI(title="osism events", lifespan=lifespan)
     app.add_middleware(BodySizeLimit, max_bytes=cfg.max_publish_bytes)
+    app.add_middleware(ServerSettings)
     app.state.manager = mgr
     app.state.bridge = brg
     app.state.security = cfg
@@ -148,7 +150,7 @@ def create_app(
     async def events(websocket: WebSocket) -> None:
         if not await _admit(websocket, mgr, cfg):
             return
-        await mgr.connect(websocket)
+        await mgr.connect(websocket, batch=wants_batches(websocket.query_params))
         try:
             while True:
                 message = await websocket.receive()
@@ -202,6 +204,12 @@ async def _admit(
         await websocket.close(code=1013, reason="too many connections")
         return False
     return True
+
+
+def wants_batches(query: Mapping[str, str]) -> bool:
+    """``?batch=1`` (or ``true``/``yes``): the client takes batched frames, a
+    JSON array of messages per frame; anything else is one message per frame."""
+    return query.get("batch", "").strip().lower() in ("1", "true", "yes")
 
 
 def _peer(connection: Any) -> str:

@@ -77,3 +77,6 @@ BRIDGE_QUEUE_SIZE = env_int("BRIDGE_QUEUE_SIZE", 10000, minimum=1)
 HEARTBEAT_INTERVAL = env_float("HEARTBEAT_INTERVAL", 30.0)
 # Longest pause between two restarts of a Redis subscriber that gave up.
 SUBSCRIBER_RESTART_MAX_DELAY = env_float("SUBSCRIBER_RESTART_MAX_DELAY", 30.0, 0.1)
+# Bound of each client's outbox in bytes (what its queued messages hold); a
+# client over it is closed like one over WEBSOCKET_OUTBOX_SIZE.
+OUTBOX_BYTES = env_int("WEBSOCKET_OUTBOX_BYTES", 4 << 20, minimum=1)

@@ -1,18 +1,22 @@
 """Fan-out of events to WebSocket clients, each with its own filters.
 
 One broadcaster task takes events from a bounded queue, serialises each event
-once and offers the text to every matching connection's bounded outbox. Each
-connection has its own writer task, so a slow or stalled client delays nobody;
-a client whose outbox overflows is closed with code 1013 and counted.
+once (orjson) and offers the text to every matching connection's outbox,
+bounded in count and in bytes. Each connection has its own writer task, so a
+slow or stalled client delays nobody; a client over either bound is closed
+with code 1013 and counted. A client that asked for batched frames gets what
+is queued for it as one JSON array per frame instead of one frame per message.
 """
 
 import asyncio
 import json
 import logging
+import sys
 import uuid
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Set
 
+import orjson
 from fastapi import WebSocket, WebSocketDisconnect
 
 from osism import settings
@@ -60,7 +64,16 @@ class EventMessage:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict())
+        data = self.to_dict()
+        try:
+            raw = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+        except (orjson.JSONEncodeError, TypeError):
+            # What orjson refuses (an integer beyond 64 bits) json still writes.
+            return json.dumps(data)
+        if b"null" in raw and orjson.loads(raw) != data:
+            # orjson writes NaN and Infinity as null; json keeps what it did.
+            return json.dumps(data)
+        return raw.decode()
 
 
 def utc_timestamp() -> str:
@@ -68,16 +81,65 @@ def utc_timestamp() -> str:
     return datetime.now(timezone.utc).replace(tzinfo=None).isoformat() + "Z"
 
 
-class WebSocketConnection:
-    """A connected client: its filters, its bounded outbox and its writer."""
+def text_size(text: str) -> int:
+    """Bytes of memory a queued text holds (its UTF-8 length for ASCII, plus
+    the string's header)."""
+    return sys.getsizeof(text)
 
-    def __init__(self, websocket: WebSocket, outbox_size: Optional[int] = None) -> None:
+
+class Outbox(asyncio.Queue[str]):
+    """A queue of texts for one client, bounded in count and in bytes.
+
+    ``put_nowait`` raises QueueFull when the text would take the queue over
+    ``max_bytes`` (one text alone is always taken, so that an event larger
+    than the bound still reaches a client that keeps up); ``put`` waits while
+    the queue is full by either bound. ``bytes`` is what it holds now.
+    """
+
+    def __init__(self, maxsize: int, max_bytes: int) -> None:
+        super().__init__(maxsize)
+        self.max_bytes = max_bytes
+        self.bytes = 0
+
+    def full(self) -> bool:
+        return super().full() or self.bytes >= self.max_bytes
+
+    def put_nowait(self, item: str) -> None:
+        if self.bytes and self.bytes + text_size(item) > self.max_bytes:
+            raise asyncio.QueueFull
+        super().put_nowait(item)
+
+    def _put(self, item: str) -> None:
+        self.bytes += text_size(item)
+        self._queue.append(item)  # type: ignore[attr-defined]
+
+    def _get(self) -> str:
+        item: str = self._queue.popleft()  # type: ignore[attr-defined]
+        self.bytes -= text_size(item)
+        return item
+
+
+class WebSocketConnection:
+    """A connected client: its filters, its bounded outbox and its writer.
+
+    ``batch``: the client asked for batched frames (``?batch=1``).
+    """
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        outbox_size: Optional[int] = None,
+        outbox_bytes: Optional[int] = None,
+        batch: bool = False,
+    ) -> None:
         self.websocket = websocket
         self.event_filters: List[str] = []
         self.node_filters: List[str] = []
         self.service_filters: List[str] = []
         size = settings.OUTBOX_SIZE if outbox_size is None else outbox_size
-        self.outbox: "asyncio.Queue[str]" = asyncio.Queue(maxsize=size)
+        max_bytes = settings.OUTBOX_BYTES if outbox_bytes is None else outbox_bytes
+        self.outbox = Outbox(size, max_bytes)
+        self.batch = batch
         self.writer: Optional["asyncio.Task[None]"] = None
 
     def matches_filters(self, event: EventMessage) -> bool:
@@ -96,7 +158,8 @@ class WebSocketConnection:
         return True
 
     def offer(self, text: str) -> bool:
-        """Queue text for the writer; False when the outbox is full."""
+        """Queue text for the writer; False when the outbox is full (by count
+        or by bytes). ``await connection.outbox.put(text)`` waits for space."""
         try:
             self.outbox.put_nowait(text)
         except asyncio.QueueFull:
@@ -110,13 +173,21 @@ class WebSocketManager:
     # Most events fanned out before the writers get a turn (see _batch_size).
     FANOUT_BATCH = 16
 
+    # Longest batched frame a writer builds, in characters of JSON; a single
+    # message longer than this still goes, alone in its array.
+    BATCH_FRAME_CHARS = 65536
+
     def __init__(
-        self, queue_size: Optional[int] = None, outbox_size: Optional[int] = None
+        self,
+        queue_size: Optional[int] = None,
+        outbox_size: Optional[int] = None,
+        outbox_bytes: Optional[int] = None,
     ) -> None:
         self.connections: Dict[WebSocket, WebSocketConnection] = {}
         size = settings.EVENT_QUEUE_SIZE if queue_size is None else queue_size
         self.event_queue: "asyncio.Queue[EventMessage]" = asyncio.Queue(maxsize=size)
         self.outbox_size = outbox_size
+        self.outbox_bytes = outbox_bytes
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.dropped_events = 0
         self.slow_disconnects = 0
@@ -152,9 +223,11 @@ class WebSocketManager:
             await asyncio.gather(*self._closing, return_exceptions=True)
         logger.info("WebSocket manager stopped")
 
-    async def connect(self, websocket: WebSocket) -> None:
+    async def connect(self, websocket: WebSocket, batch: bool = False) -> None:
         await websocket.accept()
-        connection = WebSocketConnection(websocket, self.outbox_size)
+        connection = WebSocketConnection(
+            websocket, self.outbox_size, self.outbox_bytes, batch=batch
+        )
         self.connections[websocket] = connection
         self._start_writer(connection)
         self._ensure_broadcaster()
@@ -340,18 +413,40 @@ class WebSocketManager:
     async def _write(self, connection: WebSocketConnection) -> None:
         websocket = connection.websocket
         outbox = connection.outbox
+        send = websocket.send_text
         try:
             while True:
                 text = await outbox.get()
-                await websocket.send_text(text)
+                if connection.batch:
+                    await send(self._batch_frame(text, outbox))
+                    while not outbox.empty():
+                        await send(self._batch_frame(outbox.get_nowait(), outbox))
+                    continue
+                await send(text)
                 # Send what else is queued without a get() coroutine per item.
                 while not outbox.empty():
-                    await websocket.send_text(outbox.get_nowait())
+                    await send(outbox.get_nowait())
         except WebSocketDisconnect:
             logger.info("WebSocket went away while sending; removing it")
         except Exception as exc:
             logger.error("Error sending event to WebSocket: %s; removing it", exc)
         await self.disconnect(websocket)
+
+    def _batch_frame(self, first: str, outbox: Outbox) -> str:
+        """``first`` and what follows it in the outbox, as one JSON array of
+        at most BATCH_FRAME_CHARS characters (or ``first`` alone)."""
+        if outbox.empty():
+            return "[" + first + "]"
+        parts = [first]
+        size = len(first)
+        limit = self.BATCH_FRAME_CHARS
+        while not outbox.empty():
+            following = outbox._queue[0]  # type: ignore[attr-defined]
+            size += len(following) + 1
+            if size > limit:
+                break
+            parts.append(outbox.get_nowait())
+        return "[" + ",".join(parts) + "]"
 
     def _evict_slow(self, connection: WebSocketConnection) -> None:
         websocket = connection.websocket
@@ -360,9 +455,12 @@ class WebSocketManager:
         self._stop_writer(connection)
         self.slow_disconnects += 1
         logger.warning(
-            "WebSocket client too slow: outbox of %d full; closing it with %d "
-            "(%d slow clients closed so far)",
+            "WebSocket client too slow: outbox full (%d messages, %d bytes; "
+            "bounds %d and %d); closing it with %d (%d slow clients closed so far)",
+            connection.outbox.qsize(),
+            connection.outbox.bytes,
             connection.outbox.maxsize,
+            connection.outbox.max_bytes,
             CLOSE_TRY_AGAIN_LATER,
             self.slow_disconnects,
         )
