@@ -3,7 +3,8 @@ settings, for ``osism api`` and for plain ``uvicorn osism.api:app``.
 
 ``osism api`` passes them to ``uvicorn.run``. Under plain ``uvicorn`` the app
 applies them itself: uvicorn hands the lifespan a ``receive`` bound to its
-lifespan object, which holds the server's ``uvicorn.Config``; the WebSocket
+lifespan object, which holds the server's ``uvicorn.Config`` (FastAPI wraps
+that ``receive`` in a closure, which ``find_config`` sees through); the WebSocket
 protocol reads ``ws_max_size``, ``ws_per_message_deflate`` and the ping
 settings from that config for every new connection, and the lifespan startup
 completes before the server accepts any. Under another ASGI server the
@@ -65,8 +66,8 @@ def apply_to_server(receive: Any) -> bool:
         from uvicorn import Config
     except ImportError:  # pragma: no cover - uvicorn is a requirement
         return False
-    config = getattr(getattr(receive, "__self__", None), "config", None)
-    if not isinstance(config, Config):
+    config = find_config(receive, Config)
+    if config is None:
         logger.info(
             "Not served by uvicorn: the server's own WebSocket settings apply, "
             "not WEBSOCKET_MAX_FRAME_BYTES/DEFLATE/PING_*"
@@ -84,6 +85,27 @@ def apply_to_server(receive: Any) -> bool:
         options["ws_ping_timeout"],
     )
     return True
+
+
+def find_config(receive: Any, kind: type, depth: int = 4) -> Any:
+    """The ``kind`` instance held by the object ``receive`` is bound to, found
+    through the wrappers that frameworks put around ``receive`` (closures over
+    it), at most ``depth`` wrappers deep; None if there is none."""
+    config = getattr(getattr(receive, "__self__", None), "config", None)
+    if isinstance(config, kind):
+        return config
+    if depth == 0:
+        return None
+    for cell in getattr(receive, "__closure__", None) or ():
+        try:
+            inner = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        if callable(inner) and inner is not receive:
+            found = find_config(inner, kind, depth - 1)
+            if found is not None:
+                return found
+    return None
 
 
 class ServerSettings:

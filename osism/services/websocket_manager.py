@@ -351,20 +351,21 @@ class WebSocketManager:
         logger.info("Event broadcaster started")
         queue = self.event_queue
         batch = self._batch_size()
+        budget = self._byte_budget()
         while True:
             try:
                 event = await queue.get()
                 if not self.connections:
                     continue
-                self._fan_out(event)
+                spent = self._fan_out(event)
                 # Events that are already queued go out in the same turn, so
                 # each writer wakes once per batch rather than once per event;
-                # a batch is at most half an outbox, so that a client that
-                # keeps up never overflows during a burst.
+                # a batch is at most half an outbox, in count and in bytes, so
+                # that a client that keeps up never overflows during a burst.
                 for _ in range(batch - 1):
-                    if queue.empty() or not self.connections:
+                    if queue.empty() or not self.connections or spent >= budget:
                         break
-                    self._fan_out(queue.get_nowait())
+                    spent += self._fan_out(queue.get_nowait())
                 # get() does not suspend while events are queued: yield so the
                 # writers drain their outboxes, or a burst longer than an outbox
                 # would evict clients that are keeping up.
@@ -381,7 +382,13 @@ class WebSocketManager:
         size = settings.OUTBOX_SIZE if self.outbox_size is None else self.outbox_size
         return max(1, min(self.FANOUT_BATCH, size // 2))
 
-    def _fan_out(self, event: EventMessage) -> None:
+    def _byte_budget(self) -> int:
+        """Bytes fanned out per turn of the loop: half an outbox's byte bound."""
+        size = settings.OUTBOX_BYTES if self.outbox_bytes is None else self.outbox_bytes
+        return max(1, size // 2)
+
+    def _fan_out(self, event: EventMessage) -> int:
+        """Offer the event to every matching client; the bytes of its text."""
         text = event.to_json()
         is_heartbeat = event.event_type == "heartbeat" and event.source == "osism"
         sent = 0
@@ -395,6 +402,7 @@ class WebSocketManager:
                 self._evict_slow(connection)
         self.delivered += sent
         logger.debug("Event %s offered to %d clients", event.event_type, sent)
+        return text_size(text)
 
     def _ensure_broadcaster(self) -> None:
         task = self._broadcaster_task
