@@ -21,7 +21,7 @@ logger = logging.getLogger("osism.api")
 
 # uvicorn's choices for the API, picked from the benchmark (README, Benchmark);
 # UVICORN_WS / UVICORN_LOOP / UVICORN_HTTP override them, as for uvicorn's CLI.
-DEFAULT_WS = "websockets-sansio"
+DEFAULT_WS = "osism.ws_protocol:FanoutProtocol"
 DEFAULT_LOOP = "uvloop"
 DEFAULT_HTTP = "httptools"
 

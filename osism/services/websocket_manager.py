@@ -22,6 +22,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from osism import settings
 from osism.services.notifications import event_fields, service_type_of
 from osism.services.ratelimit import RateLimitedLog
+from osism.ws_protocol import EXTENSION, TEXTS
 
 logger = logging.getLogger("osism.websocket")
 
@@ -173,6 +174,8 @@ class WebSocketManager:
     # Most events fanned out before the writers get a turn (see _batch_size).
     FANOUT_BATCH = 16
 
+    # Most frames a writer hands to the server in one ASGI message.
+    WRITE_MANY = 256
     # Longest batched frame a writer builds, in characters of JSON; a single
     # message longer than this still goes, alone in its array.
     BATCH_FRAME_CHARS = 65536
@@ -423,6 +426,8 @@ class WebSocketManager:
         outbox = connection.outbox
         send = websocket.send_text
         try:
+            if sends_texts(websocket):
+                await self._write_many(connection)
             while True:
                 text = await outbox.get()
                 if connection.batch:
@@ -439,6 +444,25 @@ class WebSocketManager:
         except Exception as exc:
             logger.error("Error sending event to WebSocket: %s; removing it", exc)
         await self.disconnect(websocket)
+
+    async def _write_many(self, connection: WebSocketConnection) -> None:
+        """The writer under a server with ``osism.websocket.send_texts``: what
+        is queued goes out in one ASGI message, one frame per text (or per
+        batched array), in one write."""
+        send = connection.websocket.send
+        outbox = connection.outbox
+        limit = self.WRITE_MANY
+        while True:
+            first = await outbox.get()
+            if connection.batch:
+                texts = [self._batch_frame(first, outbox)]
+                while not outbox.empty() and len(texts) < limit:
+                    texts.append(self._batch_frame(outbox.get_nowait(), outbox))
+            else:
+                texts = [first]
+                while not outbox.empty() and len(texts) < limit:
+                    texts.append(outbox.get_nowait())
+            await send({"type": "websocket.send", TEXTS: texts})
 
     def _batch_frame(self, first: str, outbox: Outbox) -> str:
         """``first`` and what follows it in the outbox, as one JSON array of
@@ -477,6 +501,15 @@ class WebSocketManager:
         )
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+
+
+def sends_texts(websocket: WebSocket) -> bool:
+    """The server offers ``osism.websocket.send_texts`` on this connection."""
+    scope = getattr(websocket, "scope", None)
+    if not isinstance(scope, dict):
+        return False
+    extensions = scope.get("extensions")
+    return isinstance(extensions, dict) and EXTENSION in extensions
 
 
 async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
