@@ -70,8 +70,10 @@ def scenarios(args: argparse.Namespace) -> List[Scenario]:
                     **full,
                 )
             )
-    # uvicorn's other WebSocket implementations and loop, against our default.
+    # uvicorn's own WebSocket implementations (without the send-many
+    # extension of ours) and the asyncio loop, against our default.
     for name, picked in (
+        ("ws-sansio", {"ws": "websockets-sansio"}),
         ("ws-websockets", {"ws": "websockets"}),
         ("ws-wsproto", {"ws": "wsproto"}),
         ("loop-asyncio", {"loop": "asyncio"}),

@@ -11,9 +11,9 @@ is queued for it as one JSON array per frame instead of one frame per message.
 import asyncio
 import json
 import logging
-import sys
 import uuid
 from datetime import datetime, timezone
+from sys import getsizeof
 from typing import Any, Dict, List, Optional, Set
 
 import orjson
@@ -85,7 +85,7 @@ def utc_timestamp() -> str:
 def text_size(text: str) -> int:
     """Bytes of memory a queued text holds (its UTF-8 length for ASCII, plus
     the string's header)."""
-    return sys.getsizeof(text)
+    return getsizeof(text)
 
 
 class Outbox(asyncio.Queue[str]):
@@ -95,6 +95,8 @@ class Outbox(asyncio.Queue[str]):
     ``max_bytes`` (one text alone is always taken, so that an event larger
     than the bound still reaches a client that keeps up); ``put`` waits while
     the queue is full by either bound. ``bytes`` is what it holds now.
+    ``put_nowait`` and ``get_nowait``, once per delivery each, do the work of
+    asyncio.Queue's in one call instead of four (same semantics).
     """
 
     def __init__(self, maxsize: int, max_bytes: int) -> None:
@@ -106,17 +108,33 @@ class Outbox(asyncio.Queue[str]):
         return super().full() or self.bytes >= self.max_bytes
 
     def put_nowait(self, item: str) -> None:
-        if self.bytes and self.bytes + text_size(item) > self.max_bytes:
+        size = getsizeof(item)
+        queue = self._queue  # type: ignore[attr-defined]
+        held = self.bytes
+        if 0 < self.maxsize <= len(queue) or (held and held + size > self.max_bytes):
             raise asyncio.QueueFull
-        super().put_nowait(item)
+        queue.append(item)
+        self.bytes = held + size
+        self._unfinished_tasks += 1  # type: ignore[attr-defined]
+        self._finished.clear()  # type: ignore[attr-defined]
+        self._wakeup_next(self._getters)  # type: ignore[attr-defined]
+
+    def get_nowait(self) -> str:
+        queue = self._queue  # type: ignore[attr-defined]
+        if not queue:
+            raise asyncio.QueueEmpty
+        item: str = queue.popleft()
+        self.bytes -= getsizeof(item)
+        self._wakeup_next(self._putters)  # type: ignore[attr-defined]
+        return item
 
     def _put(self, item: str) -> None:
-        self.bytes += text_size(item)
+        self.bytes += getsizeof(item)
         self._queue.append(item)  # type: ignore[attr-defined]
 
     def _get(self) -> str:
         item: str = self._queue.popleft()  # type: ignore[attr-defined]
-        self.bytes -= text_size(item)
+        self.bytes -= getsizeof(item)
         return item
 
 
