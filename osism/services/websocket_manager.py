@@ -111,7 +111,9 @@ class Outbox(asyncio.Queue[str]):
         size = getsizeof(item)
         queue = self._queue  # type: ignore[attr-defined]
         held = self.bytes
-        if 0 < self.maxsize <= len(queue) or (held and held + size > self.max_bytes):
+        if 0 < self._maxsize <= len(queue) or (  # type: ignore[attr-defined]
+            held and held + size > self.max_bytes
+        ):
             raise asyncio.QueueFull
         queue.append(item)
         self.bytes = held + size
