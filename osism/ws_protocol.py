@@ -46,6 +46,16 @@ def text_frame_parts(text: str, out: List[bytes]) -> None:
     out.append(payload)
 
 
+def sends_texts(websocket: Any) -> bool:
+    """The server offers ``osism.websocket.send_texts`` on this connection
+    (``websocket``: anything with an ASGI ``scope``)."""
+    scope = getattr(websocket, "scope", None)
+    if not isinstance(scope, dict):
+        return False
+    extensions = scope.get("extensions")
+    return isinstance(extensions, dict) and EXTENSION in extensions
+
+
 class FanoutProtocol(WebSocketsSansIOProtocol):
     """uvicorn's ``websockets-sansio`` protocol plus ``osism.websocket.send_texts``."""
 

@@ -12,8 +12,13 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.streams import StreamReader
 
-from osism.services.websocket_manager import sends_texts
-from osism.ws_protocol import EXTENSION, TEXTS, FanoutProtocol, text_frame_parts
+from osism.ws_protocol import (
+    EXTENSION,
+    TEXTS,
+    FanoutProtocol,
+    sends_texts,
+    text_frame_parts,
+)
 from tests.conftest import async_wait_until
 from tests.unit.services.test_fanout import events
 from tests.unit.services.test_websocket_manager import fresh_manager
