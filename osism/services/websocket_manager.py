@@ -136,8 +136,10 @@ class WebSocketManager:
     # Most events fanned out before the writers get a turn (see _batch_size).
     FANOUT_BATCH = 16
 
-    # Most frames a writer hands to the server in one ASGI message.
+    # Most frames a writer hands to the server in one ASGI message, and the
+    # characters after which it stops adding more.
     WRITE_MANY = 256
+    WRITE_MANY_CHARS = 262144
     # Longest batched frame a writer builds, in characters of JSON; a single
     # message longer than this still goes, alone in its array.
     BATCH_FRAME_CHARS = 65536
@@ -413,17 +415,21 @@ class WebSocketManager:
         batched array), in one write."""
         send = connection.websocket.send
         outbox = connection.outbox
-        limit = self.WRITE_MANY
+        limit, chars = self.WRITE_MANY, self.WRITE_MANY_CHARS
+        batch = connection.batch
         while True:
             first = await outbox.get()
-            if connection.batch:
-                texts = [self._batch_frame(first, outbox)]
-                while not outbox.empty() and len(texts) < limit:
-                    texts.append(self._batch_frame(outbox.get_nowait(), outbox))
-            else:
-                texts = [first]
-                while not outbox.empty() and len(texts) < limit:
-                    texts.append(outbox.get_nowait())
+            text = self._batch_frame(first, outbox) if batch else first
+            texts = [text]
+            # What the writer holds while the server may wait for the socket
+            # is out of the outbox's count: keep it small.
+            size = len(text)
+            while size < chars and len(texts) < limit and not outbox.empty():
+                text = outbox.get_nowait()
+                if batch:
+                    text = self._batch_frame(text, outbox)
+                texts.append(text)
+                size += len(text)
             await send({"type": "websocket.send", TEXTS: texts})
 
     def _batch_frame(self, first: str, outbox: Outbox) -> str:

@@ -214,3 +214,25 @@ class TestWriterWithTheExtension:
             await manager.connect(websocket)
             await manager.add_event(events(1)[0])
             await async_wait_until(lambda: websocket not in manager.connections)
+
+    @pytest.mark.asyncio
+    async def test_one_message_holds_at_most_write_many_chars(self) -> None:
+        sent = events(40, padding=1000)
+        async with fresh_manager(outbox_size=100) as manager:
+            manager.WRITE_MANY_CHARS = 3000
+            websocket = extension_websocket()
+            messages: List[List[str]] = []
+
+            async def send(message: Any) -> None:
+                messages.append(list(message[TEXTS]))
+                websocket.frames.extend(message[TEXTS])
+
+            websocket.send.side_effect = send
+            await manager.connect(websocket)
+            for event in sent:
+                await manager.add_event(event)
+            await async_wait_until(lambda: len(websocket.frames) == 40)
+
+            assert websocket.frames == [event.to_json() for event in sent]
+            # each text is over 1000 characters: at most three per message
+            assert max(len(texts) for texts in messages) <= 3
