@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fan-out benchmark of osism api against a naive broadcaster.",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="short smoke run (< 2 min)"
+        "--quick", action="store_true", help="short smoke run (about 3 min)"
     )
     parser.add_argument("--duration", type=float, help="seconds measured per scenario")
     parser.add_argument(
