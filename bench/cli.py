@@ -33,13 +33,63 @@ def scenarios(args: argparse.Namespace) -> List[Scenario]:
     stall_env = {"WEBSOCKET_OUTBOX_SIZE": "100"} if quick else {}
     naive_stall = min(stall, 4.0) if quick else stall
     deflate_on = {"WEBSOCKET_DEFLATE": "1"}
+    choices = {
+        name: value
+        for name, value in (("ws", args.ws), ("loop", args.loop), ("http", args.http))
+        if value
+    }
     out: List[Scenario] = []
     for n in (1, 10, 100, 500):
         p = 1 if n == 1 else procs
         out.append(
             Scenario(f"full-{n}", "osism", n, procs=p, baseline=f"naive-{n}", **full)
         )
+        if n >= 100:
+            out.append(
+                Scenario(
+                    f"batch-{n}",
+                    "osism",
+                    n,
+                    procs=p,
+                    batch=True,
+                    baseline=f"naive-{n}",
+                    note="?batch=1",
+                    **full,
+                )
+            )
         out.append(Scenario(f"naive-{n}", "naive", n, procs=p, **full))
+        if n >= 100:
+            out.append(
+                Scenario(
+                    f"naive-defaults-{n}",
+                    "naive",
+                    n,
+                    procs=p,
+                    plain_defaults=True,
+                    note="plain uvicorn defaults, deflate on",
+                    **full,
+                )
+            )
+    # uvicorn's own WebSocket implementations (without the send-many
+    # extension of ours) and the asyncio loop, against our default.
+    for name, picked in (
+        ("ws-sansio", {"ws": "websockets-sansio"}),
+        ("ws-websockets", {"ws": "websockets"}),
+        ("ws-wsproto", {"ws": "wsproto"}),
+        ("loop-asyncio", {"loop": "asyncio"}),
+    ):
+        out.append(
+            Scenario(
+                f"{name}-100",
+                "osism",
+                100,
+                procs=procs,
+                choices=picked,
+                baseline="full-100",
+                note=" ".join(f"--{k} {v}" for k, v in picked.items()),
+                **full,
+            )
+        )
     out += [
         Scenario(
             "rate-100x500",
@@ -51,6 +101,17 @@ def scenarios(args: argparse.Namespace) -> List[Scenario]:
             **rated,
         ),
         Scenario("naive-100x500", "naive", 100, 500, procs=procs, **rated),
+        Scenario(
+            "batch-100x500",
+            "osism",
+            100,
+            500,
+            procs=procs,
+            batch=True,
+            baseline="naive-100x500",
+            note="?batch=1",
+            **rated,
+        ),
         Scenario("rate-100x20", "osism", 100, 20, procs=procs, **rated),
         Scenario("rate-500x20", "osism", 500, 20, procs=procs, **rated),
         Scenario(
@@ -131,6 +192,9 @@ def scenarios(args: argparse.Namespace) -> List[Scenario]:
             note="1 never reads",
         ),
     ]
+    for scenario in out:
+        if not scenario.choices:
+            scenario.choices = dict(choices)
     if args.profile:
         os.makedirs(args.profile, exist_ok=True)
     if args.only:
@@ -145,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fan-out benchmark of osism api against a naive broadcaster.",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="short smoke run (< 2 min)"
+        "--quick", action="store_true", help="short smoke run (about 3 min)"
     )
     parser.add_argument("--duration", type=float, help="seconds measured per scenario")
     parser.add_argument(
@@ -172,6 +236,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="full speed: deliveries in flight, published but not yet received "
         "(default 5000)",
     )
+    for name, values in (
+        ("ws", "websockets-sansio, websockets, wsproto"),
+        ("loop", "uvloop, asyncio"),
+        ("http", "httptools, h11"),
+    ):
+        parser.add_argument(
+            f"--{name}",
+            help=f"uvicorn --{name} for both servers ({values}; default: "
+            "osism api's)",
+        )
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument(
         "--profile",
@@ -231,7 +305,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             redis_proc.stop()
         signal.signal(signal.SIGTERM, previous)
     elapsed = time.monotonic() - started
-    print(render(results, _machine(), elapsed, args.client_impl))
+    print(render(results, _machine(), elapsed, args.client_impl, _terms(args)))
     if args.json:
         _write_json(args.json, results)
     if failed:
@@ -248,6 +322,19 @@ def _describe(scenario: Scenario) -> str:
     rate = "full speed" if scenario.rate is None else f"{scenario.rate:g} events/s"
     extra = f", {scenario.note}" if scenario.note else ""
     return f"{scenario.server}, {scenario.clients} clients, {rate}{extra}"
+
+
+def _terms(args: argparse.Namespace) -> str:
+    from osism.server_settings import server_choices
+
+    picked = server_choices()
+    picked.update({k: v for k, v in vars(args).items() if k in picked and v})
+    flags = " ".join(f"--{k} {v}" for k, v in picked.items())
+    return (
+        f"Both servers: uvicorn {flags} --ws-per-message-deflate false (equal "
+        "terms); naive-defaults rows: the naive one with plain uvicorn defaults "
+        "(deflate negotiated)"
+    )
 
 
 def _machine() -> str:
@@ -282,6 +369,7 @@ def _write_json(path: str, results: List[Result]) -> None:
             cpu_us_per_delivery=result.cpu_us_per_delivery,
             server_cpu_pct=result.server_cpu_pct,
             client_cpu_pct=result.client_cpu_pct,
+            client_us_per_delivery=result.client_us_per_delivery,
             rss_per_idle_kb=result.rss_per_idle_kb,
         )
         rows.append(row)

@@ -127,8 +127,20 @@ def start_api(
     workers: int = 1,
     extra_env: Optional[Dict[str, str]] = None,
     profile: Optional[str] = None,
+    choices: Optional[Dict[str, str]] = None,
+    plain_defaults: bool = False,
 ) -> Tuple[Managed, int]:
-    """``osism api`` (kind "osism") or the naive broadcaster (kind "naive")."""
+    """``osism api`` (kind "osism") or the naive broadcaster (kind "naive").
+
+    Both run on equal terms: uvicorn with the same ``choices`` (ws, loop,
+    http; ``osism api``'s defaults unless given) and permessage-deflate off.
+    ``plain_defaults`` serves the naive one with uvicorn's own defaults
+    instead (deflate on), as the FastAPI tutorial does.
+    """
+    from osism.server_settings import server_choices
+
+    picked = server_choices()
+    picked.update(choices or {})
     port = free_port()
     env = dict(os.environ)
     env.update(
@@ -141,14 +153,20 @@ def start_api(
     )
     env.update(extra_env or {})
     if kind == "osism":
+        env.update({f"UVICORN_{name.upper()}": value for name, value in picked.items()})
         argv = [sys.executable, "-m", "osism.main", "--log-level", "warning", "api"]
         argv += ["--host", "127.0.0.1", "--port", str(port)]
         argv += ["--workers", str(workers)]
     elif kind == "naive":
-        # The tutorial's way to serve it: plain uvicorn with its defaults.
+        for name in ("UVICORN_WS", "UVICORN_LOOP", "UVICORN_HTTP"):
+            env.pop(name, None)
         argv = [sys.executable, "-m", "uvicorn", "bench.naive:app"]
         argv += ["--host", "127.0.0.1", "--port", str(port)]
         argv += ["--log-level", "warning", "--workers", str(workers)]
+        if not plain_defaults:
+            for name, value in picked.items():
+                argv += [f"--{name}", value]
+            argv += ["--ws-per-message-deflate", "false"]
     else:  # pragma: no cover - programming error
         raise ValueError(kind)
     if profile and kind == "osism" and workers == 1:

@@ -23,6 +23,7 @@ COLUMNS = (
     ("RSS MB", ">"),
     ("KB/conn", ">"),
     ("cli CPU", ">"),
+    ("cli us/dlv", ">"),
     ("machine", ">"),
     ("limit", "<"),
 )
@@ -38,8 +39,17 @@ def limit(result: Result) -> str:
     if result.client_cpu_pct >= 85 * scenario.procs:
         return "clients"
     if result.machine_busy >= 90:
-        return "machine"
+        # The machine is full: whoever took more of it held the figure down.
+        return "machine/clients" if client_bound(result) else "machine/server"
     return "-"
+
+
+def client_bound(result: Result) -> bool:
+    """The clients, not the server, were the limit: they ran out of CPU, or
+    took more of a full machine than the server did."""
+    if result.client_cpu_pct >= 85 * result.scenario.procs:
+        return True
+    return result.machine_busy >= 90 and result.client_cpu > result.server_cpu
 
 
 def row(result: Result) -> List[str]:
@@ -65,6 +75,7 @@ def row(result: Result) -> List[str]:
         f"{result.server_rss_end / 2**20:.0f}",
         f"{result.rss_per_idle_kb:.0f}",
         f"{result.client_cpu_pct:.0f}%",
+        f"{result.client_us_per_delivery:.1f}",
         f"{result.machine_busy:.0f}%",
         limit(result),
     ]
@@ -93,12 +104,12 @@ def ratios(results: List[Result]) -> List[str]:
             continue
         d = _ratio(result.deliveries_per_s, base.deliveries_per_s)
         p99 = _ratio(base.latencies_ms[2], result.latencies_ms[2])
-        cpu = _ratio(base.cpu_us_per_event, result.cpu_us_per_event)
+        cpu = _ratio(base.cpu_us_per_delivery, result.cpu_us_per_delivery)
         lines.append(
-            f"  {result.scenario.name:<14} vs {base.scenario.name:<14} "
+            f"  {result.scenario.name:<16} vs {base.scenario.name:<14} "
             f"deliveries/s x{d}   p99 {base.latencies_ms[2]:.1f} -> "
             f"{result.latencies_ms[2]:.1f} ms (x{p99} lower)   "
-            f"CPU/event x{cpu} less   lost {base.lost} -> {result.lost}"
+            f"server CPU/delivery x{cpu} less   lost {base.lost} -> {result.lost}"
         )
     return lines
 
@@ -148,6 +159,12 @@ def notes(results: List[Result]) -> List[str]:
                 f"{ws.get('dropped_events', 0)}"
             )
         seconds = result.seconds or 1.0
+        if client_bound(result):
+            bits.append(
+                "CLIENT-BOUND: the clients, not the server, saturated "
+                f"({result.client_cpu_pct:.0f}% client CPU vs "
+                f"{result.server_cpu_pct:.0f}% server); the server figure is a floor"
+            )
         bits.append(
             f"client CPU {result.client_cpu_pct:.0f}% over {s.procs} procs,"
             f" publisher {result.publisher_cpu / seconds * 100:.0f}%"
@@ -156,14 +173,18 @@ def notes(results: List[Result]) -> List[str]:
     return lines
 
 
-def render(results: List[Result], machine: str, elapsed: float, impl: str) -> str:
+def render(
+    results: List[Result], machine: str, elapsed: float, impl: str, terms: str = ""
+) -> str:
     out = [
         "",
         f"Machine: {machine}",
+        terms,
         f"Clients: websockets ({impl}), permessage-deflate offered; "
         "latency = receive time - publish time in the payload",
         "CPU columns are % of one core; 'machine' is the whole machine's busy %, "
-        "other people's work included; us/dlv = server CPU per delivery",
+        "other people's work included; us/dlv = server CPU per delivery, "
+        "cli us/dlv = client CPU per delivery",
         "",
         table([row(r) for r in results]),
     ]

@@ -40,6 +40,12 @@ class Scenario:
     padding: int = 0
     baseline: Optional[str] = None
     note: str = ""
+    # Clients ask for batched frames (``?batch=1``).
+    batch: bool = False
+    # uvicorn choices (ws, loop, http) other than ``osism api``'s defaults.
+    choices: Dict[str, str] = field(default_factory=dict)
+    # The naive broadcaster with plain uvicorn defaults (deflate on).
+    plain_defaults: bool = False
 
 
 @dataclass
@@ -83,6 +89,10 @@ class Result:
     @property
     def cpu_us_per_delivery(self) -> float:
         return self.server_cpu / self.deliveries * 1e6 if self.deliveries else 0.0
+
+    @property
+    def client_us_per_delivery(self) -> float:
+        return self.client_cpu / self.deliveries * 1e6 if self.deliveries else 0.0
 
     @property
     def server_cpu_pct(self) -> float:
@@ -155,6 +165,8 @@ def run(
             scenario.workers,
             scenario.env,
             profile=f"{profile}/{scenario.name}" if profile else None,
+            choices=scenario.choices,
+            plain_defaults=scenario.plain_defaults,
         )
         usage = Usage([server.pid])
         time.sleep(0.3)
@@ -215,6 +227,8 @@ def _start_clients(
     for i, spec in enumerate(_specs(scenario)):
         shares[i % nprocs].append(spec)
     url = f"ws://127.0.0.1:{port}{EVENTS_PATH}"
+    if scenario.batch:
+        url += "?batch=1"
     children = []
     for share in shares:
         shared = ctx.RawArray("d", SHARED_SLOTS)

@@ -17,6 +17,7 @@ from osism.security import (
     install_log_redaction,
     presented_token,
 )
+from osism.server_settings import ServerSettings
 from osism.services.event_bridge import EventBridge, event_bridge
 from osism.services.metadata import check_priority, iso_utc
 from osism.services.notifications import META_FIELDS
@@ -127,6 +128,7 @@ def create_app(
 
     app = FastAPI(title="osism events", lifespan=lifespan)
     app.add_middleware(BodySizeLimit, max_bytes=cfg.max_publish_bytes)
+    app.add_middleware(ServerSettings)
     app.state.manager = mgr
     app.state.bridge = brg
     app.state.security = cfg
@@ -215,7 +217,7 @@ def create_app(
         last_event_id, resume_error = resume_id(
             websocket.query_params.get("last_event_id")
         )
-        await mgr.connect(websocket)
+        await mgr.connect(websocket, batch=wants_batches(websocket.query_params))
         try:
             # Straight after connect (no await between): a resuming client gets
             # no live event before its reply.
@@ -283,6 +285,12 @@ async def _admit(
         await websocket.close(code=1013, reason="too many connections")
         return False
     return True
+
+
+def wants_batches(query: Mapping[str, str]) -> bool:
+    """``?batch=1`` (or ``true``/``yes``): the client takes batched frames, a
+    JSON array of messages per frame; anything else is one message per frame."""
+    return query.get("batch", "").strip().lower() in ("1", "true", "yes")
 
 
 def _peer(connection: Any) -> str:

@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 from typing import Any, Dict, List, Optional
 
-from osism import __version__, settings
+from osism import __version__
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -100,16 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
 def run_api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from osism.server_settings import server_choices, websocket_options
+
+    options: Dict[str, Any] = dict(server_choices())
+    options.update(websocket_options())
     uvicorn.run(
         "osism.api:app",
         host=args.host,
         port=args.port,
         workers=args.workers,
         log_level=args.log_level,
-        ws_max_size=settings.env_int("WEBSOCKET_MAX_FRAME_BYTES", 1 << 20, 1),
-        ws_per_message_deflate=bool(settings.env_int("WEBSOCKET_DEFLATE", 0)),
-        ws_ping_interval=settings.env_float("WEBSOCKET_PING_INTERVAL", 20.0) or None,
-        ws_ping_timeout=settings.env_float("WEBSOCKET_PING_TIMEOUT", 20.0) or None,
+        **options,
     )
     return 0
 

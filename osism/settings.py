@@ -89,3 +89,6 @@ EVENT_DEDUPE_SECONDS = env_int("EVENT_DEDUPE_SECONDS", 3600, minimum=1)
 REPLAY_LIMIT = env_int("REPLAY_LIMIT", 5000, minimum=1)
 # Live events held for one client while its replay is sent; past it: 1013.
 RESUME_BUFFER_SIZE = env_int("RESUME_BUFFER_SIZE", 10000, minimum=1)
+# Bound of each client's outbox in bytes (what its queued messages hold); a
+# client over it is closed like one over WEBSOCKET_OUTBOX_SIZE.
+OUTBOX_BYTES = env_int("WEBSOCKET_OUTBOX_BYTES", 4 << 20, minimum=1)

@@ -1,9 +1,11 @@
 """Fan-out of events to WebSocket clients, each with its own filters.
 
 One broadcaster task takes events from a bounded queue, serialises each event
-once and offers the text to every matching connection's bounded outbox. Each
-connection has its own writer task, so a slow or stalled client delays nobody;
-a client whose outbox overflows is closed with code 1013 and counted.
+once (orjson) and offers the text to every matching connection's outbox,
+bounded in count and in bytes. Each connection has its own writer task, so a
+slow or stalled client delays nobody; a client over either bound is closed
+with code 1013 and counted. A client that asked for batched frames gets what
+is queued for it as one JSON array per frame instead of one frame per message.
 """
 
 import asyncio
@@ -13,12 +15,15 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Optional, Set
 
+import orjson
 from fastapi import WebSocket, WebSocketDisconnect
 
 from osism import settings
 from osism.services import filters, replay
 from osism.services.notifications import event_fields
+from osism.services.outbox import Outbox, batch_frame, text_size
 from osism.services.ratelimit import RateLimitedLog
+from osism.ws_protocol import TEXTS, sends_texts
 
 logger = logging.getLogger("osism.websocket")
 
@@ -61,7 +66,16 @@ class EventMessage:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict())
+        data = self.to_dict()
+        try:
+            raw = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+        except (orjson.JSONEncodeError, TypeError):
+            # What orjson refuses (an integer beyond 64 bits) json still writes.
+            return json.dumps(data)
+        if b"null" in raw and orjson.loads(raw) != data:
+            # orjson writes NaN and Infinity as null; json keeps what it did.
+            return json.dumps(data)
+        return raw.decode()
 
 
 def utc_timestamp() -> str:
@@ -70,16 +84,27 @@ def utc_timestamp() -> str:
 
 
 class WebSocketConnection:
-    """A connected client: its filters, its bounded outbox and its writer."""
+    """A connected client: its filters, its bounded outbox and its writer.
 
-    def __init__(self, websocket: WebSocket, outbox_size: Optional[int] = None) -> None:
+    ``batch``: the client asked for batched frames (``?batch=1``).
+    """
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        outbox_size: Optional[int] = None,
+        outbox_bytes: Optional[int] = None,
+        batch: bool = False,
+    ) -> None:
         self.websocket = websocket
         self.event_filters = []
         self.node_filters = []
         self.service_filters = []
         self.priority_filters = []
         size = settings.OUTBOX_SIZE if outbox_size is None else outbox_size
-        self.outbox: "asyncio.Queue[str]" = asyncio.Queue(maxsize=size)
+        max_bytes = settings.OUTBOX_BYTES if outbox_bytes is None else outbox_bytes
+        self.outbox = Outbox(size, max_bytes)
+        self.batch = batch
         self.writer: Optional["asyncio.Task[None]"] = None
         # Set while the client resumes: its live events are held meanwhile.
         self.resume: Optional[replay.ResumeState] = None
@@ -162,7 +187,8 @@ class WebSocketConnection:
         return True
 
     def offer(self, text: str) -> bool:
-        """Queue text for the writer; False when the outbox is full."""
+        """Queue text for the writer; False when the outbox is full (by count
+        or by bytes). ``await connection.outbox.put(text)`` waits for space."""
         try:
             self.outbox.put_nowait(text)
         except asyncio.QueueFull:
@@ -176,13 +202,25 @@ class WebSocketManager:
     # Most events fanned out before the writers get a turn (see _batch_size).
     FANOUT_BATCH = 16
 
+    # Most frames a writer hands to the server in one ASGI message, and the
+    # characters after which it stops adding more.
+    WRITE_MANY = 256
+    WRITE_MANY_CHARS = 262144
+    # Longest batched frame a writer builds, in characters of JSON; a single
+    # message longer than this still goes, alone in its array.
+    BATCH_FRAME_CHARS = 65536
+
     def __init__(
-        self, queue_size: Optional[int] = None, outbox_size: Optional[int] = None
+        self,
+        queue_size: Optional[int] = None,
+        outbox_size: Optional[int] = None,
+        outbox_bytes: Optional[int] = None,
     ) -> None:
         self.connections: Dict[WebSocket, WebSocketConnection] = {}
         size = settings.EVENT_QUEUE_SIZE if queue_size is None else queue_size
         self.event_queue: "asyncio.Queue[EventMessage]" = asyncio.Queue(maxsize=size)
         self.outbox_size = outbox_size
+        self.outbox_bytes = outbox_bytes
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.dropped_events = 0
         self.slow_disconnects = 0
@@ -228,9 +266,11 @@ class WebSocketManager:
             await asyncio.gather(*self._closing, return_exceptions=True)
         logger.info("WebSocket manager stopped")
 
-    async def connect(self, websocket: WebSocket) -> None:
+    async def connect(self, websocket: WebSocket, batch: bool = False) -> None:
         await websocket.accept()
-        connection = WebSocketConnection(websocket, self.outbox_size)
+        connection = WebSocketConnection(
+            websocket, self.outbox_size, self.outbox_bytes, batch=batch
+        )
         self.connections[websocket] = connection
         self._start_writer(connection)
         self._ensure_broadcaster()
@@ -389,20 +429,21 @@ class WebSocketManager:
         logger.info("Event broadcaster started")
         queue = self.event_queue
         batch = self._batch_size()
+        budget = self._byte_budget()
         while True:
             try:
                 event = await queue.get()
                 if not self.connections:
                     continue
-                self._fan_out(event)
+                spent = self._fan_out(event)
                 # Events that are already queued go out in the same turn, so
                 # each writer wakes once per batch rather than once per event;
-                # a batch is at most half an outbox, so that a client that
-                # keeps up never overflows during a burst.
+                # a batch is at most half an outbox, in count and in bytes, so
+                # that a client that keeps up never overflows during a burst.
                 for _ in range(batch - 1):
-                    if queue.empty() or not self.connections:
+                    if queue.empty() or not self.connections or spent >= budget:
                         break
-                    self._fan_out(queue.get_nowait())
+                    spent += self._fan_out(queue.get_nowait())
                 # get() does not suspend while events are queued: yield so the
                 # writers drain their outboxes, or a burst longer than an outbox
                 # would evict clients that are keeping up.
@@ -419,7 +460,13 @@ class WebSocketManager:
         size = settings.OUTBOX_SIZE if self.outbox_size is None else self.outbox_size
         return max(1, min(self.FANOUT_BATCH, size // 2))
 
-    def _fan_out(self, event: EventMessage) -> None:
+    def _byte_budget(self) -> int:
+        """Bytes fanned out per turn of the loop: half an outbox's byte bound."""
+        size = settings.OUTBOX_BYTES if self.outbox_bytes is None else self.outbox_bytes
+        return max(1, size // 2)
+
+    def _fan_out(self, event: EventMessage) -> int:
+        """Offer the event to every matching client; the bytes of its text."""
         text = event.to_json()
         is_heartbeat = event.event_type == "heartbeat" and event.source == "osism"
         sent = 0
@@ -440,6 +487,7 @@ class WebSocketManager:
                 self._evict_slow(connection)
         self.delivered += sent
         logger.debug("Event %s offered to %d clients", event.event_type, sent)
+        return text_size(text)
 
     def _ensure_broadcaster(self) -> None:
         task = self._broadcaster_task
@@ -460,18 +508,52 @@ class WebSocketManager:
     async def _write(self, connection: WebSocketConnection) -> None:
         websocket = connection.websocket
         outbox = connection.outbox
+        send = websocket.send_text
         try:
+            if sends_texts(websocket):
+                await self._write_many(connection)
             while True:
                 text = await outbox.get()
-                await websocket.send_text(text)
+                if connection.batch:
+                    await send(self._batch_frame(text, outbox))
+                    while not outbox.empty():
+                        await send(self._batch_frame(outbox.get_nowait(), outbox))
+                    continue
+                await send(text)
                 # Send what else is queued without a get() coroutine per item.
                 while not outbox.empty():
-                    await websocket.send_text(outbox.get_nowait())
+                    await send(outbox.get_nowait())
         except WebSocketDisconnect:
             logger.info("WebSocket went away while sending; removing it")
         except Exception as exc:
             logger.error("Error sending event to WebSocket: %s; removing it", exc)
         await self.disconnect(websocket)
+
+    async def _write_many(self, connection: WebSocketConnection) -> None:
+        """The writer under a server with ``osism.websocket.send_texts``: what
+        is queued goes out in one ASGI message, one frame per text (or per
+        batched array), in one write."""
+        send = connection.websocket.send
+        outbox = connection.outbox
+        limit, chars = self.WRITE_MANY, self.WRITE_MANY_CHARS
+        batch = connection.batch
+        while True:
+            first = await outbox.get()
+            text = self._batch_frame(first, outbox) if batch else first
+            texts = [text]
+            # What the writer holds while the server may wait for the socket
+            # is out of the outbox's count: keep it small.
+            size = len(text)
+            while size < chars and len(texts) < limit and not outbox.empty():
+                text = outbox.get_nowait()
+                if batch:
+                    text = self._batch_frame(text, outbox)
+                texts.append(text)
+                size += len(text)
+            await send({"type": "websocket.send", TEXTS: texts})
+
+    def _batch_frame(self, first: str, outbox: Outbox) -> str:
+        return batch_frame(first, outbox, self.BATCH_FRAME_CHARS)
 
     def _evict_slow(self, connection: WebSocketConnection) -> None:
         websocket = connection.websocket
@@ -480,9 +562,12 @@ class WebSocketManager:
         self._stop_writer(connection)
         self.slow_disconnects += 1
         logger.warning(
-            "WebSocket client too slow: outbox of %d full; closing it with %d "
-            "(%d slow clients closed so far)",
+            "WebSocket client too slow: outbox full (%d messages, %d bytes; "
+            "bounds %d and %d); closing it with %d (%d slow clients closed so far)",
+            connection.outbox.qsize(),
+            connection.outbox.bytes,
             connection.outbox.maxsize,
+            connection.outbox.max_bytes,
             CLOSE_TRY_AGAIN_LATER,
             self.slow_disconnects,
         )

@@ -66,6 +66,8 @@ class TestApi:
         monkeypatch.setenv("WEBSOCKET_DEFLATE", "1")
         monkeypatch.setenv("WEBSOCKET_PING_INTERVAL", "0")
         monkeypatch.delenv("WEBSOCKET_PING_TIMEOUT", raising=False)
+        for name in ("UVICORN_WS", "UVICORN_LOOP", "UVICORN_HTTP"):
+            monkeypatch.delenv(name, raising=False)
         run = mocker.patch("uvicorn.run")
         mocker.patch("logging.basicConfig")
         args = ["api", "--host", "127.0.0.1", "--port", "9001", "--workers", "2"]
@@ -76,6 +78,9 @@ class TestApi:
             port=9001,
             workers=2,
             log_level="info",
+            ws="osism.ws_protocol:FanoutProtocol",
+            loop="uvloop",
+            http="httptools",
             ws_max_size=4096,
             ws_per_message_deflate=True,
             ws_ping_interval=None,
@@ -88,6 +93,9 @@ class TestApi:
             "WEBSOCKET_DEFLATE",
             "WEBSOCKET_PING_INTERVAL",
             "WEBSOCKET_PING_TIMEOUT",
+            "UVICORN_WS",
+            "UVICORN_LOOP",
+            "UVICORN_HTTP",
         ):
             monkeypatch.delenv(name, raising=False)
         run = mocker.patch("uvicorn.run")
@@ -99,6 +107,9 @@ class TestApi:
             port=8000,
             workers=1,
             log_level="debug",
+            ws="osism.ws_protocol:FanoutProtocol",
+            loop="uvloop",
+            http="httptools",
             ws_max_size=1 << 20,
             ws_per_message_deflate=False,
             ws_ping_interval=20.0,

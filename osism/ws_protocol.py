@@ -1,0 +1,88 @@
+"""uvicorn's sans-I/O WebSocket protocol with one ASGI extension for fan-out.
+
+``osism api`` serves with this protocol (``--ws osism.ws_protocol:FanoutProtocol``).
+It is uvicorn's ``websockets-sansio`` implementation unchanged, plus the
+extension ``osism.websocket.send_texts`` in the connection's scope: a
+``websocket.send`` message carrying ``"osism.texts": [str, ...]`` instead of
+``text`` sends each string as its own text frame, all in one transport write.
+The frames on the wire are exactly those of one ``send_text`` per string; the
+saving is the per-message work of the ASGI send path (one await, one state
+check, one write for many frames). With permessage-deflate negotiated each
+frame goes through websockets' compressor as before.
+
+An app checks ``EXTENSION in scope["extensions"]`` before using it; under
+any other server it sends one message per frame.
+"""
+
+import struct
+from typing import Any, List
+
+from uvicorn.protocols.utils import ClientDisconnected
+from uvicorn.protocols.websockets.websockets_sansio_impl import (
+    WebSocketsSansIOProtocol,
+)
+from websockets.http11 import Request
+from websockets.protocol import State
+
+EXTENSION = "osism.websocket.send_texts"
+TEXTS = "osism.texts"
+
+_HEADER_16 = struct.Struct("!BBH")
+_HEADER_64 = struct.Struct("!BBQ")
+_FIN_TEXT = 0x81
+
+
+def text_frame_parts(text: str, out: List[bytes]) -> None:
+    """Append the header and payload of one unmasked, final text frame (what
+    a server sends, RFC 6455 section 5.2) to ``out``."""
+    payload = text.encode()
+    length = len(payload)
+    if length < 126:
+        out.append(bytes((_FIN_TEXT, length)))
+    elif length < 65536:
+        out.append(_HEADER_16.pack(_FIN_TEXT, 126, length))
+    else:
+        out.append(_HEADER_64.pack(_FIN_TEXT, 127, length))
+    out.append(payload)
+
+
+def sends_texts(websocket: Any) -> bool:
+    """The server offers ``osism.websocket.send_texts`` on this connection
+    (``websocket``: anything with an ASGI ``scope``)."""
+    scope = getattr(websocket, "scope", None)
+    if not isinstance(scope, dict):
+        return False
+    extensions = scope.get("extensions")
+    return isinstance(extensions, dict) and EXTENSION in extensions
+
+
+class FanoutProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's ``websockets-sansio`` protocol plus ``osism.websocket.send_texts``."""
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        # The app's task is created above but has not run: it sees the key.
+        self.scope["extensions"][EXTENSION] = {}
+
+    async def send(self, message: Any) -> None:
+        texts = message.get(TEXTS)
+        if texts is None or message["type"] != "websocket.send":
+            await super().send(message)
+            return
+        await self.writable.wait()
+        if self.disconnected:
+            raise ClientDisconnected()
+        if not self.handshake_complete or self.initial_response is not None:
+            raise RuntimeError("osism.texts sent before the WebSocket was accepted")
+        if self.close_sent or self.conn.state is not State.OPEN:
+            raise ClientDisconnected()
+        if self.conn.extensions:
+            # permessage-deflate: websockets compresses frame by frame.
+            for text in texts:
+                self.conn.send_text(text.encode())
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            return
+        parts: List[bytes] = []
+        for text in texts:
+            text_frame_parts(text, parts)
+        self.transport.write(b"".join(parts))

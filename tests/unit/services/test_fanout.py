@@ -1,0 +1,284 @@
+"""The fan-out's delivery path: orjson encoding, outboxes bounded in bytes,
+and batched frames for clients that ask for them.
+
+Clients join through ``connect()``, which starts the manager's broadcaster;
+``fresh_manager`` stops it and every writer when the test ends.
+"""
+
+import asyncio
+import json
+import logging
+from typing import Any, Callable, List
+from unittest.mock import MagicMock
+
+import pytest
+
+from osism import settings
+from osism.api import wants_batches
+from osism.services.websocket_manager import (
+    EventMessage,
+    Outbox,
+    WebSocketConnection,
+    text_size,
+)
+from tests.conftest import async_wait_until
+from tests.unit.services.test_websocket_manager import (
+    fresh_manager,
+    make_event,
+    sent_texts,
+    stall,
+)
+
+WebSocketFactory = Callable[[], MagicMock]
+
+
+def events(count: int, padding: int = 0) -> List[EventMessage]:
+    return [
+        EventMessage(
+            f"compute.instance.{number}",
+            "openstack",
+            {"seq": number, "pad": "x" * padding},
+            f"node{number}",
+        )
+        for number in range(count)
+    ]
+
+
+# --------------------------------------------------------------------------
+# to_json
+
+
+class TestToJson:
+    def test_round_trips_through_json_loads(self) -> None:
+        event = make_event(data={"a": [1, 2.5, None, True], "ü": "snow ☃"})
+        assert json.loads(event.to_json()) == event.to_dict()
+
+    def test_is_compact_json_with_exactly_the_six_keys(self) -> None:
+        event = make_event()
+        text = event.to_json()
+        assert list(json.loads(text)) == [
+            "id",
+            "timestamp",
+            "event_type",
+            "source",
+            "node_name",
+            "data",
+        ]
+        assert ": " not in text
+
+    def test_non_finite_numbers_round_trip_as_before(self) -> None:
+        # orjson writes them as null; the event keeps what json wrote.
+        event = make_event(data={"value": float("inf"), "none": None})
+        assert json.loads(event.to_json()) == event.to_dict()
+
+    def test_integer_beyond_64_bits_still_encodes(self) -> None:
+        event = make_event(data={"big": 2**70})
+        assert json.loads(event.to_json())["data"]["big"] == 2**70
+
+    def test_heartbeat_without_node_name_round_trips(self) -> None:
+        event = EventMessage("heartbeat", "osism", {"message": "ping"})
+        assert json.loads(event.to_json()) == event.to_dict()
+
+
+# --------------------------------------------------------------------------
+# Outbox: bounded in count and in bytes
+
+
+class TestOutboxBytes:
+    def test_counts_the_bytes_it_holds(self) -> None:
+        outbox = Outbox(10, max_bytes=10_000)
+        outbox.put_nowait("a" * 100)
+        outbox.put_nowait("b" * 200)
+        assert outbox.bytes == text_size("a" * 100) + text_size("b" * 200)
+        assert outbox.get_nowait() == "a" * 100
+        assert outbox.bytes == text_size("b" * 200)
+        outbox.get_nowait()
+        assert outbox.bytes == 0
+
+    def test_refuses_a_text_that_would_cross_the_byte_bound(self) -> None:
+        limit = 3 * text_size("x" * 100)
+        outbox = Outbox(100, max_bytes=limit)
+        for _ in range(3):
+            outbox.put_nowait("x" * 100)
+        with pytest.raises(asyncio.QueueFull):
+            outbox.put_nowait("x")
+        assert outbox.qsize() == 3
+        assert outbox.bytes <= limit
+
+    def test_takes_one_text_larger_than_the_bound_when_empty(self) -> None:
+        outbox = Outbox(100, max_bytes=50)
+        outbox.put_nowait("y" * 1000)
+        assert outbox.full()
+        with pytest.raises(asyncio.QueueFull):
+            outbox.put_nowait("z")
+
+    def test_count_bound_still_holds(self) -> None:
+        outbox = Outbox(2, max_bytes=1 << 20)
+        outbox.put_nowait("a")
+        outbox.put_nowait("b")
+        with pytest.raises(asyncio.QueueFull):
+            outbox.put_nowait("c")
+
+    @pytest.mark.asyncio
+    async def test_put_waits_for_space_in_bytes(self) -> None:
+        outbox = Outbox(100, max_bytes=text_size("x" * 100))
+        outbox.put_nowait("x" * 100)
+        waiter = asyncio.create_task(outbox.put("y" * 100))
+        await asyncio.sleep(0)
+        assert not waiter.done()
+        outbox.get_nowait()
+        await asyncio.wait_for(waiter, 1.0)
+        assert outbox.get_nowait() == "y" * 100
+
+    def test_offer_is_false_over_the_byte_bound(self) -> None:
+        connection = WebSocketConnection(
+            MagicMock(), outbox_size=100, outbox_bytes=2 * text_size("e" * 50)
+        )
+        assert connection.offer("e" * 50)
+        assert connection.offer("e" * 50)
+        assert not connection.offer("e" * 50)
+
+    def test_byte_bound_defaults_to_setting(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(settings, "OUTBOX_BYTES", 12345)
+        assert WebSocketConnection(MagicMock()).outbox.max_bytes == 12345
+
+    def test_default_byte_bound_is_a_few_megabytes(self) -> None:
+        assert 1 << 20 <= settings.env_int("WEBSOCKET_OUTBOX_BYTES", 4 << 20) <= 8 << 20
+
+    @pytest.mark.asyncio
+    async def test_stalled_client_over_the_byte_bound_is_closed_1013(
+        self, fake_websocket: WebSocketFactory, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.WARNING, logger="osism.websocket")
+        sent = events(20, padding=1000)
+        limit = 4 * text_size(sent[0].to_json())
+        # The count bound (1000) is far away: only bytes can evict.
+        async with fresh_manager(outbox_size=1000, outbox_bytes=limit) as manager:
+            stalled, healthy = fake_websocket(), fake_websocket()
+            stall(stalled)
+            await manager.connect(stalled)
+            await manager.connect(healthy)
+            for event in sent:
+                await manager.add_event(event)
+            await async_wait_until(lambda: healthy.send_text.await_count == 20)
+            await async_wait_until(lambda: stalled.close.await_count == 1)
+
+            assert stalled.close.await_args.kwargs["code"] == 1013
+            assert stalled not in manager.connections
+            assert manager.slow_disconnects == 1
+            assert sent_texts(healthy) == [event.to_json() for event in sent]
+            assert "bytes" in caplog.text
+
+
+# --------------------------------------------------------------------------
+# batched frames
+
+
+def unbatch(websocket: MagicMock) -> List[Any]:
+    """Every array the client got, concatenated; each frame must be an array."""
+    messages: List[Any] = []
+    for text in sent_texts(websocket):
+        frame = json.loads(text)
+        assert isinstance(frame, list) and frame
+        messages.extend(frame)
+    return messages
+
+
+class TestBatchedFrames:
+    @pytest.mark.asyncio
+    async def test_batch_client_gets_arrays_of_exactly_the_events_in_order(
+        self, fake_websocket: WebSocketFactory
+    ) -> None:
+        sent = events(40)
+        async with fresh_manager(outbox_size=100) as manager:
+            batched, plain = fake_websocket(), fake_websocket()
+            await manager.connect(batched, batch=True)
+            await manager.connect(plain)
+            for event in sent:
+                await manager.add_event(event)
+            await async_wait_until(lambda: plain.send_text.await_count == 40)
+            await async_wait_until(lambda: len(unbatch(batched)) == 40)
+
+            assert unbatch(batched) == [event.to_dict() for event in sent]
+            # fewer frames than events: that is the point of batching
+            assert batched.send_text.await_count < 40
+
+    @pytest.mark.asyncio
+    async def test_default_client_gets_one_event_per_frame(
+        self, fake_websocket: WebSocketFactory
+    ) -> None:
+        sent = events(10)
+        async with fresh_manager() as manager:
+            plain = fake_websocket()
+            await manager.connect(plain)
+            for event in sent:
+                await manager.add_event(event)
+            await async_wait_until(lambda: plain.send_text.await_count == 10)
+
+            assert sent_texts(plain) == [event.to_json() for event in sent]
+
+    @pytest.mark.asyncio
+    async def test_a_frame_stays_within_the_batch_limit(
+        self, fake_websocket: WebSocketFactory
+    ) -> None:
+        sent = events(30, padding=200)
+        async with fresh_manager(outbox_size=100) as manager:
+            manager.BATCH_FRAME_CHARS = 1000
+            batched = fake_websocket()
+            await manager.connect(batched, batch=True)
+            for event in sent:
+                await manager.add_event(event)
+            await async_wait_until(lambda: len(unbatch(batched)) == 30)
+
+            assert unbatch(batched) == [event.to_dict() for event in sent]
+            frames = sent_texts(batched)
+            assert all(len(frame) <= 1000 for frame in frames)
+            assert len(frames) >= 30 * 250 // 1000
+
+    @pytest.mark.asyncio
+    async def test_an_event_larger_than_the_limit_goes_alone(
+        self, fake_websocket: WebSocketFactory
+    ) -> None:
+        sent = events(3, padding=5000)
+        async with fresh_manager(outbox_size=100) as manager:
+            manager.BATCH_FRAME_CHARS = 1000
+            batched = fake_websocket()
+            await manager.connect(batched, batch=True)
+            for event in sent:
+                await manager.add_event(event)
+            await async_wait_until(lambda: batched.send_text.await_count == 3)
+
+            assert [json.loads(text) for text in sent_texts(batched)] == [
+                [event.to_dict()] for event in sent
+            ]
+
+    @pytest.mark.asyncio
+    async def test_replies_travel_in_order_inside_the_arrays(
+        self, fake_websocket: WebSocketFactory
+    ) -> None:
+        async with fresh_manager() as manager:
+            batched = fake_websocket()
+            await manager.connect(batched, batch=True)
+            first, second = events(2)
+            manager.send_to(batched, first.to_json())
+            manager.send_to(batched, '{"type": "filter_update", "status": "success"}')
+            manager.send_to(batched, second.to_json())
+            await async_wait_until(lambda: len(unbatch(batched)) == 3)
+
+            assert unbatch(batched) == [
+                first.to_dict(),
+                {"type": "filter_update", "status": "success"},
+                second.to_dict(),
+            ]
+
+
+class TestBatchNegotiation:
+    @pytest.mark.parametrize("value", ["1", "true", "TRUE", "yes"])
+    def test_batch_query_parameter_turns_it_on(self, value: str) -> None:
+        assert wants_batches({"batch": value})
+
+    @pytest.mark.parametrize("query", [{}, {"batch": "0"}, {"batch": "no"}, {"x": "1"}])
+    def test_anything_else_is_one_message_per_frame(self, query: Any) -> None:
+        assert not wants_batches(query)

@@ -1,0 +1,238 @@
+"""FanoutProtocol: uvicorn's sans-I/O protocol plus ``osism.websocket.send_texts``,
+and the manager's writer that uses it."""
+
+import asyncio
+import json
+from typing import Any, List
+from unittest.mock import AsyncMock, MagicMock
+
+import pytest
+from uvicorn.protocols.utils import ClientDisconnected
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+from websockets.streams import StreamReader
+
+from osism.ws_protocol import (
+    EXTENSION,
+    TEXTS,
+    FanoutProtocol,
+    sends_texts,
+    text_frame_parts,
+)
+from tests.conftest import async_wait_until
+from tests.unit.services.test_fanout import events
+from tests.unit.services.test_websocket_manager import fresh_manager
+
+
+def parse_frames(data: bytes) -> List[Frame]:
+    """Server frames (unmasked) parsed back by websockets' own parser."""
+    reader = StreamReader()
+    reader.feed_data(data)
+    reader.feed_eof()
+    frames = []
+    while reader.buffer:
+        parser = Frame.parse(reader.read_exact, mask=False)
+        try:
+            next(parser)
+        except StopIteration as done:
+            frames.append(done.value)
+            continue
+        raise AssertionError("incomplete frame")  # pragma: no cover
+    return frames
+
+
+class TestTextFrames:
+    @pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 200_000])
+    def test_frames_are_what_websockets_would_send(self, size: int) -> None:
+        text = "é" * (size // 2) + "a" * (size % 2)
+        parts: List[bytes] = []
+        text_frame_parts(text, parts)
+        expected = Frame(Opcode.TEXT, text.encode()).serialize(
+            mask=False, extensions=[]
+        )
+        assert b"".join(parts) == expected
+
+    def test_several_texts_parse_back_in_order(self) -> None:
+        texts = ["{}", "x" * 300, '{"a": "ü"}']
+        parts: List[bytes] = []
+        for text in texts:
+            text_frame_parts(text, parts)
+        frames = parse_frames(b"".join(parts))
+        assert [frame.opcode for frame in frames] == [Opcode.TEXT] * 3
+        assert all(frame.fin for frame in frames)
+        assert [frame.data.decode() for frame in frames] == texts
+
+
+def open_protocol() -> FanoutProtocol:
+    """A FanoutProtocol past its handshake, writing to a fake transport."""
+    protocol = FanoutProtocol.__new__(FanoutProtocol)
+    protocol.transport = MagicMock()
+    protocol.writable = asyncio.Event()
+    protocol.writable.set()
+    protocol.disconnected = False
+    protocol.handshake_complete = True
+    protocol.initial_response = None
+    protocol.close_sent = False
+    protocol.conn = MagicMock()
+    protocol.conn.state = State.OPEN
+    protocol.conn.extensions = []
+    return protocol
+
+
+def written(protocol: FanoutProtocol) -> bytes:
+    return b"".join(call.args[0] for call in protocol.transport.write.call_args_list)
+
+
+class TestSendTexts:
+    @pytest.mark.asyncio
+    async def test_texts_go_out_as_frames_in_one_write(self) -> None:
+        protocol = open_protocol()
+        texts = ['{"n": 1}', '{"n": 2}', "[1,2]"]
+        await protocol.send({"type": "websocket.send", TEXTS: texts})
+        assert protocol.transport.write.call_count == 1
+        assert [f.data.decode() for f in parse_frames(written(protocol))] == texts
+
+    @pytest.mark.asyncio
+    async def test_with_deflate_each_text_goes_through_websockets(self) -> None:
+        protocol = open_protocol()
+        protocol.conn.extensions = [MagicMock()]
+        protocol.conn.data_to_send.return_value = [b"a", b"b"]
+        await protocol.send({"type": "websocket.send", TEXTS: ["x", "y"]})
+        assert [c.args[0] for c in protocol.conn.send_text.call_args_list] == [
+            b"x",
+            b"y",
+        ]
+        protocol.transport.write.assert_called_once_with(b"ab")
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize(
+        "attribute, value",
+        [("disconnected", True), ("close_sent", True)],
+    )
+    async def test_a_closed_connection_raises_client_disconnected(
+        self, attribute: str, value: Any
+    ) -> None:
+        protocol = open_protocol()
+        setattr(protocol, attribute, value)
+        with pytest.raises(ClientDisconnected):
+            await protocol.send({"type": "websocket.send", TEXTS: ["x"]})
+        protocol.transport.write.assert_not_called()
+
+    @pytest.mark.asyncio
+    async def test_a_closing_connection_raises_client_disconnected(self) -> None:
+        protocol = open_protocol()
+        protocol.conn.state = State.CLOSING
+        with pytest.raises(ClientDisconnected):
+            await protocol.send({"type": "websocket.send", TEXTS: ["x"]})
+
+    @pytest.mark.asyncio
+    async def test_before_accept_is_an_error(self) -> None:
+        protocol = open_protocol()
+        protocol.handshake_complete = False
+        with pytest.raises(RuntimeError):
+            await protocol.send({"type": "websocket.send", TEXTS: ["x"]})
+
+    @pytest.mark.asyncio
+    async def test_waits_while_the_transport_is_full(self) -> None:
+        protocol = open_protocol()
+        protocol.writable.clear()
+        sending = asyncio.create_task(
+            protocol.send({"type": "websocket.send", TEXTS: ["x"]})
+        )
+        await asyncio.sleep(0)
+        assert not sending.done()
+        protocol.writable.set()
+        await asyncio.wait_for(sending, 1.0)
+        assert parse_frames(written(protocol))[0].data == b"x"
+
+
+def extension_websocket() -> MagicMock:
+    """A fake WebSocket whose scope offers the extension; it records frames."""
+    websocket = MagicMock()
+    websocket.send = AsyncMock()
+    websocket.scope = {"type": "websocket", "extensions": {EXTENSION: {}}}
+    frames: List[str] = []
+
+    async def send(message: Any) -> None:
+        frames.extend(message[TEXTS])
+
+    async def nothing(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    websocket.send.side_effect = send
+    websocket.accept.side_effect = nothing
+    websocket.close.side_effect = nothing
+    websocket.frames = frames
+    return websocket
+
+
+class TestWriterWithTheExtension:
+    def test_sends_texts_only_when_the_scope_offers_it(self) -> None:
+        assert sends_texts(extension_websocket())
+        plain = MagicMock()
+        plain.scope = {"type": "websocket", "extensions": {}}
+        assert not sends_texts(plain)
+        assert not sends_texts(MagicMock())
+
+    @pytest.mark.asyncio
+    async def test_default_client_gets_one_frame_per_event_in_order(self) -> None:
+        sent = events(50)
+        async with fresh_manager(outbox_size=100) as manager:
+            websocket = extension_websocket()
+            await manager.connect(websocket)
+            for event in sent:
+                await manager.add_event(event)
+            await async_wait_until(lambda: len(websocket.frames) == 50)
+
+            assert websocket.frames == [event.to_json() for event in sent]
+            # several frames per ASGI message
+            assert websocket.send.await_count < 50
+            websocket.send_text.assert_not_called()
+
+    @pytest.mark.asyncio
+    async def test_batch_client_gets_arrays_of_exactly_the_events(self) -> None:
+        sent = events(50)
+        async with fresh_manager(outbox_size=100) as manager:
+            manager.BATCH_FRAME_CHARS = 2000
+            websocket = extension_websocket()
+            await manager.connect(websocket, batch=True)
+            for event in sent:
+                await manager.add_event(event)
+
+            def received() -> List[Any]:
+                return [e for frame in websocket.frames for e in json.loads(frame)]
+
+            await async_wait_until(lambda: len(received()) == 50)
+            assert received() == [event.to_dict() for event in sent]
+            assert all(len(frame) <= 2000 for frame in websocket.frames)
+
+    @pytest.mark.asyncio
+    async def test_a_failing_send_removes_the_client(self) -> None:
+        async with fresh_manager() as manager:
+            websocket = extension_websocket()
+            websocket.send.side_effect = ClientDisconnected()
+            await manager.connect(websocket)
+            await manager.add_event(events(1)[0])
+            await async_wait_until(lambda: websocket not in manager.connections)
+
+    @pytest.mark.asyncio
+    async def test_one_message_holds_at_most_write_many_chars(self) -> None:
+        sent = events(40, padding=1000)
+        async with fresh_manager(outbox_size=100) as manager:
+            manager.WRITE_MANY_CHARS = 3000
+            websocket = extension_websocket()
+            messages: List[List[str]] = []
+
+            async def send(message: Any) -> None:
+                messages.append(list(message[TEXTS]))
+                websocket.frames.extend(message[TEXTS])
+
+            websocket.send.side_effect = send
+            await manager.connect(websocket)
+            for event in sent:
+                await manager.add_event(event)
+            await async_wait_until(lambda: len(websocket.frames) == 40)
+
+            assert websocket.frames == [event.to_json() for event in sent]
+            # each text is over 1000 characters: at most three per message
+            assert max(len(texts) for texts in messages) <= 3
