@@ -44,6 +44,11 @@ class TestRateLimitedLog:
         assert messages(caplog) == ["queue full: 1 dropped"]
         assert caplog.records[-1].levelno == logging.WARNING
 
+    def test_nothing_is_suppressed_before_the_first_warning(
+        self, log: RateLimitedLog
+    ) -> None:
+        assert log.suppressed == 0
+
     def test_warning_within_interval_is_suppressed_and_counted(
         self,
         log: RateLimitedLog,
