@@ -97,3 +97,16 @@ def bench(session: nox.Session) -> None:
     """Fan-out benchmark on loopback: prints figures and ratios to a naive server."""
     install_project(session, "psutil")
     session.run("python", "-m", "bench", *session.posargs)
+
+
+@nox.session
+def mutation(session: nox.Session) -> None:
+    """mutmut over osism/services, api, protocol, security; fails under 95 % killed.
+
+    tools/mutation.py runs ``mutmut run`` (config: pyproject.toml [tool.mutmut])
+    and prints the score per module and every surviving mutant. Local runs:
+    ``nox -s mutation -- --threshold 80`` (or MUTATION_THRESHOLD=80) lowers the
+    bar, ``-- --report-only`` judges the mutants/ of the last run again.
+    """
+    install_project(session, *TEST_TOOLS, "mutmut")
+    session.run("python", "tools/mutation.py", *session.posargs)

@@ -149,6 +149,10 @@ class RssSampler:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            (outcome,) = await asyncio.gather(task, return_exceptions=True)
+            # A sampler that failed (the process gone, psutil denied) must not
+            # leave a peak that looks fine: the memory check would not run.
+            if isinstance(outcome, Exception):
+                raise outcome
         self.peak = max(self.peak, self.process.memory_info().rss)
         return self.peak

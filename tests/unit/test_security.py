@@ -1,7 +1,7 @@
 """SecurityConfig, token extraction, log redaction and the body-size middleware."""
 
 import logging
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List
 
 import pytest
 from uvicorn.logging import AccessFormatter
@@ -45,6 +45,18 @@ class TestSecurityConfig:
             monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv("MAX_PUBLISH_BYTES", raising=False)
         assert SecurityConfig.from_env() == SecurityConfig()
+
+    @pytest.mark.parametrize(
+        "name, field", [("MAX_CONNECTIONS", 1000), ("MAX_PUBLISH_BYTES", 1 << 20)]
+    )
+    def test_limits_below_one_fall_back_to_the_default_and_one_is_taken(
+        self, monkeypatch: pytest.MonkeyPatch, name: str, field: int
+    ) -> None:
+        attribute = name.lower()
+        monkeypatch.setenv(name, "0")
+        assert getattr(SecurityConfig.from_env(), attribute) == field
+        monkeypatch.setenv(name, "1")
+        assert getattr(SecurityConfig.from_env(), attribute) == 1
 
     def test_empty_token_means_no_token(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("API_TOKEN", "")
@@ -128,7 +140,7 @@ class TestRedactTokens:
             ("127.0.0.1:5000", "GET", "/v1/status?token=secret", "1.1", 200),
             None,
         )
-        RedactTokens().filter(record)
+        assert RedactTokens().filter(record) is True
         line = AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s')
         assert line.format(record) == (
             '127.0.0.1:5000 - "GET /v1/status?token=*** HTTP/1.1" 200 OK'
@@ -149,22 +161,55 @@ class TestRedactTokens:
         record = logging.LogRecord(
             "uvicorn.error", logging.INFO, __file__, 1, msg, args, None
         )
-        RedactTokens().filter(record)
+        assert RedactTokens().filter(record) is True
         assert record.getMessage() == "GET /v1?token=***"
 
     def test_line_without_token_is_untouched(self) -> None:
         record = logging.LogRecord(
             "uvicorn.access", logging.INFO, __file__, 1, "GET %s", ("/v1",), None
         )
-        RedactTokens().filter(record)
+        assert RedactTokens().filter(record) is True
         assert (record.msg, record.args) == ("GET %s", ("/v1",))
 
-    def test_install_adds_one_filter_per_logger(self) -> None:
+    def test_install_adds_one_filter_per_logger(
+        self, without_redaction: List[logging.Logger]
+    ) -> None:
         install_log_redaction()
         install_log_redaction()
-        for name in ("uvicorn.error", "uvicorn.access", "osism"):
-            filters = logging.getLogger(name).filters
-            assert sum(isinstance(f, RedactTokens) for f in filters) == 1
+        for target in without_redaction:
+            filters = target.filters
+            assert sum(isinstance(f, RedactTokens) for f in filters) == 1, target.name
+        assert not any(isinstance(f, RedactTokens) for f in logging.root.filters)
+
+    def test_installed_filter_redacts_what_the_osism_logger_writes(
+        self,
+        without_redaction: List[logging.Logger],
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        install_log_redaction()
+        caplog.set_level(logging.INFO, logger="osism")
+        logging.getLogger("osism").info("GET %s", "/v1?token=secret")
+        assert [r.getMessage() for r in caplog.records] == ["GET /v1?token=***"]
+
+
+REDACTED_LOGGERS = ("uvicorn.error", "uvicorn.access", "osism")
+
+
+@pytest.fixture
+def without_redaction() -> Iterator[List[logging.Logger]]:
+    """The loggers install_log_redaction covers, without its filter (other
+    tests build the app, which installs it), restored afterwards."""
+    targets = [logging.getLogger(name) for name in REDACTED_LOGGERS]
+    saved = {target.name: list(target.filters) for target in targets}
+    root_filters = list(logging.root.filters)
+    for target in targets:
+        for existing in list(target.filters):
+            if isinstance(existing, RedactTokens):
+                target.removeFilter(existing)
+    yield targets
+    for target in targets:
+        target.filters[:] = saved[target.name]
+    logging.root.filters[:] = root_filters
 
 
 class Recorder:
@@ -237,6 +282,37 @@ class TestBodySizeLimit:
 
         sent = await run(BodySizeLimit(answers_first, 2), [b"abc"])
         assert [m["type"] for m in sent] == ["http.response.start"]
+
+    @pytest.mark.asyncio
+    async def test_the_413_answer_is_json_with_its_length(self) -> None:
+        sent = await run(BodySizeLimit(Recorder(), 6), [b"abcdefg"])
+        body = b'{"detail": "request body too large: limit 6 bytes"}'
+        assert sent == [
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            },
+            {"type": "http.response.body", "body": body},
+        ]
+
+    @pytest.mark.asyncio
+    async def test_a_scope_without_headers_passes(self) -> None:
+        inner = Recorder()
+        sent: List[Dict[str, Any]] = []
+
+        async def receive() -> Dict[str, Any]:
+            return {"type": "http.request", "body": b"abc", "more_body": False}
+
+        async def send(message: Dict[str, Any]) -> None:
+            sent.append(message)
+
+        await BodySizeLimit(inner, 6)({"type": "http"}, receive, send)
+        assert [m.get("status") for m in sent] == [200, None]
+        assert inner.body == b"abc"
 
     @pytest.mark.asyncio
     async def test_other_scopes_pass_through(self) -> None:

@@ -1,7 +1,6 @@
 """A warning written at most once per interval, with a count of the rest."""
 
 import logging
-import time
 
 import pytest
 
@@ -43,6 +42,11 @@ class TestRateLimitedLog:
 
         assert messages(caplog) == ["queue full: 1 dropped"]
         assert caplog.records[-1].levelno == logging.WARNING
+
+    def test_nothing_is_suppressed_before_the_first_warning(
+        self, log: RateLimitedLog
+    ) -> None:
+        assert log.suppressed == 0
 
     def test_warning_within_interval_is_suppressed_and_counted(
         self,
@@ -119,7 +123,13 @@ class TestRateLimitedLog:
 
         assert len(messages(caplog)) == 10
 
-    def test_default_clock_is_monotonic(self) -> None:
-        log = RateLimitedLog(logging.getLogger(LOGGER), interval=1.0)
+    def test_default_clock_measures_the_interval(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.DEBUG, logger=LOGGER)
+        hourly = RateLimitedLog(logging.getLogger(LOGGER), interval=3600.0)
+        always = RateLimitedLog(logging.getLogger(LOGGER), interval=0.0)
 
-        assert log._clock is time.monotonic
+        assert [hourly.warning("a"), hourly.warning("a")] == [True, False]
+        assert [always.warning("b"), always.warning("b")] == [True, True]
+        assert messages(caplog) == ["a", "b", "b"]
