@@ -13,19 +13,23 @@ Threads and asyncio meet in exactly one place, ``_process_single_event``.
 import asyncio
 import json
 import logging
-import os
 import queue
 import threading
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 from osism import settings
 from osism.services.ratelimit import RateLimitedLog
 
 try:
     import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
+
+    from osism.services.redis_connection import (
+        RedisConfigError,
+        RedisSettings,
+        create_client,
+        explain,
+    )
 
     REDIS_AVAILABLE = True
 except ImportError:  # pragma: no cover - redis is a runtime requirement
@@ -156,7 +160,7 @@ class EventBridge:
     def status(self) -> Dict[str, Any]:
         return {
             "mode": "redis" if self._redis_client is not None else "local",
-            "redis": "%s:%d/%d" % _redis_address(),
+            "redis": _redis_where(),
             "subscribed": self._subscribed,
             "subscriber_alive": _alive(self._subscriber_thread),
             "processor_alive": _alive(self._processor_thread),
@@ -173,32 +177,21 @@ class EventBridge:
         if not REDIS_AVAILABLE:
             logger.warning("Python package redis not available; events stay local")
             return
-        host, port, db = _redis_address()
         with self._redis_lock:
+            config: Optional[RedisSettings] = None
             try:
-                client = redis.Redis(
-                    host=host,
-                    port=port,
-                    db=db,
-                    decode_responses=True,
-                    socket_connect_timeout=10,
-                    socket_timeout=None,
-                    health_check_interval=30,
-                )
+                config = RedisSettings.from_env()
+                client = create_client(config)
                 client.ping()
                 self._redis_client = client
                 if with_subscriber:
                     self._close_subscriber()
                     self._redis_subscriber = client.pubsub()
-                logger.info("Connected to Redis at %s:%d/%d", host, port, db)
+                logger.info("Connected to Redis at %s", config.describe())
             except Exception as exc:
                 logger.error(
-                    "Cannot connect to Redis at %s:%d/%d: %s; events stay in "
-                    "this process until it is back",
-                    host,
-                    port,
-                    db,
-                    exc,
+                    "%s; events stay in this process, connecting is tried again",
+                    explain(exc, config),
                 )
                 self._redis_client = None
                 if with_subscriber:
@@ -496,33 +489,26 @@ class EventBridge:
         return _alive(self._forwarder_thread) and self._event_queue.unfinished_tasks > 0
 
 
-def _redis_address() -> Tuple[str, int, int]:
-    host = os.environ.get("REDIS_HOST", "redis")
-    return (
-        host,
-        settings.env_int("REDIS_PORT", 6379, minimum=1),
-        settings.env_int("REDIS_DB", 0),
-    )
+def _redis_where() -> str:
+    """Where Redis is, secrets masked (for the status)."""
+    try:
+        return RedisSettings.from_env().describe()
+    except RedisConfigError as exc:
+        return f"invalid settings: {exc}"
 
 
 def _redis_answers() -> bool:
     """A quiet, quick check (one try, no retries, no error log) for the watcher."""
-    host, port, db = _redis_address()
+    config: Optional[RedisSettings] = None
     try:
-        client = redis.Redis(
-            host=host,
-            port=port,
-            db=db,
-            socket_connect_timeout=2,
-            socket_timeout=2,
-            retry=Retry(NoBackoff(), 0),
-        )
+        config = RedisSettings.from_env()
+        client = create_client(config, probe=True)
         try:
             return bool(client.ping())
         finally:
             client.close()
     except Exception as exc:
-        logger.debug("Redis at %s:%d/%d does not answer yet: %s", host, port, db, exc)
+        logger.debug("Redis does not answer yet: %s", explain(exc, config))
         return False
 
 

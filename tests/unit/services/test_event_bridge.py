@@ -183,8 +183,11 @@ class TestInitRedis:
             db=0,
             decode_responses=True,
             socket_connect_timeout=10,
-            socket_timeout=None,
+            # Finite on purpose (REDIS_SOCKET_TIMEOUT), with keepalive: a Redis
+            # that stops answering cannot block a caller for ever.
+            socket_timeout=5.0,
             health_check_interval=30,
+            socket_keepalive=True,
         )
 
     @pytest.mark.parametrize(
