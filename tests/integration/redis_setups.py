@@ -228,7 +228,7 @@ class RedisNode(_Node):
         """How many failed AUTHs for ``user`` the server's ACL LOG counted."""
         client = self.client()
         try:
-            entries = client.acl_log()
+            entries: Any = client.acl_log()
         finally:
             client.close()
         return sum(
@@ -290,15 +290,15 @@ class SentinelNode(_Node):
     def master_state(self) -> Dict[str, Any]:
         client = self.client()
         try:
-            state: Dict[str, Any] = client.sentinel_master(SENTINEL_MASTER)
-            return state
+            state: Any = client.sentinel_master(SENTINEL_MASTER)
+            return dict(state)
         finally:
             client.close()
 
     def master_port(self) -> Optional[int]:
         client = self.client()
         try:
-            address = client.sentinel_get_master_addr_by_name(SENTINEL_MASTER)
+            address: Any = client.sentinel_get_master_addr_by_name(SENTINEL_MASTER)
         except redis.RedisError:
             return None
         finally:

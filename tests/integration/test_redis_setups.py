@@ -313,7 +313,8 @@ async def test_sentinel_failover_events_flow_again_without_a_restart(
     assert api1.status()["bridge"]["redis"] == (
         f"sentinel://:***@{setup.sentinel_list}/mymaster"
     )
-    pids = {p: psutil.Process(p.pid).create_time() for p in (api1, api2, listener)}
+    processes: List[Any] = [api1, api2, listener]
+    pids = {p: psutil.Process(p.pid).create_time() for p in processes}
 
     async with connect(api1.ws_url, "a") as a, connect(api2.ws_url, "b") as b:
         await a.set_filters()
