@@ -267,8 +267,12 @@ def explain(exc: BaseException, config: Optional[RedisSettings] = None) -> str:
         )
     elif isinstance(exc, redis.TimeoutError):
         result = f"Redis at {where} did not answer in time: {text}"
+        if config is not None and config.tls:
+            result += " (TLS is on: does that port speak TLS?)"
     elif isinstance(exc, (redis.ConnectionError, OSError)):
         result = f"Cannot connect to Redis at {where}: {text}"
+        if config is not None and not config.tls and "reset by peer" in text:
+            result += " (if that port wants TLS: rediss:// or REDIS_TLS=1)"
     else:
         result = f"Redis at {where} failed: {type(exc).__name__}: {text}"
     return " ".join(result.split())

@@ -463,6 +463,18 @@ class TestExplain:
         except redis.ConnectionError as error:
             assert explain(error).startswith("TLS with Redis at Redis failed")
 
+    def test_tls_mismatches_get_a_hint(self) -> None:
+        tls = RedisSettings.from_env({"REDIS_URL": "rediss://cache"})
+        plain = RedisSettings.from_env({"REDIS_URL": "redis://cache"})
+        timeout = redis.TimeoutError("Timeout connecting to server")
+        reset = redis.ConnectionError("Error while reading: Connection reset by peer")
+        assert explain(timeout, tls).endswith("(TLS is on: does that port speak TLS?)")
+        assert explain(timeout, plain).endswith("Timeout connecting to server")
+        assert explain(reset, plain).endswith(
+            "(if that port wants TLS: rediss:// or REDIS_TLS=1)"
+        )
+        assert "TLS" not in explain(reset, tls)
+
     def test_all_sentinels_down(self) -> None:
         config = RedisSettings.from_env({"REDIS_SENTINELS": "h1:26379,h2:26379"})
         error = redis.sentinel.MasterNotFoundError(
