@@ -69,6 +69,17 @@ def make_tls_files(directory: Path, name: str = "test") -> TlsFiles:
     )
 
 
+def _tls_client_kwargs(tls: Optional[TlsFiles]) -> Dict[str, Any]:
+    if tls is None:
+        return {}
+    return {
+        "ssl": True,
+        "ssl_ca_certs": tls.ca,
+        "ssl_certfile": tls.client_cert,
+        "ssl_keyfile": tls.client_key,
+    }
+
+
 def _openssl(*args: Any) -> None:
     try:
         subprocess.run(
@@ -189,14 +200,6 @@ class RedisNode(_Node):
 
     def client(self, timeout: float = 2.0) -> redis.Redis:
         """An administrator's client (the default user)."""
-        kwargs: Dict[str, Any] = {}
-        if self.tls is not None:
-            kwargs.update(
-                ssl=True,
-                ssl_ca_certs=self.tls.ca,
-                ssl_certfile=self.tls.client_cert,
-                ssl_keyfile=self.tls.client_key,
-            )
         return redis.Redis(
             host=self.host,
             port=self.port,
@@ -204,7 +207,7 @@ class RedisNode(_Node):
             socket_connect_timeout=timeout,
             socket_timeout=timeout,
             decode_responses=True,
-            **kwargs,
+            **_tls_client_kwargs(self.tls),
         )
 
     def role(self) -> str:
@@ -248,15 +251,29 @@ class SentinelNode(_Node):
         name: str,
         master: RedisNode,
         password: Optional[str] = None,
+        tls: Optional[TlsFiles] = None,
     ) -> None:
         super().__init__(binary, workdir, name)
         self.master = master
         self.password = password
+        self.tls = tls
         self.config = self.workdir / "sentinel.conf"
 
     def command(self) -> List[str]:
-        lines = [
-            f"port {self.port}",
+        if self.tls is None:
+            listen = [f"port {self.port}"]
+        else:
+            # TLS only, towards clients, the Redis servers and the other Sentinels.
+            listen = [
+                "port 0",
+                f"tls-port {self.port}",
+                f"tls-cert-file {self.tls.server_cert}",
+                f"tls-key-file {self.tls.server_key}",
+                f"tls-ca-cert-file {self.tls.ca}",
+                "tls-auth-clients yes",
+                "tls-replication yes",
+            ]
+        lines = listen + [
             f"bind {self.host}",
             "daemonize no",
             f"dir {self.workdir}",
@@ -285,6 +302,7 @@ class SentinelNode(_Node):
             socket_connect_timeout=timeout,
             socket_timeout=timeout,
             decode_responses=True,
+            **_tls_client_kwargs(self.tls),
         )
 
     def master_state(self) -> Dict[str, Any]:
@@ -315,14 +333,20 @@ class SentinelSetup:
         workdir: Path,
         password: Optional[str] = None,
         sentinel_password: Optional[str] = None,
+        tls: Optional[TlsFiles] = None,
     ) -> None:
-        self.master = RedisNode(binary, workdir, "master", password=password)
+        self.master = RedisNode(binary, workdir, "master", password=password, tls=tls)
         self.replica = RedisNode(
-            binary, workdir, "replica", password=password, replica_of=self.master
+            binary,
+            workdir,
+            "replica",
+            password=password,
+            tls=tls,
+            replica_of=self.master,
         )
         self.sentinels = [
             SentinelNode(
-                binary, workdir, f"sentinel{i}", self.master, sentinel_password
+                binary, workdir, f"sentinel{i}", self.master, sentinel_password, tls
             )
             for i in (1, 2, 3)
         ]

@@ -11,7 +11,7 @@ import asyncio
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping
+from typing import Any, Callable, Iterator, List, Mapping
 from urllib.parse import quote
 
 import psutil
@@ -281,7 +281,9 @@ async def test_tls_only_redis_events_flow_and_a_wrong_ca_is_reported(
 
 @pytest.mark.asyncio
 @pytest.mark.timeout(180)
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 async def test_sentinel_failover_events_flow_again_without_a_restart(
+    tls: bool,
     redis_binary: str,
     tmp_path: Path,
     nodes: List[Any],
@@ -291,11 +293,13 @@ async def test_sentinel_failover_events_flow_again_without_a_restart(
     broker: Broker,
     report_figure: ReportFigure,
 ) -> None:
+    tls_files = make_tls_files(tmp_path / "tls") if tls else None
     setup = SentinelSetup(
         redis_binary,
         tmp_path,
         password=ADMIN_PASSWORD,
         sentinel_password=SENTINEL_PASSWORD,
+        tls=tls_files,
     )
     for process in setup.processes:
         register(process)
@@ -307,11 +311,19 @@ async def test_sentinel_failover_events_flow_again_without_a_restart(
         "REDIS_PASSWORD": ADMIN_PASSWORD,
         "REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD,
     }
+    if tls_files is not None:
+        env.update(
+            REDIS_TLS="1",
+            REDIS_TLS_CA_FILE=tls_files.ca,
+            REDIS_TLS_CERT_FILE=tls_files.client_cert,
+            REDIS_TLS_KEY_FILE=tls_files.client_key,
+        )
     api1 = apis("api1", env)
     api2 = apis("api2", env)
     listener = listeners(env)
+    scheme = "sentinel+tls" if tls else "sentinel"
     assert api1.status()["bridge"]["redis"] == (
-        f"sentinel://:***@{setup.sentinel_list}/mymaster"
+        f"{scheme}://:***@{setup.sentinel_list}/mymaster"
     )
     processes: List[Any] = [api1, api2, listener]
     pids = {p: psutil.Process(p.pid).create_time() for p in processes}
@@ -328,38 +340,35 @@ async def test_sentinel_failover_events_flow_again_without_a_restart(
 
         setup.master.kill()
         killed_at = time.monotonic()
-        # A notification that arrives while there is no master.
+        # A notification that arrives while there is no master: the listener
+        # publishes during the failover (delivered or not: see the README).
         await _notify(broker, "during-failover")
         await async_wait_until(lambda: setup.promoted(), timeout=30.0, interval=0.05)
         promoted = time.monotonic() - killed_at
         report_figure(
-            "Sentinel promoted the replica after SIGKILL in", f"{promoted:.2f}", "s"
+            f"{scheme}: Sentinel promoted the replica after SIGKILL in",
+            f"{promoted:.2f}",
+            "s",
         )
 
         bound = (DOWN_AFTER_MS + FAILOVER_TIMEOUT_MS) / 1000 + 10.0
         again = await _first_probe(api1, b, killed_at, within=bound)
-        report_figure("API events flowed again after SIGKILL in", f"{again:.2f}", "s")
+        report_figure(
+            f"{scheme}: API events flowed again after SIGKILL in", f"{again:.2f}", "s"
+        )
         assert again <= bound
 
-        # Both directions, in order, and the notification held meanwhile.
+        # Both directions, in order.
         for name in ("after-1", "after-2"):
             await api2.apublish(POWER_ON, ironic(name))
-        notified = ("during-failover", "after-1", "after-2")
         for user in (a, b):
-            seen = await _collect(user, set(notified), within=20.0)
-            assert [n for n in seen if n in ("after-1", "after-2")] == [
-                "after-1",
-                "after-2",
-            ], seen
-        report_figure(
-            "notification sent during the failover delivered after",
-            f"{time.monotonic() - killed_at:.2f}",
-            "s",
-        )
+            seen = await _collect(user, {"after-1", "after-2"}, within=20.0)
+            after = [name for name in seen if name.startswith("after-")]
+            assert after == ["after-1", "after-2"], seen
+        # The listener follows the failover as well.
         await _notify(broker, "listener-after")
-        await a.expect(
-            event(POWER_ON, node="listener-after"), within=15.0, ignore=_probe()
-        )
+        for user in (a, b):
+            await _collect(user, {"listener-after"}, within=15.0)
 
     # Nothing was restarted: the same processes all along.
     for process, created in pids.items():
@@ -401,10 +410,6 @@ async def _notify(broker: Broker, node: str) -> None:
         DEFAULT_KEYS["ironic"],
         oslo_envelope(POWER_ON, ironic(node)),
     )
-
-
-def _probe() -> Dict[str, Any]:
-    return {"event_type": PROBE}
 
 
 async def _first_probe(
