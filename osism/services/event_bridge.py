@@ -25,7 +25,6 @@ try:
     import redis
 
     from osism.services.redis_connection import (
-        RedisConfigError,
         RedisSettings,
         create_client,
         explain,
@@ -491,10 +490,7 @@ class EventBridge:
 
 def _redis_where() -> str:
     """Where Redis is, secrets masked (for the status)."""
-    try:
-        return RedisSettings.from_env().describe()
-    except RedisConfigError as exc:
-        return f"invalid settings: {exc}"
+    return RedisSettings.from_env().describe()
 
 
 def _redis_answers() -> bool:

@@ -68,14 +68,25 @@ class RedisSettings:
     sentinel_username: Optional[str] = None
     sentinel_password: Optional[str] = field(default=None, repr=False)
     from_url: bool = False
+    error: Optional[str] = None
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "RedisSettings":
-        """The settings in ``env`` (the environment by default).
+        """The settings in ``env`` (the environment by default); never raises.
 
-        Raises RedisConfigError for settings that cannot work (a malformed
-        REDIS_URL, a Sentinel without a port, a TLS file that is missing).
+        Settings that cannot work (a malformed REDIS_URL, a Sentinel without a
+        port, a TLS file that is missing) come back with ``error`` saying why:
+        ``describe()`` shows it and ``create_client`` raises RedisConfigError,
+        which the caller logs like any failed connection.
         """
+        try:
+            return cls.parse(env)
+        except RedisConfigError as exc:
+            return cls(error=str(exc))
+
+    @classmethod
+    def parse(cls, env: Optional[Mapping[str, str]] = None) -> "RedisSettings":
+        """Like ``from_env``, but raises RedisConfigError for unusable settings."""
         environ = os.environ if env is None else env
         url = environ.get("REDIS_URL", "").strip()
         sentinels = parse_sentinels(environ.get("REDIS_SENTINELS", ""))
@@ -144,6 +155,8 @@ class RedisSettings:
 
     def describe(self) -> str:
         """Where Redis is, for logs, --help and /v1/status: never a secret."""
+        if self.error is not None:
+            return f"invalid Redis settings ({self.error})"
         if self.sentinels:
             scheme = "sentinel+tls" if self.tls else "sentinel"
             where = ",".join(_join(host, port) for host, port in self.sentinels)
@@ -192,6 +205,8 @@ def create_client(
     master whenever it opens a connection.
     """
     cfg = RedisSettings.from_env() if config is None else config
+    if cfg.error is not None:
+        raise RedisConfigError(cfg.error)
     kwargs = connection_kwargs(cfg, probe)
     if cfg.sentinels:
         sentinel = redis.sentinel.Sentinel(

@@ -110,7 +110,10 @@ def test_invalid_settings_do_not_stop_the_bridge(
     assert bridge._redis_client is None
     [line] = lines(caplog_bridge, logging.ERROR)
     assert line.startswith("Invalid Redis settings: REDIS_SENTINELS: 's1' has no port")
-    assert bridge.status()["redis"].startswith("invalid settings: REDIS_SENTINELS")
+    assert bridge.status()["redis"] == (
+        "invalid Redis settings (REDIS_SENTINELS: 's1' has no port; write "
+        "host:port, e.g. sentinel-1:26379)"
+    )
     assert bridge.add_event("a.b", {}) is True  # held in this process
 
 

@@ -93,7 +93,7 @@ class TestSeedSettings:
 
     def test_tls_bad_value(self) -> None:
         with pytest.raises(RedisConfigError, match="REDIS_TLS='maybe' is neither"):
-            RedisSettings.from_env({"REDIS_TLS": "maybe"})
+            RedisSettings.parse({"REDIS_TLS": "maybe"})
 
 
 class TestUrl:
@@ -150,13 +150,29 @@ class TestUrl:
         self, url: str, message: str
     ) -> None:
         with pytest.raises(RedisConfigError, match=message) as caught:
-            RedisSettings.from_env({"REDIS_URL": url})
+            RedisSettings.parse({"REDIS_URL": url})
         assert SECRET not in str(caught.value)
         assert SECRET not in explain(caught.value)
 
+    def test_from_env_never_raises_and_carries_the_error(
+        self, redis_cls: MagicMock
+    ) -> None:
+        config = RedisSettings.from_env({"REDIS_URL": f"redis://u:{SECRET}@h:x"})
+        assert config.error == "REDIS_URL has an invalid port"
+        assert config.describe() == (
+            "invalid Redis settings (REDIS_URL has an invalid port)"
+        )
+        with pytest.raises(RedisConfigError, match="invalid port") as caught:
+            create_client(config)
+        redis_cls.assert_not_called()
+        assert explain(caught.value, config) == (
+            "Invalid Redis settings: REDIS_URL has an invalid port"
+        )
+        assert RedisSettings.from_env({"REDIS_URL": "redis://h"}).error is None
+
     def test_url_and_sentinels_together_are_refused(self) -> None:
         with pytest.raises(RedisConfigError, match="use one of them"):
-            RedisSettings.from_env(
+            RedisSettings.parse(
                 {"REDIS_URL": "redis://cache", "REDIS_SENTINELS": "s1:26379"}
             )
 
@@ -179,20 +195,20 @@ class TestTlsFiles:
 
     def test_files_without_tls_are_refused(self, tls_files: Dict[str, str]) -> None:
         with pytest.raises(RedisConfigError, match="set but TLS is off"):
-            RedisSettings.from_env(
+            RedisSettings.parse(
                 {"REDIS_URL": "redis://cache", "REDIS_TLS_CA_FILE": tls_files["ca"]}
             )
 
     def test_cert_without_key_is_refused(self, tls_files: Dict[str, str]) -> None:
         with pytest.raises(RedisConfigError, match="go together"):
-            RedisSettings.from_env(
+            RedisSettings.parse(
                 {"REDIS_TLS": "1", "REDIS_TLS_CERT_FILE": tls_files["cert"]}
             )
 
     def test_missing_file_is_named(self, tmp_path: Path) -> None:
         missing = str(tmp_path / "nope.pem")
         with pytest.raises(RedisConfigError, match=f"REDIS_TLS_CA_FILE={missing}"):
-            RedisSettings.from_env({"REDIS_TLS": "1", "REDIS_TLS_CA_FILE": missing})
+            RedisSettings.parse({"REDIS_TLS": "1", "REDIS_TLS_CA_FILE": missing})
 
 
 class TestSentinels:
@@ -511,3 +527,37 @@ class TestExplain:
 
     def test_module_constants(self) -> None:
         assert redis_connection.MASK == "***"
+
+
+class TestHelp:
+    """``osism api --help`` and ``osism listener --help`` name the settings and
+    show no secret, whatever the environment holds."""
+
+    @pytest.mark.parametrize("command", ["api", "listener"])
+    def test_help_names_the_redis_settings(
+        self,
+        command: str,
+        capsys: pytest.CaptureFixture,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        from osism.main import main
+
+        monkeypatch.setenv("REDIS_URL", f"redis://app:{SECRET}@cache:6379/0")
+        monkeypatch.setenv("REDIS_PASSWORD", SECRET)
+        monkeypatch.setenv("REDIS_SENTINEL_PASSWORD", SENTINEL_SECRET)
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        out = " ".join(capsys.readouterr().out.split())
+        for name in (
+            "REDIS_URL",
+            "rediss://",
+            "REDIS_PASSWORD",
+            "REDIS_SENTINELS",
+            "REDIS_SENTINEL_MASTER",
+            "REDIS_SENTINEL_PASSWORD",
+            "REDIS_TLS_CA_FILE",
+            "REDIS_TLS_CERT_FILE",
+            "REDIS_TLS_KEY_FILE",
+        ):
+            assert name in out
+        assert SECRET not in out and SENTINEL_SECRET not in out
