@@ -54,7 +54,7 @@ try:
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    from osism.services.redis_connection import RedisSettings, create_client
+    from osism.services.redis_connection import RedisSettings, create_client, explain
     from osism.services.redis_log import RedisEventLog
     from osism.services.subscription import Subscription, decode
 
@@ -234,11 +234,7 @@ class EventBridge:
                     self._redis_subscriber = client.pubsub()
                 logger.info("Connected to Redis at %s", cfg.describe())
             except Exception as exc:
-                self._down_log.error(
-                    "Cannot connect to Redis at %s: %s; retrying with back-off",
-                    cfg.describe(),
-                    exc,
-                )
+                self._down_log.error("%s; retrying with back-off", explain(exc, cfg))
                 self._redis_client = None
                 if with_subscriber:
                     self._close_subscriber()
@@ -525,8 +521,9 @@ class EventBridge:
                 told = True
                 logger.info(
                     "No Redis answers at %s: events stay in this process "
-                    "(embedded mode). Set REDIS_HOST, REDIS_PORT and REDIS_DB to "
-                    "share them with the listener and other API processes; "
+                    "(embedded mode). Set REDIS_HOST/REDIS_PORT/REDIS_DB, REDIS_URL "
+                    "or REDIS_SENTINELS to share them with the listener and other "
+                    "API processes; "
                     "looking for Redis there in the background",
                     where,
                 )
@@ -544,7 +541,7 @@ def _redis_answers() -> bool:
         finally:
             client.close()
     except Exception as exc:
-        logger.debug("Redis at %s does not answer yet: %s", cfg.describe(), exc)
+        logger.debug("Redis does not answer yet: %s", explain(exc, cfg))
         return False
 
 

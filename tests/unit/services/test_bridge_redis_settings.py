@@ -70,7 +70,7 @@ def test_wrong_password_is_one_clear_line_without_the_password(
     assert line.startswith(
         "Redis at redis://osism:***@cache:6390/1 refused the credentials"
     )
-    assert line.endswith("; events stay in this process, connecting is tried again")
+    assert line.endswith("; retrying with back-off")
     assert SECRET not in caplog_bridge.text
 
 
