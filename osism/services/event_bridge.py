@@ -36,7 +36,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from osism import settings
 from osism.services.backoff import Backoff
@@ -54,7 +54,12 @@ try:
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    from osism.services.redis_connection import RedisSettings, create_client, explain
+    from osism.services.redis_connection import (
+        RedisSettings,
+        create_client,
+        explain,
+        needs_attention,
+    )
     from osism.services.redis_log import RedisEventLog
     from osism.services.subscription import Subscription, decode
 
@@ -506,8 +511,20 @@ class EventBridge:
         where = cfg.describe() if cfg is not None else "?"
         backoff = Backoff(self.RESTART_MIN_DELAY, settings.SUBSCRIBER_RESTART_MAX_DELAY)
         told = False
+        problem: List[str] = []
+
+        def report(exc: BaseException, reason: str) -> None:
+            # Redis refused us or TLS failed: say so (again when it changes).
+            if needs_attention(exc) and problem != [reason]:
+                problem[:] = [reason]
+                logger.error(
+                    "%s; events stay in this process (embedded mode), trying "
+                    "again in the background",
+                    reason,
+                )
+
         while not self._shutdown_event.is_set():
-            if _redis_answers():
+            if _redis_answers(report):
                 self._init_redis()
                 if self._redis_client is not None:
                     if (
@@ -531,8 +548,11 @@ class EventBridge:
                 return
 
 
-def _redis_answers() -> bool:
-    """A quiet, quick check (one try, no retries, no error log) for the watcher."""
+def _redis_answers(
+    report: Optional[Callable[[BaseException, str], None]] = None,
+) -> bool:
+    """A quiet, quick check (one try, no retries, no error log) for the watcher;
+    ``report`` hears why it failed."""
     cfg = RedisSettings.from_env()
     try:
         client = create_client(cfg, probe=True)
@@ -541,7 +561,10 @@ def _redis_answers() -> bool:
         finally:
             client.close()
     except Exception as exc:
-        logger.debug("Redis does not answer yet: %s", explain(exc, cfg))
+        reason = explain(exc, cfg)
+        logger.debug("Redis does not answer yet: %s", reason)
+        if report is not None:
+            report(exc, reason)
         return False
 
 

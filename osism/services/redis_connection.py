@@ -293,6 +293,23 @@ def explain(exc: BaseException, config: Optional[RedisSettings] = None) -> str:
     return " ".join(result.split())
 
 
+def needs_attention(exc: BaseException) -> bool:
+    """Whether an operator must look at this failure (Redis refused us, TLS
+    failed, the settings cannot work, no Sentinel answers) rather than Redis
+    simply not being there (yet)."""
+    if isinstance(
+        exc,
+        (
+            RedisConfigError,
+            redis.AuthenticationError,
+            redis.exceptions.NoPermissionError,
+            redis.sentinel.MasterNotFoundError,
+        ),
+    ):
+        return True
+    return _is_tls_failure(exc, str(exc))
+
+
 def _explain_sentinel(text: str, config: Optional[RedisSettings], where: str) -> str:
     master = config.sentinel_master if config is not None else "the master"
     if " : " in text:

@@ -227,6 +227,23 @@ class RedisNode(_Node):
             client.close()
         return bool(info.get("master_link_status") == "up")
 
+    def wait_for_replicas(self, count: int, timeout_ms: int = 5000) -> int:
+        """WAIT: how many replicas acknowledged every write so far."""
+        client = self.client()
+        try:
+            return int(client.execute_command("WAIT", count, timeout_ms))
+        finally:
+            client.close()
+
+    def log_ids(self, stream: str = "osism:events:log") -> List[str]:
+        """The event ids in the event log stream this server holds, in order."""
+        client = self.client()
+        try:
+            rows: Any = client.xrange(stream)
+        finally:
+            client.close()
+        return [str(fields["id"]) for _, fields in rows]
+
     def auth_failures(self, user: str) -> int:
         """How many failed AUTHs for ``user`` the server's ACL LOG counted."""
         client = self.client()

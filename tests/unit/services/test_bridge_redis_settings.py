@@ -5,7 +5,8 @@ Clients are built by redis_connection with ``redis.Redis`` or
 """
 
 import logging
-from typing import Any, List
+import threading
+from typing import Any, List, Optional
 from unittest.mock import MagicMock
 
 import pytest
@@ -13,6 +14,7 @@ import redis
 import redis.sentinel
 
 from osism.services.event_bridge import EventBridge, _redis_answers
+from osism.services.redis_connection import needs_attention
 
 LOGGER = "osism.event_bridge"
 SECRET = "Pw-5e7d-secret"
@@ -129,3 +131,63 @@ def test_watcher_probe_uses_the_same_settings_quietly(
     assert lines(caplog_bridge, logging.ERROR) == []
     [debug] = lines(caplog_bridge, logging.DEBUG)
     assert "refused the credentials" in debug and SECRET not in debug
+
+
+class _Stop(threading.Event):
+    """A shutdown event whose wait() returns True (stop) after ``n`` waits."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+        self.waits = 0
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        self.waits += 1
+        return self.waits >= self.n
+
+
+def test_watcher_says_once_why_redis_refuses(
+    monkeypatch: pytest.MonkeyPatch, redis_cls: MagicMock, caplog_bridge: Any
+) -> None:
+    monkeypatch.setenv("REDIS_URL", f"redis://osism:{SECRET}@cache:6390/1")
+    redis_cls.return_value.ping.side_effect = redis.AuthenticationError("WRONGPASS")
+    bridge = EventBridge(connect=False)
+    bridge._shutdown_event = _Stop(3)
+    bridge._watch_redis()
+    assert redis_cls.return_value.ping.call_count == 3
+    [line] = lines(caplog_bridge, logging.ERROR)
+    assert line.startswith(
+        "Redis at redis://osism:***@cache:6390/1 refused the credentials"
+    )
+    assert line.endswith(
+        "; events stay in this process (embedded mode), trying again in the "
+        "background"
+    )
+    assert SECRET not in caplog_bridge.text
+
+
+def test_watcher_stays_quiet_while_redis_is_just_not_there(
+    monkeypatch: pytest.MonkeyPatch, redis_cls: MagicMock, caplog_bridge: Any
+) -> None:
+    redis_cls.return_value.ping.side_effect = redis.ConnectionError("refused")
+    bridge = EventBridge(connect=False)
+    bridge._shutdown_event = _Stop(2)
+    bridge._watch_redis()
+    assert lines(caplog_bridge, logging.ERROR) == []
+    [info] = [line for line in lines(caplog_bridge, logging.INFO) if "No Redis" in line]
+    assert info.startswith("No Redis answers at redis:6379/0")
+
+
+@pytest.mark.parametrize(
+    "error, attention",
+    [
+        (redis.AuthenticationError("WRONGPASS"), True),
+        (redis.exceptions.NoPermissionError("NOPERM"), True),
+        (redis.sentinel.MasterNotFoundError("No master found"), True),
+        (redis.ConnectionError("[SSL: CERTIFICATE_VERIFY_FAILED] x"), True),
+        (redis.ConnectionError("Connection refused"), False),
+        (redis.TimeoutError("Timeout connecting to server"), False),
+    ],
+)
+def test_needs_attention(error: Exception, attention: bool) -> None:
+    assert needs_attention(error) is attention
