@@ -13,7 +13,8 @@ import pytest
 import redis
 import redis.sentinel
 
-from osism.services.event_bridge import EventBridge, _redis_answers
+from osism.services.bridge_link import _redis_answers
+from osism.services.event_bridge import EventBridge
 from osism.services.redis_connection import needs_attention
 
 LOGGER = "osism.event_bridge"
