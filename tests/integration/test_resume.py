@@ -253,6 +253,38 @@ async def test_an_id_older_than_the_log_is_not_recovered_and_names_the_oldest(
 
 
 @pytest.mark.asyncio
+async def test_resume_in_set_filters_replays_only_what_the_filters_admit(
+    start_api: StartApi, redis_server: RedisServer
+) -> None:
+    api = start_api()
+    published = await asyncio.to_thread(append_paced, redis_server, 0, 100, 100000.0)
+    client = Client("filtered")
+    await client.connect(api)
+    try:
+        assert client.ws is not None
+        await client.ws.send(
+            json.dumps(
+                {
+                    "action": "set_filters",
+                    "node_filters": ["node-3"],
+                    "last_event_id": published[0],
+                }
+            )
+        )
+        reply = await client.reply()
+        await client.read(10)
+        await asyncio.to_thread(append_paced, redis_server, 100, 10, 100000.0)
+        await client.read(11)
+    finally:
+        await client.close()
+
+    assert reply["node_filters"] == ["node-3"]
+    assert reply["recovered"] is True
+    assert reply["replayed"] == 10
+    assert client.seqs == [3, 13, 23, 33, 43, 53, 63, 73, 83, 93, 103]
+
+
+@pytest.mark.asyncio
 async def test_clients_of_a_killed_and_restarted_replica_get_all_500_once(
     start_api: StartApi, redis_server: RedisServer, report_figure: ReportFigure
 ) -> None:
