@@ -244,6 +244,15 @@ class RedisNode(_Node):
             client.close()
         return [str(fields["id"]) for _, fields in rows]
 
+    def log_events(self, stream: str = "osism:events:log") -> List[str]:
+        """The envelopes (JSON text) in the event log stream, in order."""
+        client = self.client()
+        try:
+            rows: Any = client.xrange(stream)
+        finally:
+            client.close()
+        return [str(fields["event"]) for _, fields in rows]
+
     def auth_failures(self, user: str) -> int:
         """How many failed AUTHs for ``user`` the server's ACL LOG counted."""
         client = self.client()

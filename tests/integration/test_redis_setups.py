@@ -195,6 +195,23 @@ async def test_acl_user_by_url_and_a_wrong_password_reported_and_retried(
     await async_wait_until(
         lambda: node.auth_failures("osism") >= failures + 2, timeout=15.0
     )
+    # The listener with the wrong password says why, and keeps what arrives
+    # in RabbitMQ meanwhile.
+    refused = listeners(
+        {
+            "REDIS_URL": f"redis://osism:{WRONG_PASSWORD}@{where}",
+            "LISTENER_RECONNECT_MAX_DELAY": "2",
+        }
+    )
+    await _notify(broker, "held-while-refused")
+    await async_wait_until(
+        lambda: "keeping it unacknowledged" in refused.log_text(), timeout=15.0
+    )
+    assert (
+        f"Redis at redis://osism:***@{where} refused the credentials"
+        in refused.log_text()
+    )
+    assert not any("held-while-refused" in e for e in node.log_events())
 
     # The operator gives the user the password the API has: it connects by
     # itself, no restart.
@@ -204,6 +221,11 @@ async def test_acl_user_by_url_and_a_wrong_password_reported_and_retried(
     finally:
         admin.close()
     await async_wait_until(lambda: _subscribed(wrong), timeout=20.0)
+    # ... and the listener's retries get the held notification into the log.
+    await async_wait_until(
+        lambda: any("held-while-refused" in e for e in node.log_events()),
+        timeout=30.0,
+    )
 
     right = apis("api-right", {"REDIS_URL": good_url})
     assert right.status()["bridge"]["redis"] == f"redis://osism:***@{where}"
@@ -226,8 +248,8 @@ async def test_acl_user_by_url_and_a_wrong_password_reported_and_retried(
         await a.expect(event(POWER_ON, node="from-rabbitmq"), within=15.0)
         await b.expect(event(POWER_ON, node="from-rabbitmq"), within=15.0)
 
-    assert listener.stop() == 0
-    _assert_no_secret(wrong, right, listener)
+    assert listener.stop() == 0 and refused.stop() == 0
+    _assert_no_secret(wrong, right, listener, refused)
     assert wrong.tracebacks() == [] and right.tracebacks() == []
 
 
