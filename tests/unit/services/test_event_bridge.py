@@ -799,6 +799,9 @@ class TestSuperviseSubscriber:
         self, mocker: Any, bridge: EventBridge, monkeypatch: pytest.MonkeyPatch
     ) -> SimpleNamespace:
         monkeypatch.setattr(settings, "SUBSCRIBER_RESTART_MAX_DELAY", self.MAX_DELAY)
+        # One wait per back-off (probes are tested on their own below).
+        monkeypatch.setattr("osism.services.bridge_subscriber.PROBE_INTERVAL", 100.0)
+        mocker.patch("osism.services.bridge_link._redis_answers", return_value=False)
         clock = mocker.patch("osism.services.bridge_subscriber.time")
         clock.monotonic.return_value = 0.0
         journal: List[Any] = []
@@ -899,6 +902,38 @@ class TestSuperviseSubscriber:
         runs.loop.assert_called_once_with()
         runs.init.assert_not_called()
         assert event.waits == [1.0]
+
+
+class TestRestartBackOff:
+    """The supervisor's back-off ends early once Redis answers a probe."""
+
+    @pytest.fixture
+    def answers(self, mocker: Any) -> MagicMock:
+        return mocker.patch("osism.services.bridge_link._redis_answers")
+
+    def test_probes_each_second_and_restarts_once_redis_answers(
+        self, bridge: EventBridge, no_wait: StopEvent, answers: MagicMock
+    ) -> None:
+        answers.side_effect = [False, False, True]
+        assert bridge._back_off(8.0) is False
+        assert no_wait.waits == [1.0, 1.0, 1.0]
+        assert answers.call_count == 3
+
+    def test_waits_the_whole_delay_while_redis_is_silent(
+        self, bridge: EventBridge, no_wait: StopEvent, answers: MagicMock
+    ) -> None:
+        answers.return_value = False
+        assert bridge._back_off(2.5) is False
+        assert no_wait.waits == [1.0, 1.0, 0.5]
+        assert answers.call_count == 2  # none after the last slice
+
+    def test_a_shutdown_ends_it(
+        self, bridge: EventBridge, stop_event: Any, answers: MagicMock
+    ) -> None:
+        event = stop_event(bridge, stop_on_wait=2)
+        answers.return_value = False
+        assert bridge._back_off(8.0) is True
+        assert event.waits == [1.0, 1.0]
 
 
 def loop_state(running: bool, closed: bool) -> MagicMock:
