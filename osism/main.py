@@ -48,8 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the HTTP and WebSocket API",
         description=(
             "Serve the API with uvicorn. Events reach it through Redis "
-            "(REDIS_HOST, REDIS_PORT, REDIS_DB); without a reachable Redis it "
-            "runs on its own with an in-process bridge."
+            "(REDIS_HOST, REDIS_PORT, REDIS_DB, REDIS_USERNAME, REDIS_PASSWORD, "
+            "REDIS_TLS; or REDIS_URL redis://user:password@host:port/db, "
+            "rediss:// for TLS; or REDIS_SENTINELS host:port,... with "
+            "REDIS_SENTINEL_MASTER and REDIS_SENTINEL_PASSWORD; TLS files in "
+            "REDIS_TLS_CA_FILE, REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE); "
+            "without a reachable Redis it runs on its own with an in-process "
+            "bridge and keeps trying to connect."
         ),
     )
     api.add_argument("--host", default="0.0.0.0", help="address (default: 0.0.0.0)")

@@ -6,7 +6,7 @@ A mixin of ``EventBridge`` (event_bridge.py), which owns the attributes.
 
 import logging
 import threading
-from typing import Any, Optional
+from typing import Any, Callable, List, Optional
 
 import redis
 
@@ -14,7 +14,12 @@ from osism import settings
 from osism.services.backoff import Backoff
 from osism.services.event_log import Envelope
 from osism.services.ratelimit import RateLimitedLog
-from osism.services.redis_connection import RedisSettings, create_client
+from osism.services.redis_connection import (
+    RedisSettings,
+    create_client,
+    explain,
+    needs_attention,
+)
 from osism.services.redis_log import RedisEventLog
 
 logger = logging.getLogger("osism.event_bridge")
@@ -122,8 +127,20 @@ class RedisLink:
         where = cfg.describe() if cfg is not None else "?"
         backoff = Backoff(self.RESTART_MIN_DELAY, settings.SUBSCRIBER_RESTART_MAX_DELAY)
         told = False
+        problem: List[str] = []
+
+        def report(exc: BaseException, reason: str) -> None:
+            # Redis refused us or TLS failed: say so (again when it changes).
+            if needs_attention(exc) and problem != [reason]:
+                problem[:] = [reason]
+                logger.error(
+                    "%s; events stay in this process (embedded mode), trying "
+                    "again in the background",
+                    reason,
+                )
+
         while not self._shutdown_event.is_set():
-            if _redis_answers():
+            if _redis_answers(report):
                 self._init_redis()
                 if self._redis_client is not None:
                     if (
@@ -137,8 +154,9 @@ class RedisLink:
                 told = True
                 logger.info(
                     "No Redis answers at %s: events stay in this process "
-                    "(embedded mode). Set REDIS_HOST, REDIS_PORT and REDIS_DB to "
-                    "share them with the listener and other API processes; "
+                    "(embedded mode). Set REDIS_HOST/REDIS_PORT/REDIS_DB, REDIS_URL "
+                    "or REDIS_SENTINELS to share them with the listener and other "
+                    "API processes; "
                     "looking for Redis there in the background",
                     where,
                 )
@@ -146,8 +164,11 @@ class RedisLink:
                 return
 
 
-def _redis_answers() -> bool:
-    """A quiet, quick check (one try, no retries, no error log) for the watcher."""
+def _redis_answers(
+    report: Optional[Callable[[BaseException, str], None]] = None,
+) -> bool:
+    """A quiet, quick check (one try, no retries, no error log) for the watcher;
+    ``report`` hears why it failed."""
     cfg = RedisSettings.from_env()
     try:
         client = create_client(cfg, probe=True)
@@ -156,7 +177,10 @@ def _redis_answers() -> bool:
         finally:
             client.close()
     except Exception as exc:
-        logger.debug("Redis at %s does not answer yet: %s", cfg.describe(), exc)
+        reason = explain(exc, cfg)
+        logger.debug("Redis does not answer yet: %s", reason)
+        if report is not None:
+            report(exc, reason)
         return False
 
 

@@ -50,7 +50,7 @@ try:
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    from osism.services.redis_connection import RedisSettings, create_client
+    from osism.services.redis_connection import RedisSettings, create_client, explain
     from osism.services.redis_log import RedisEventLog
     from osism.services.subscription import Subscription
 
@@ -226,11 +226,7 @@ class EventBridge(RedisLink, RedisSubscriber):
                     self._redis_subscriber = client.pubsub()
                 logger.info("Connected to Redis at %s", cfg.describe())
             except Exception as exc:
-                self._down_log.error(
-                    "Cannot connect to Redis at %s: %s; retrying with back-off",
-                    cfg.describe(),
-                    exc,
-                )
+                self._down_log.error("%s; retrying with back-off", explain(exc, cfg))
                 self._redis_client = None
                 if with_subscriber:
                     self._close_subscriber()

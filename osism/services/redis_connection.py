@@ -1,51 +1,41 @@
 """Every Redis client of the service is built here, from one set of settings.
 
-Seed-style settings (``REDIS_HOST``, ``REDIS_PORT``, ``REDIS_DB``, plus
-``REDIS_PASSWORD``) keep working as they always did. Every connection has a
-finite socket timeout and TCP keepalive, so a Redis that stops answering
-without closing the connection cannot block a caller for longer than
-``REDIS_SOCKET_TIMEOUT``.
+Three ways to say where Redis is (see the README for examples):
+
+- seed-style ``REDIS_HOST``, ``REDIS_PORT``, ``REDIS_DB`` (plus
+  ``REDIS_USERNAME``/``REDIS_PASSWORD`` and ``REDIS_TLS=1``), which keep
+  working exactly as they always did;
+- ``REDIS_URL``: ``redis://[user[:password]@]host[:port][/db]``, ``rediss://``
+  for TLS;
+- ``REDIS_SENTINELS`` (``host:port,host:port``) with ``REDIS_SENTINEL_MASTER``:
+  every client asks the Sentinels for the master on each new connection, so
+  publishers and subscribers follow a failover by themselves.
+
+TLS takes ``REDIS_TLS_CA_FILE``, ``REDIS_TLS_CERT_FILE`` and
+``REDIS_TLS_KEY_FILE``. Every connection has a finite socket timeout and TCP
+keepalive, so a Redis that stops answering without closing the connection
+cannot block a caller for longer than ``REDIS_SOCKET_TIMEOUT``.
+
+Secrets never leave this module in text: ``describe()`` masks them, and
+``explain()`` turns a connection failure into one line without them.
 """
 
-import os
-from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional
+import ssl
+from typing import Any, Dict, Optional
 
 import redis
+import redis.exceptions
+import redis.sentinel
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from osism import settings
-
-
-@dataclass(frozen=True)
-class RedisSettings:
-    """Where Redis is and how to talk to it; ``from_env`` reads the environment."""
-
-    host: str = "redis"
-    port: int = 6379
-    db: int = 0
-    password: Optional[str] = field(default=None, repr=False)
-    socket_timeout: float = 5.0
-    connect_timeout: float = 10.0
-    health_check_interval: int = 30
-
-    @classmethod
-    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "RedisSettings":
-        environ = os.environ if env is None else env
-        return cls(
-            host=environ.get("REDIS_HOST", "redis"),
-            port=settings.env_int("REDIS_PORT", 6379, minimum=1, env=environ),
-            db=settings.env_int("REDIS_DB", 0, env=environ),
-            password=environ.get("REDIS_PASSWORD") or None,
-            socket_timeout=settings.env_float(
-                "REDIS_SOCKET_TIMEOUT", 5.0, 0.1, env=environ
-            ),
-        )
-
-    def describe(self) -> str:
-        """Where Redis is, for logs and /v1/status: never a secret."""
-        return "%s:%d/%d" % (self.host, self.port, self.db)
+from osism.services.redis_settings import (  # noqa: F401 - the module's API
+    DEFAULT_SENTINEL_MASTER,
+    MASK,
+    RedisConfigError,
+    RedisSettings,
+    parse_sentinels,
+)
 
 
 def create_client(
@@ -54,31 +44,161 @@ def create_client(
     """A client for ``config`` (the environment by default), not yet connected.
 
     ``probe``: a quick, quiet client for "does Redis answer?" checks (short
-    timeouts, no retries).
+    timeouts, no retries). With Sentinels, the client asks them for the
+    master whenever it opens a connection.
     """
     cfg = RedisSettings.from_env() if config is None else config
-    kwargs: Dict[str, Any] = {}
-    if cfg.password is not None:
-        kwargs["password"] = cfg.password
+    if cfg.error is not None:
+        raise RedisConfigError(cfg.error)
+    kwargs = connection_kwargs(cfg, probe)
+    if cfg.sentinels:
+        sentinel = redis.sentinel.Sentinel(
+            list(cfg.sentinels), sentinel_kwargs=sentinel_kwargs(cfg, probe)
+        )
+        client: redis.Redis = sentinel.master_for(
+            cfg.sentinel_master, db=cfg.db, **kwargs
+        )
+        return client
+    return redis.Redis(host=cfg.host, port=cfg.port, db=cfg.db, **kwargs)
+
+
+def connection_kwargs(cfg: RedisSettings, probe: bool = False) -> Dict[str, Any]:
+    """What every connection to the Redis server itself gets (host aside)."""
+    kwargs: Dict[str, Any] = {"decode_responses": True}
     if probe:
-        return redis.Redis(
-            host=cfg.host,
-            port=cfg.port,
-            db=cfg.db,
-            decode_responses=True,
+        kwargs.update(
             socket_connect_timeout=2,
             socket_timeout=2,
             retry=Retry(NoBackoff(), 0),
-            **kwargs,
         )
-    return redis.Redis(
-        host=cfg.host,
-        port=cfg.port,
-        db=cfg.db,
-        decode_responses=True,
-        socket_connect_timeout=cfg.connect_timeout,
-        socket_timeout=cfg.socket_timeout,
-        health_check_interval=cfg.health_check_interval,
-        socket_keepalive=True,
-        **kwargs,
+    else:
+        kwargs.update(
+            socket_connect_timeout=cfg.connect_timeout,
+            socket_timeout=cfg.socket_timeout,
+            health_check_interval=cfg.health_check_interval,
+            socket_keepalive=True,
+        )
+    kwargs.update(_credentials(cfg.username, cfg.password))
+    kwargs.update(_tls_kwargs(cfg))
+    return kwargs
+
+
+def sentinel_kwargs(cfg: RedisSettings, probe: bool = False) -> Dict[str, Any]:
+    """What the connections to the Sentinels get: same timeouts and TLS, their
+    own credentials (REDIS_SENTINEL_USERNAME/PASSWORD)."""
+    timeout = 2.0 if probe else cfg.socket_timeout
+    kwargs: Dict[str, Any] = {
+        "socket_connect_timeout": timeout,
+        "socket_timeout": timeout,
+        "socket_keepalive": True,
+    }
+    if probe:
+        kwargs["retry"] = Retry(NoBackoff(), 0)
+    kwargs.update(_credentials(cfg.sentinel_username, cfg.sentinel_password))
+    kwargs.update(_tls_kwargs(cfg))
+    return kwargs
+
+
+def explain(exc: BaseException, config: Optional[RedisSettings] = None) -> str:
+    """One line saying what is wrong with the connection, without a secret.
+
+    The caller adds what it does next ("events stay in this process", ...).
+    """
+    where = config.describe() if config is not None else "Redis"
+    text = _scrub(str(exc), config)
+    if isinstance(exc, RedisConfigError):
+        result = f"Invalid Redis settings: {text}"
+    elif isinstance(exc, redis.sentinel.MasterNotFoundError):
+        result = _explain_sentinel(text, config, where)
+    elif isinstance(exc, redis.AuthenticationError):
+        who = f"user {config.username!r}" if config and config.username else "user"
+        result = (
+            f"Redis at {where} refused the credentials (wrong password or "
+            f"unknown {who}; REDIS_URL/REDIS_USERNAME/REDIS_PASSWORD): {text}"
+        )
+    elif isinstance(exc, redis.exceptions.NoPermissionError):
+        result = f"The Redis ACL user at {where} lacks a permission: {text}"
+    elif _is_tls_failure(exc, text):
+        result = (
+            f"TLS with Redis at {where} failed (certificate, CA or TLS "
+            f"setting; REDIS_TLS_*): {text}"
+        )
+    elif isinstance(exc, redis.TimeoutError):
+        result = f"Redis at {where} did not answer in time: {text}"
+        if config is not None and config.tls:
+            result += " (TLS is on: does that port speak TLS?)"
+    elif isinstance(exc, (redis.ConnectionError, OSError)):
+        result = f"Cannot connect to Redis at {where}: {text}"
+        if config is not None and not config.tls and "reset by peer" in text:
+            result += " (if that port wants TLS: rediss:// or REDIS_TLS=1)"
+    else:
+        result = f"Redis at {where} failed: {type(exc).__name__}: {text}"
+    return " ".join(result.split())
+
+
+def needs_attention(exc: BaseException) -> bool:
+    """Whether an operator must look at this failure (Redis refused us, TLS
+    failed, the settings cannot work, no Sentinel answers) rather than Redis
+    simply not being there (yet)."""
+    if isinstance(
+        exc,
+        (
+            RedisConfigError,
+            redis.AuthenticationError,
+            redis.exceptions.NoPermissionError,
+            redis.sentinel.MasterNotFoundError,
+        ),
+    ):
+        return True
+    return _is_tls_failure(exc, str(exc))
+
+
+def _explain_sentinel(text: str, config: Optional[RedisSettings], where: str) -> str:
+    master = config.sentinel_master if config is not None else "the master"
+    if " : " in text:
+        # redis-py lists the Sentinels it could not ask after " : ".
+        return (
+            f"No Sentinel of {where} answered, so the master {master!r} is "
+            f"unknown (Sentinels down or unreachable, or REDIS_SENTINELS wrong)"
+        )
+    return (
+        f"The Sentinels of {where} know no healthy master {master!r} (a failover "
+        f"in progress, or REDIS_SENTINEL_MASTER wrong)"
     )
+
+
+def _is_tls_failure(exc: BaseException, text: str) -> bool:
+    seen: Optional[BaseException] = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "SSL" in text or "certificate" in text.lower()
+
+
+def _scrub(text: str, config: Optional[RedisSettings]) -> str:
+    for secret in config.secrets() if config is not None else ():
+        text = text.replace(secret, MASK)
+    return text
+
+
+def _credentials(username: Optional[str], password: Optional[str]) -> Dict[str, str]:
+    found: Dict[str, str] = {}
+    if username:
+        found["username"] = username
+    if password:
+        found["password"] = password
+    return found
+
+
+def _tls_kwargs(cfg: RedisSettings) -> Dict[str, Any]:
+    if not cfg.tls:
+        return {}
+    kwargs: Dict[str, Any] = {"ssl": True, "ssl_cert_reqs": "required"}
+    if cfg.tls_ca_file:
+        kwargs["ssl_ca_certs"] = cfg.tls_ca_file
+    if cfg.tls_cert_file:
+        kwargs["ssl_certfile"] = cfg.tls_cert_file
+    if cfg.tls_key_file:
+        kwargs["ssl_keyfile"] = cfg.tls_key_file
+    return kwargs

@@ -1101,7 +1101,7 @@ class TestStatus:
         status = bridge.status()
         assert status == {
             "mode": "local",
-            "redis": "cache:6390/2",
+            "redis": "redis://:***@cache:6390/2",
             "redis_connected": False,
             "subscribed": True,
             "subscriber_alive": True,

@@ -1,0 +1,563 @@
+"""redis_connection: settings, masked descriptions, clients, explained failures.
+
+No test opens a connection: clients are built with ``redis.Redis`` or
+``redis.sentinel.Sentinel`` patched, or inspected without being used.
+"""
+
+import logging
+import ssl
+from pathlib import Path
+from typing import Any, Dict
+from unittest.mock import MagicMock
+
+import pytest
+import redis
+import redis.sentinel
+
+from osism.services import redis_connection
+from osism.services.redis_connection import (
+    RedisConfigError,
+    RedisSettings,
+    create_client,
+    explain,
+    parse_sentinels,
+)
+
+SECRET = "s3cr3t-p@ss"
+SENTINEL_SECRET = "sentinel-pw"
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> Dict[str, str]:
+    files = {}
+    for name in ("ca", "cert", "key"):
+        path = tmp_path / f"{name}.pem"
+        path.write_text("-----BEGIN X-----\n")
+        files[name] = str(path)
+    return files
+
+
+@pytest.fixture
+def redis_cls(mocker: Any) -> MagicMock:
+    cls: MagicMock = mocker.patch("osism.services.redis_connection.redis.Redis")
+    return cls
+
+
+@pytest.fixture
+def sentinel_cls(mocker: Any) -> MagicMock:
+    cls: MagicMock = mocker.patch(
+        "osism.services.redis_connection.redis.sentinel.Sentinel"
+    )
+    return cls
+
+
+class TestSeedSettings:
+    """REDIS_HOST/PORT/DB work exactly as before when no URL is given."""
+
+    def test_defaults(self) -> None:
+        config = RedisSettings.from_env({})
+        assert (config.host, config.port, config.db) == ("redis", 6379, 0)
+        assert config.password is None and config.username is None
+        assert not config.tls and config.mode == "host"
+        assert config.socket_timeout == 5.0
+
+    def test_host_port_db_password_username(self) -> None:
+        config = RedisSettings.from_env(
+            {
+                "REDIS_HOST": "cache",
+                "REDIS_PORT": "6390",
+                "REDIS_DB": "2",
+                "REDIS_PASSWORD": SECRET,
+                "REDIS_USERNAME": "osism",
+            }
+        )
+        assert (config.host, config.port, config.db) == ("cache", 6390, 2)
+        assert (config.username, config.password) == ("osism", SECRET)
+
+    def test_bad_port_keeps_the_default_and_says_so(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.ERROR, logger="osism.settings")
+        assert RedisSettings.from_env({"REDIS_PORT": "x"}).port == 6379
+        assert "REDIS_PORT='x' is not an integer; using 6379" in caplog.text
+
+    def test_password_is_not_in_repr(self) -> None:
+        config = RedisSettings.from_env(
+            {"REDIS_PASSWORD": SECRET, "REDIS_SENTINELS": "h:1", **{}}
+        )
+        assert SECRET not in repr(config)
+
+    @pytest.mark.parametrize("value", ["1", "true", "YES", "on"])
+    def test_tls_on(self, value: str) -> None:
+        assert RedisSettings.from_env({"REDIS_TLS": value}).tls
+
+    def test_tls_bad_value(self) -> None:
+        with pytest.raises(RedisConfigError, match="REDIS_TLS='maybe' is neither"):
+            RedisSettings.parse({"REDIS_TLS": "maybe"})
+
+
+class TestUrl:
+    @pytest.mark.parametrize(
+        "url, expected",
+        [
+            ("redis://cache", ("cache", 6379, 0, None, None, False)),
+            ("redis://cache:6380/3", ("cache", 6380, 3, None, None, False)),
+            ("redis://:pw@cache/1", ("cache", 6379, 1, None, "pw", False)),
+            ("redis://app:pw@cache:7000/0", ("cache", 7000, 0, "app", "pw", False)),
+            ("rediss://app:p%40ss%3A@cache", ("cache", 6379, 0, "app", "p@ss:", True)),
+            ("redis://[::1]:6379/", ("::1", 6379, 0, None, None, False)),
+        ],
+        ids=["host", "port-db", "password", "acl-user", "tls-quoted", "ipv6"],
+    )
+    def test_forms(self, url: str, expected: tuple) -> None:
+        config = RedisSettings.from_env({"REDIS_URL": url, "REDIS_HOST": "ignored"})
+        got = (
+            config.host,
+            config.port,
+            config.db,
+            config.username,
+            config.password,
+            config.tls,
+        )
+        assert got == expected
+        assert config.mode == "url"
+
+    def test_password_from_redis_password_when_the_url_has_none(self) -> None:
+        config = RedisSettings.from_env(
+            {
+                "REDIS_URL": "redis://cache",
+                "REDIS_PASSWORD": SECRET,
+                "REDIS_USERNAME": "app",
+            }
+        )
+        assert (config.username, config.password) == ("app", SECRET)
+
+    @pytest.mark.parametrize(
+        "url, message",
+        [
+            (f"http://u:{SECRET}@cache", "must start with redis:// or rediss://"),
+            (f"u:{SECRET}@cache", "must start with redis:// or rediss://"),
+            (f"//u:{SECRET}@cache", "without a scheme"),
+            (f"redis://u:{SECRET}@cache:99999", "invalid port"),
+            (f"redis://u:{SECRET}@cache:port", "invalid port"),
+            (f"redis://u:{SECRET}@cache/zero", "the database 'zero' is not a number"),
+            (f"redis://u:{SECRET}@cache/-1", "is not a number"),
+            (f"redis://u:{SECRET}@", "names no host"),
+            (f"redis://u:{SECRET}@cache?ssl=1", "query parameters are not supported"),
+        ],
+    )
+    def test_bad_urls_are_refused_without_the_secret(
+        self, url: str, message: str
+    ) -> None:
+        with pytest.raises(RedisConfigError, match=message) as caught:
+            RedisSettings.parse({"REDIS_URL": url})
+        assert SECRET not in str(caught.value)
+        assert SECRET not in explain(caught.value)
+
+    def test_from_env_never_raises_and_carries_the_error(
+        self, redis_cls: MagicMock
+    ) -> None:
+        config = RedisSettings.from_env({"REDIS_URL": f"redis://u:{SECRET}@h:x"})
+        assert config.error == "REDIS_URL has an invalid port"
+        assert config.describe() == (
+            "invalid Redis settings (REDIS_URL has an invalid port)"
+        )
+        with pytest.raises(RedisConfigError, match="invalid port") as caught:
+            create_client(config)
+        redis_cls.assert_not_called()
+        assert explain(caught.value, config) == (
+            "Invalid Redis settings: REDIS_URL has an invalid port"
+        )
+        assert RedisSettings.from_env({"REDIS_URL": "redis://h"}).error is None
+
+    def test_url_and_sentinels_together_are_refused(self) -> None:
+        with pytest.raises(RedisConfigError, match="use one of them"):
+            RedisSettings.parse(
+                {"REDIS_URL": "redis://cache", "REDIS_SENTINELS": "s1:26379"}
+            )
+
+
+class TestTlsFiles:
+    def test_files_with_rediss(self, tls_files: Dict[str, str]) -> None:
+        config = RedisSettings.from_env(
+            {
+                "REDIS_URL": "rediss://cache",
+                "REDIS_TLS_CA_FILE": tls_files["ca"],
+                "REDIS_TLS_CERT_FILE": tls_files["cert"],
+                "REDIS_TLS_KEY_FILE": tls_files["key"],
+            }
+        )
+        assert (config.tls_ca_file, config.tls_cert_file, config.tls_key_file) == (
+            tls_files["ca"],
+            tls_files["cert"],
+            tls_files["key"],
+        )
+
+    def test_files_without_tls_are_refused(self, tls_files: Dict[str, str]) -> None:
+        with pytest.raises(RedisConfigError, match="set but TLS is off"):
+            RedisSettings.parse(
+                {"REDIS_URL": "redis://cache", "REDIS_TLS_CA_FILE": tls_files["ca"]}
+            )
+
+    def test_cert_without_key_is_refused(self, tls_files: Dict[str, str]) -> None:
+        with pytest.raises(RedisConfigError, match="go together"):
+            RedisSettings.parse(
+                {"REDIS_TLS": "1", "REDIS_TLS_CERT_FILE": tls_files["cert"]}
+            )
+
+    def test_missing_file_is_named(self, tmp_path: Path) -> None:
+        missing = str(tmp_path / "nope.pem")
+        with pytest.raises(RedisConfigError, match=f"REDIS_TLS_CA_FILE={missing}"):
+            RedisSettings.parse({"REDIS_TLS": "1", "REDIS_TLS_CA_FILE": missing})
+
+
+class TestSentinels:
+    def test_list_parsing(self) -> None:
+        assert parse_sentinels(" s1:26379, s2:26380 ,,[::1]:26381") == (
+            ("s1", 26379),
+            ("s2", 26380),
+            ("::1", 26381),
+        )
+        assert parse_sentinels("") == ()
+
+    @pytest.mark.parametrize("item", ["s1", "s1:", "::1"])
+    def test_entry_without_port_is_refused_clearly(self, item: str) -> None:
+        with pytest.raises(RedisConfigError, match="has no port; write host:port"):
+            parse_sentinels(f"s0:26379,{item}")
+
+    @pytest.mark.parametrize("item", [":26379", "[]:26379"])
+    def test_entry_without_host_is_refused(self, item: str) -> None:
+        with pytest.raises(RedisConfigError, match="has no host"):
+            parse_sentinels(item)
+
+    @pytest.mark.parametrize("port", ["0", "65536", "x"])
+    def test_bad_port(self, port: str) -> None:
+        with pytest.raises(RedisConfigError, match="is not a port number"):
+            parse_sentinels(f"s1:{port}")
+
+    def test_sentinel_settings(self) -> None:
+        config = RedisSettings.from_env(
+            {
+                "REDIS_SENTINELS": "s1:26379,s2:26379",
+                "REDIS_SENTINEL_MASTER": "events",
+                "REDIS_SENTINEL_PASSWORD": SENTINEL_SECRET,
+                "REDIS_PASSWORD": SECRET,
+                "REDIS_DB": "1",
+            }
+        )
+        assert config.mode == "sentinel"
+        assert config.sentinels == (("s1", 26379), ("s2", 26379))
+        assert config.sentinel_master == "events"
+        assert (config.password, config.sentinel_password, config.db) == (
+            SECRET,
+            SENTINEL_SECRET,
+            1,
+        )
+
+    def test_master_name_defaults_to_mymaster(self) -> None:
+        config = RedisSettings.from_env({"REDIS_SENTINELS": "s1:26379"})
+        assert config.sentinel_master == "mymaster"
+
+
+class TestDescribe:
+    @pytest.mark.parametrize(
+        "env, expected",
+        [
+            ({}, "redis:6379/0"),
+            ({"REDIS_HOST": "cache", "REDIS_DB": "2"}, "cache:6379/2"),
+            ({"REDIS_PASSWORD": SECRET}, "redis://:***@redis:6379/0"),
+            (
+                {"REDIS_URL": f"redis://user:{SECRET}@host:6379/0"},
+                "redis://user:***@host:6379/0",
+            ),
+            ({"REDIS_URL": "redis://host"}, "redis://host:6379/0"),
+            ({"REDIS_URL": "rediss://app@host:7000/1"}, "rediss://app@host:7000/1"),
+            ({"REDIS_URL": "redis://[::1]"}, "redis://[::1]:6379/0"),
+            (
+                {"REDIS_SENTINELS": "h1:26379,h2:26379"},
+                "sentinel://h1:26379,h2:26379/mymaster",
+            ),
+            (
+                {
+                    "REDIS_SENTINELS": "h1:26379",
+                    "REDIS_SENTINEL_MASTER": "events",
+                    "REDIS_PASSWORD": SECRET,
+                    "REDIS_SENTINEL_PASSWORD": SENTINEL_SECRET,
+                    "REDIS_TLS": "1",
+                    "REDIS_DB": "3",
+                },
+                "sentinel+tls://:***@h1:26379/events?db=3",
+            ),
+        ],
+    )
+    def test_describe_never_shows_a_secret(
+        self, env: Dict[str, str], expected: str
+    ) -> None:
+        described = RedisSettings.from_env(env).describe()
+        assert described == expected
+        assert SECRET not in described and SENTINEL_SECRET not in described
+
+
+class TestCreateClient:
+    """The keyword arguments each mode passes (nothing connects)."""
+
+    def test_seed_style_client(self, redis_cls: MagicMock) -> None:
+        config = RedisSettings.from_env({"REDIS_HOST": "cache", "REDIS_PORT": "7"})
+        assert create_client(config) is redis_cls.return_value
+        redis_cls.assert_called_once_with(
+            host="cache",
+            port=7,
+            db=0,
+            decode_responses=True,
+            socket_connect_timeout=10.0,
+            socket_timeout=5.0,
+            health_check_interval=30,
+            socket_keepalive=True,
+        )
+
+    def test_environment_is_read_when_no_settings_are_given(
+        self, redis_cls: MagicMock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("REDIS_URL", "redis://app:pw@cache:6390/4")
+        monkeypatch.setenv("REDIS_SOCKET_TIMEOUT", "2.5")
+        create_client()
+        kwargs = redis_cls.call_args.kwargs
+        assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("cache", 6390, 4)
+        assert (kwargs["username"], kwargs["password"]) == ("app", "pw")
+        assert kwargs["socket_timeout"] == 2.5
+
+    def test_probe_is_quick_and_does_not_retry(self, redis_cls: MagicMock) -> None:
+        create_client(RedisSettings(password=SECRET), probe=True)
+        kwargs = redis_cls.call_args.kwargs
+        assert kwargs["socket_connect_timeout"] == 2
+        assert kwargs["socket_timeout"] == 2
+        assert kwargs["retry"].get_retries() == 0
+        assert kwargs["password"] == SECRET
+        assert "health_check_interval" not in kwargs
+
+    def test_tls_client(self, redis_cls: MagicMock, tls_files: Dict[str, str]) -> None:
+        config = RedisSettings.from_env(
+            {
+                "REDIS_URL": "rediss://cache",
+                "REDIS_TLS_CA_FILE": tls_files["ca"],
+                "REDIS_TLS_CERT_FILE": tls_files["cert"],
+                "REDIS_TLS_KEY_FILE": tls_files["key"],
+            }
+        )
+        create_client(config)
+        kwargs = redis_cls.call_args.kwargs
+        assert kwargs["ssl"] is True
+        assert kwargs["ssl_cert_reqs"] == "required"
+        assert kwargs["ssl_ca_certs"] == tls_files["ca"]
+        assert kwargs["ssl_certfile"] == tls_files["cert"]
+        assert kwargs["ssl_keyfile"] == tls_files["key"]
+
+    def test_tls_with_the_system_cas(self, redis_cls: MagicMock) -> None:
+        create_client(RedisSettings.from_env({"REDIS_URL": "rediss://cache"}))
+        kwargs = redis_cls.call_args.kwargs
+        assert kwargs["ssl"] is True
+        assert "ssl_ca_certs" not in kwargs and "ssl_certfile" not in kwargs
+
+    def test_sentinel_client_comes_from_master_for(
+        self, sentinel_cls: MagicMock, redis_cls: MagicMock
+    ) -> None:
+        config = RedisSettings.from_env(
+            {
+                "REDIS_SENTINELS": "s1:26379,s2:26380",
+                "REDIS_SENTINEL_MASTER": "events",
+                "REDIS_USERNAME": "app",
+                "REDIS_PASSWORD": SECRET,
+                "REDIS_SENTINEL_PASSWORD": SENTINEL_SECRET,
+                "REDIS_DB": "2",
+            }
+        )
+        client = create_client(config)
+        redis_cls.assert_not_called()
+        sentinel = sentinel_cls.return_value
+        assert client is sentinel.master_for.return_value
+        args, kwargs = sentinel_cls.call_args
+        assert args == ([("s1", 26379), ("s2", 26380)],)
+        assert kwargs == {
+            "sentinel_kwargs": {
+                "socket_connect_timeout": 5.0,
+                "socket_timeout": 5.0,
+                "socket_keepalive": True,
+                "password": SENTINEL_SECRET,
+            }
+        }
+        sentinel.master_for.assert_called_once_with(
+            "events",
+            db=2,
+            decode_responses=True,
+            socket_connect_timeout=10.0,
+            socket_timeout=5.0,
+            health_check_interval=30,
+            socket_keepalive=True,
+            username="app",
+            password=SECRET,
+        )
+
+    def test_sentinel_probe_and_tls(
+        self, sentinel_cls: MagicMock, tls_files: Dict[str, str]
+    ) -> None:
+        config = RedisSettings.from_env(
+            {
+                "REDIS_SENTINELS": "s1:26379",
+                "REDIS_TLS": "1",
+                "REDIS_TLS_CA_FILE": tls_files["ca"],
+            }
+        )
+        create_client(config, probe=True)
+        sentinel_kwargs = sentinel_cls.call_args.kwargs["sentinel_kwargs"]
+        assert sentinel_kwargs["retry"].get_retries() == 0
+        assert sentinel_kwargs["ssl"] is True
+        assert sentinel_kwargs["ssl_ca_certs"] == tls_files["ca"]
+        assert "password" not in sentinel_kwargs
+        master_kwargs = sentinel_cls.return_value.master_for.call_args.kwargs
+        assert master_kwargs["ssl"] is True
+        assert master_kwargs["retry"].get_retries() == 0
+
+    def test_real_sentinel_client_is_built_without_network(self) -> None:
+        config = RedisSettings.from_env(
+            {"REDIS_SENTINELS": "127.0.0.1:1", "REDIS_PASSWORD": SECRET}
+        )
+        client = create_client(config)
+        try:
+            pool = client.connection_pool
+            assert isinstance(pool, redis.sentinel.SentinelConnectionPool)
+            assert pool.service_name == "mymaster"
+            assert pool.connection_kwargs["password"] == SECRET
+            assert pool.connection_kwargs["socket_timeout"] == 5.0
+            assert SECRET not in repr(client)
+        finally:
+            client.close()
+
+
+class TestExplain:
+    """One line each: what is wrong, no secret."""
+
+    @pytest.fixture
+    def config(self) -> RedisSettings:
+        return RedisSettings.from_env(
+            {"REDIS_URL": f"redis://app:{SECRET}@cache:6379/0"}
+        )
+
+    def test_wrong_password(self, config: RedisSettings) -> None:
+        text = explain(
+            redis.AuthenticationError(
+                "invalid username-password pair or user is disabled."
+            ),
+            config,
+        )
+        assert text.startswith(
+            "Redis at redis://app:***@cache:6379/0 refused the credentials "
+            "(wrong password or unknown user 'app'"
+        )
+        assert SECRET not in text and "\n" not in text
+
+    def test_a_secret_in_an_error_is_masked(self, config: RedisSettings) -> None:
+        text = explain(redis.ConnectionError(f"oops {SECRET} here"), config)
+        assert text == (
+            "Cannot connect to Redis at redis://app:***@cache:6379/0: oops *** here"
+        )
+
+    def test_tls_failure_by_message(self, config: RedisSettings) -> None:
+        error = redis.ConnectionError(
+            "Error 1 connecting to cache:6379. [SSL: CERTIFICATE_VERIFY_FAILED] "
+            "certificate verify failed."
+        )
+        assert explain(error, config).startswith(
+            "TLS with Redis at redis://app:***@cache:6379/0 failed"
+        )
+
+    def test_tls_failure_by_cause(self) -> None:
+        try:
+            try:
+                raise ssl.SSLError(1, "handshake")
+            except ssl.SSLError as exc:
+                raise redis.ConnectionError("Error connecting") from exc
+        except redis.ConnectionError as error:
+            assert explain(error).startswith("TLS with Redis at Redis failed")
+
+    def test_tls_mismatches_get_a_hint(self) -> None:
+        tls = RedisSettings.from_env({"REDIS_URL": "rediss://cache"})
+        plain = RedisSettings.from_env({"REDIS_URL": "redis://cache"})
+        timeout = redis.TimeoutError("Timeout connecting to server")
+        reset = redis.ConnectionError("Error while reading: Connection reset by peer")
+        assert explain(timeout, tls).endswith("(TLS is on: does that port speak TLS?)")
+        assert explain(timeout, plain).endswith("Timeout connecting to server")
+        assert explain(reset, plain).endswith(
+            "(if that port wants TLS: rediss:// or REDIS_TLS=1)"
+        )
+        assert "TLS" not in explain(reset, tls)
+
+    def test_all_sentinels_down(self) -> None:
+        config = RedisSettings.from_env({"REDIS_SENTINELS": "h1:26379,h2:26379"})
+        error = redis.sentinel.MasterNotFoundError(
+            "No master found for 'mymaster' : <Redis h1> - ConnectionError('x')"
+        )
+        assert explain(error, config) == (
+            "No Sentinel of sentinel://h1:26379,h2:26379/mymaster answered, so the "
+            "master 'mymaster' is unknown (Sentinels down or unreachable, or "
+            "REDIS_SENTINELS wrong)"
+        )
+
+    def test_sentinels_without_a_master(self) -> None:
+        config = RedisSettings.from_env({"REDIS_SENTINELS": "h1:26379"})
+        error = redis.sentinel.MasterNotFoundError("No master found for 'mymaster'")
+        assert "know no healthy master 'mymaster' (a failover in progress" in (
+            explain(error, config)
+        )
+
+    @pytest.mark.parametrize(
+        "error, start",
+        [
+            (redis.TimeoutError("Timeout reading"), "Redis at Redis did not answer"),
+            (ConnectionRefusedError("refused"), "Cannot connect to Redis at Redis"),
+            (
+                redis.exceptions.NoPermissionError("NOPERM no publish"),
+                "The Redis ACL user at Redis lacks a permission: NOPERM",
+            ),
+            (RedisConfigError("REDIS_URL names no host"), "Invalid Redis settings"),
+            (ValueError("odd\nthing"), "Redis at Redis failed: ValueError: odd thing"),
+        ],
+    )
+    def test_other_failures(self, error: Exception, start: str) -> None:
+        assert explain(error).startswith(start)
+
+    def test_module_constants(self) -> None:
+        assert redis_connection.MASK == "***"
+
+
+class TestHelp:
+    """``osism api --help`` and ``osism listener --help`` name the settings and
+    show no secret, whatever the environment holds."""
+
+    @pytest.mark.parametrize("command", ["api", "listener"])
+    def test_help_names_the_redis_settings(
+        self,
+        command: str,
+        capsys: pytest.CaptureFixture,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        from osism.main import main
+
+        monkeypatch.setenv("REDIS_URL", f"redis://app:{SECRET}@cache:6379/0")
+        monkeypatch.setenv("REDIS_PASSWORD", SECRET)
+        monkeypatch.setenv("REDIS_SENTINEL_PASSWORD", SENTINEL_SECRET)
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        out = " ".join(capsys.readouterr().out.split())
+        for name in (
+            "REDIS_URL",
+            "rediss://",
+            "REDIS_PASSWORD",
+            "REDIS_SENTINELS",
+            "REDIS_SENTINEL_MASTER",
+            "REDIS_SENTINEL_PASSWORD",
+            "REDIS_TLS_CA_FILE",
+            "REDIS_TLS_CERT_FILE",
+            "REDIS_TLS_KEY_FILE",
+        ):
+            assert name in out
+        assert SECRET not in out and SENTINEL_SECRET not in out
