@@ -35,14 +35,12 @@ from typing import (
 
 from osism import settings
 from osism.services.event_log import LogEntry, Replay, position_key
+from osism.services.event_message import EventMessage
 from osism.services.notifications import event_fields
 
 if TYPE_CHECKING:  # pragma: no cover - imports for the type checker only
-    from osism.services.websocket_manager import (
-        EventMessage,
-        WebSocketConnection,
-        WebSocketManager,
-    )
+    from osism.services.connection import WebSocketConnection
+    from osism.services.websocket_manager import WebSocketManager
 
 logger = logging.getLogger("osism.websocket")
 
@@ -160,8 +158,6 @@ def _matching_events(
 
 def event_of(entry: LogEntry) -> Optional["EventMessage"]:
     """The EventMessage a log entry is sent as (None for an unusable entry)."""
-    from osism.services.websocket_manager import EventMessage
-
     envelope = entry.event
     try:
         event_type = envelope.get("event_type") or ""

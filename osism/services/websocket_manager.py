@@ -6,194 +6,40 @@ bounded in count and in bytes. Each connection has its own writer task, so a
 slow or stalled client delays nobody; a client over either bound is closed
 with code 1013 and counted. A client that asked for batched frames gets what
 is queued for it as one JSON array per frame instead of one frame per message.
+
+The event itself is in event_message.py, a client's filters and outbox in
+connection.py; both are importable from here as well.
 """
 
 import asyncio
-import json
 import logging
-import uuid
-from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Optional, Set
 
-import orjson
 from fastapi import WebSocket, WebSocketDisconnect
 
 from osism import settings
-from osism.services import filters, replay
+from osism.services import replay
+from osism.services.connection import WebSocketConnection, close_quietly
+from osism.services.event_message import EventMessage, utc_timestamp
 from osism.services.notifications import event_fields
 from osism.services.outbox import Outbox, batch_frame, text_size
 from osism.services.ratelimit import RateLimitedLog
 from osism.ws_protocol import TEXTS, sends_texts
 
+__all__ = [
+    "CLOSE_TRY_AGAIN_LATER",
+    "EventMessage",
+    "WebSocketConnection",
+    "WebSocketDisconnect",
+    "WebSocketManager",
+    "close_quietly",
+    "utc_timestamp",
+    "websocket_manager",
+]
+
 logger = logging.getLogger("osism.websocket")
 
 CLOSE_TRY_AGAIN_LATER = 1013
-
-
-class EventMessage:
-    """One event as it is sent to WebSocket clients."""
-
-    def __init__(
-        self,
-        event_type: str,
-        source: str,
-        data: Dict[str, Any],
-        node_name: Optional[str] = None,
-        *,
-        event_id: Optional[str] = None,
-        timestamp: Optional[str] = None,
-        position: Optional[str] = None,
-    ) -> None:
-        # The id and time given when the event entered the log; a fresh UUID4
-        # and now for an event that never did (a heartbeat, a plain publish).
-        self.id = event_id or str(uuid.uuid4())
-        self.timestamp = timestamp or utc_timestamp()
-        # Where the event stands in the log; None when it is not in one.
-        self.position = position
-        self.event_type = event_type
-        self.source = source
-        self.data = data
-        self.node_name = node_name
-
-    def to_dict(self) -> Dict[str, Any]:
-        return {
-            "id": self.id,
-            "timestamp": self.timestamp,
-            "event_type": self.event_type,
-            "source": self.source,
-            "node_name": self.node_name,
-            "data": self.data,
-        }
-
-    def to_json(self) -> str:
-        data = self.to_dict()
-        try:
-            raw = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
-        except (orjson.JSONEncodeError, TypeError):
-            # What orjson refuses (an integer beyond 64 bits) json still writes.
-            return json.dumps(data)
-        if b"null" in raw and orjson.loads(raw) != data:
-            # orjson writes NaN and Infinity as null; json keeps what it did.
-            return json.dumps(data)
-        return raw.decode()
-
-
-def utc_timestamp() -> str:
-    """Now, as the wire carries it: ISO 8601 in UTC with a trailing "Z"."""
-    return datetime.now(timezone.utc).replace(tzinfo=None).isoformat() + "Z"
-
-
-class WebSocketConnection:
-    """A connected client: its filters, its bounded outbox and its writer.
-
-    ``batch``: the client asked for batched frames (``?batch=1``).
-    """
-
-    def __init__(
-        self,
-        websocket: WebSocket,
-        outbox_size: Optional[int] = None,
-        outbox_bytes: Optional[int] = None,
-        batch: bool = False,
-    ) -> None:
-        self.websocket = websocket
-        self.event_filters = []
-        self.node_filters = []
-        self.service_filters = []
-        self.priority_filters = []
-        size = settings.OUTBOX_SIZE if outbox_size is None else outbox_size
-        max_bytes = settings.OUTBOX_BYTES if outbox_bytes is None else outbox_bytes
-        self.outbox = Outbox(size, max_bytes)
-        self.batch = batch
-        self.writer: Optional["asyncio.Task[None]"] = None
-        # Set while the client resumes: its live events are held meanwhile.
-        self.resume: Optional[replay.ResumeState] = None
-
-    # The filter lists are replaced, never mutated in place: assigning one
-    # compiles it (filters.py), so that the check per event stays cheap.
-    @property
-    def event_filters(self) -> List[str]:
-        return self._event_filters
-
-    @event_filters.setter
-    def event_filters(self, values: List[str]) -> None:
-        self._event_filters = values
-        exact, self._event_regex = filters.compile_events(values)
-        # None: no event filter at all (checked first, on every event)
-        self._event_exact = exact if values else None
-        self._refresh_active()
-
-    @property
-    def node_filters(self) -> List[str]:
-        return self._node_filters
-
-    @node_filters.setter
-    def node_filters(self, values: List[str]) -> None:
-        self._node_filters = values
-        self._nodes = frozenset(values)
-        self._refresh_active()
-
-    @property
-    def service_filters(self) -> List[str]:
-        return self._service_filters
-
-    @service_filters.setter
-    def service_filters(self, values: List[str]) -> None:
-        self._service_filters = values
-        self._segments, self._services = filters.compile_services(values)
-        self._refresh_active()
-
-    @property
-    def priority_filters(self) -> List[str]:
-        return self._priority_filters
-
-    @priority_filters.setter
-    def priority_filters(self, values: List[str]) -> None:
-        self._priority_filters = values
-        self._priorities = filters.compile_priorities(values)
-        self._refresh_active()
-
-    def _refresh_active(self) -> None:
-        self._active = bool(
-            getattr(self, "_event_filters", None)
-            or getattr(self, "_node_filters", None)
-            or getattr(self, "_service_filters", None)
-            or getattr(self, "_priority_filters", None)
-        )
-
-    def matches_filters(self, event: EventMessage) -> bool:
-        """Filters of different kinds are AND-ed; within a kind any entry may match."""
-        if not self._active:
-            return True
-        exact = self._event_exact
-        if exact is not None and event.event_type not in exact:
-            regex = self._event_regex
-            if regex is None or regex.fullmatch(event.event_type) is None:
-                return False
-        if self._node_filters and (
-            event.node_name is None or event.node_name not in self._nodes
-        ):
-            return False
-        if self._service_filters:
-            event_type = event.event_type
-            segment = event_type.split(".", 1)[0] if event_type else "unknown"
-            if segment not in self._segments and (
-                filters.emitting_service(segment, event.data) not in self._services
-            ):
-                return False
-        if self._priority_filters:
-            if filters.priority_of(event.data) not in self._priorities:
-                return False
-        return True
-
-    def offer(self, text: str) -> bool:
-        """Queue text for the writer; False when the outbox is full (by count
-        or by bytes). ``await connection.outbox.put(text)`` waits for space."""
-        try:
-            self.outbox.put_nowait(text)
-        except asyncio.QueueFull:
-            return False
-        return True
 
 
 class WebSocketManager:
@@ -576,14 +422,6 @@ class WebSocketManager:
         )
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
-
-
-async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
-    """Close, giving up after 5 s; a socket that is gone already is no error."""
-    try:
-        await asyncio.wait_for(websocket.close(code=code, reason=reason), 5.0)
-    except Exception as exc:
-        logger.debug("Closing WebSocket with %d failed: %s", code, exc)
 
 
 websocket_manager = WebSocketManager()
