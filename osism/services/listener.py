@@ -6,35 +6,9 @@ key ``<topic>.<priority>``. The listener binds one queue per service to that
 exchange and hands every notification to the bridge, which publishes it on
 Redis for the API processes.
 
-Defaults, every one configurable from the environment:
-
-``RABBITMQ_URL``
-    ``amqp://guest:guest@localhost:5672//``
-``LISTENER_SERVICES``
-    ``ironic,nova,neutron,cinder,glance,keystone``
-``LISTENER_<SERVICE>_EXCHANGE``
-    the service's name: oslo.messaging's default ``control_exchange``.
-``LISTENER_<SERVICE>_ROUTING_KEYS``
-    comma-separated; ``<topic>.*``, every priority (info, error, warn, ...)
-    of each of the service's default notification topics:
-
-    - ironic: ``ironic_versioned_notifications`` (Ironic's default
-      ``versioned_notifications_topics``)
-    - nova: ``versioned_notifications`` (Nova's default
-      ``[notifications] versioned_notifications_topics``) and
-      ``notifications``: Nova's default ``notification_format`` is
-      ``unversioned``, which sends the legacy ``compute.instance.*``
-      notifications on oslo.messaging's default topic ``notifications``
-      (``both`` sends on both topics)
-    - neutron, cinder, glance, keystone: ``notifications`` (oslo.messaging's
-      default ``[oslo_messaging_notifications] topics``; these services send
-      unversioned notifications there)
-``LISTENER_QUEUE_PREFIX``
-    ``osism-events``: the queues are ``<prefix>-<service>``.
-``LISTENER_EXCHANGE_DURABLE``
-    ``0``; set it to ``1`` when OpenStack runs with ``amqp_durable_queues``.
-``LISTENER_PREFETCH`` (100), ``LISTENER_HEARTBEAT`` (30 s),
-``LISTENER_RECONNECT_MAX_DELAY`` (30 s).
+Where it binds and the environment that says so: listener_config.py; what
+it makes of a message: notification_parsing.py. Both names are importable
+from here as well.
 
 Queues are durable and never auto-deleted: notifications that arrive while
 the listener restarts or is redeployed wait in them, and several listener
@@ -49,14 +23,6 @@ the way oslo.messaging declares it (topic, not auto-deleted, durable only with
 ``amqp_durable_queues``), so the queue is bound before the service sends its
 first notification and the service's own declaration later matches ours.
 
-Every notification is delivered whatever its payload: a payload that is not
-a JSON object (Glance's error notifications carry a plain string) is
-delivered as ``{"payload": <the value>}``. Its metadata travels with it (see
-``Notification.meta``): the service it arrived from (the binding's, i.e. the
-exchange's; else derived from ``publisher_id``), ``priority``,
-``message_id``, ``publisher_id`` and ``emitted_at`` (oslo's timestamp,
-``2024-01-01 12:00:00.123456`` in UTC, as ISO 8601 with "Z").
-
 A message is acknowledged only once the event is in the event log in Redis.
 While Redis is down the listener keeps the message it holds, unacknowledged,
 and offers it again with a capped back-off: the rest stays queued in
@@ -67,61 +33,57 @@ once). A malformed message is logged and rejected without requeue. The
 connection is re-established with a capped back-off.
 """
 
-import json
 import logging
-import os
 import signal
-import textwrap
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from types import FrameType
-from typing import (
-    Any,
-    Callable,
-    Dict,
-    Iterator,
-    List,
-    Mapping,
-    NamedTuple,
-    Optional,
-    Protocol,
-    Tuple,
-    Union,
-)
+from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol
 
 from kombu import Connection, Exchange, Queue, binding
 from kombu.mixins import ConsumerMixin
 
 from osism.services.backoff import Backoff
-from osism.services.metadata import iso_utc
-from osism.services.notifications import service_of
+from osism.services.listener_config import (
+    DEFAULT_QUEUE_PREFIX,
+    DEFAULT_TOPICS,
+    DEFAULT_URL,
+    FALLBACK_TOPIC,
+    SERVICES,
+    Binding,
+    ListenerConfig,
+    describe,
+)
+from osism.services.notification_parsing import (
+    Body,
+    MalformedNotification,
+    Notification,
+    parse_notification,
+)
 from osism.services.ratelimit import RateLimitedLog
-from osism.settings import env_float, env_list
+
+__all__ = [
+    "DEFAULT_QUEUE_PREFIX",
+    "DEFAULT_TOPICS",
+    "DEFAULT_URL",
+    "FALLBACK_TOPIC",
+    "SERVICES",
+    "Binding",
+    "Body",
+    "EventSink",
+    "ListenerConfig",
+    "MalformedNotification",
+    "Notification",
+    "NotificationListener",
+    "ReceivedMessage",
+    "describe",
+    "install_signal_handlers",
+    "parse_notification",
+    "run",
+]
 
 logger = logging.getLogger("osism.listener")
-
-DEFAULT_URL = "amqp://guest:guest@localhost:5672//"
-DEFAULT_QUEUE_PREFIX = "osism-events"
-SERVICES: Tuple[str, ...] = (
-    "ironic",
-    "nova",
-    "neutron",
-    "cinder",
-    "glance",
-    "keystone",
-)
-# The notification topics each service publishes on by default.
-DEFAULT_TOPICS: Dict[str, Tuple[str, ...]] = {
-    "ironic": ("ironic_versioned_notifications",),
-    "nova": ("versioned_notifications", "notifications"),
-    "neutron": ("notifications",),
-    "cinder": ("notifications",),
-    "glance": ("notifications",),
-    "keystone": ("notifications",),
-}
-FALLBACK_TOPIC = "notifications"
 
 JOIN_TIMEOUT = 10.0
 POLL_INTERVAL = 0.5
@@ -130,37 +92,6 @@ REQUEUE_MAX_DELAY = 5.0
 # Longest wait between two heartbeat checks while a message waits for Redis.
 HEARTBEAT_SLICE = 1.0
 RESTART_MIN_DELAY = 1.0
-
-Body = Union[bytes, str, Mapping[str, Any]]
-
-
-class MalformedNotification(ValueError):
-    """A message that is not an OpenStack notification."""
-
-
-class Notification(NamedTuple):
-    """A notification as oslo.messaging sent it; ``payload`` always an object
-    (a value that is none is wrapped as ``{"payload": value}``)."""
-
-    event_type: str
-    payload: Dict[str, Any]
-    publisher_id: Optional[str] = None
-    message_id: Optional[str] = None
-    priority: Optional[str] = None
-    timestamp: Optional[str] = None
-    service: Optional[str] = None
-
-    def meta(self) -> Dict[str, str]:
-        """The metadata for the bridge (notifications.META_FIELDS), the keys
-        with a value only."""
-        found = {
-            "service": self.service,
-            "priority": self.priority,
-            "message_id": self.message_id,
-            "publisher_id": self.publisher_id,
-            "emitted_at": self.timestamp,
-        }
-        return {key: value for key, value in found.items() if value is not None}
 
 
 class ReceivedMessage(Protocol):
@@ -186,154 +117,6 @@ class EventSink(Protocol):
     ) -> bool: ...
 
     def shutdown(self) -> None: ...
-
-
-def parse_notification(body: Body, service: Optional[str] = None) -> Notification:
-    """The notification in a message body, oslo envelope or plain.
-
-    ``service``: the one whose binding it arrived on; None derives it from
-    the ``publisher_id``. A payload that is not an object (or is missing) is
-    wrapped as ``{"payload": value}``. Raises MalformedNotification when the
-    body is not JSON, not an object, has an ``oslo.message`` that is not a
-    JSON object in a string, or has no ``event_type`` string.
-    """
-    message = _json_object(body, "message body")
-    if "oslo.message" in message:
-        inner = message["oslo.message"]
-        if not isinstance(inner, str):
-            raise MalformedNotification("oslo.message is not a string")
-        message = _json_object(inner, "oslo.message")
-    event_type = message.get("event_type")
-    if not isinstance(event_type, str) or not event_type:
-        raise MalformedNotification("no event_type")
-    payload = message.get("payload")
-    if not isinstance(payload, dict):
-        payload = {"payload": payload}
-    publisher_id = _optional_str(message.get("publisher_id"))
-    priority = _optional_str(message.get("priority"))
-    return Notification(
-        event_type,
-        payload,
-        publisher_id,
-        _optional_str(message.get("message_id")),
-        priority.upper() if priority else None,
-        _timestamp(message.get("timestamp")),
-        service or (service_of("", publisher_id) if publisher_id else None),
-    )
-
-
-def _timestamp(value: Any) -> Optional[str]:
-    """oslo's ``str(utcnow())`` as ISO 8601 with "Z"; None if it is not one."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return iso_utc(value)
-    except ValueError:
-        logger.debug("Ignoring a timestamp that is not ISO 8601: %r", value)
-        return None
-
-
-def _json_object(body: Body, what: str) -> Dict[str, Any]:
-    if isinstance(body, Mapping):
-        return dict(body)
-    try:
-        text = body.decode("utf-8") if isinstance(body, bytes) else body
-        value = json.loads(text)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise MalformedNotification(f"{what} is not JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise MalformedNotification(f"{what} is not a JSON object")
-    return value
-
-
-def _optional_str(value: Any) -> Optional[str]:
-    return value if isinstance(value, str) else None
-
-
-@dataclass(frozen=True)
-class Binding:
-    """One service: its exchange, the routing keys bound, our queue."""
-
-    service: str
-    exchange: str
-    routing_keys: Tuple[str, ...]
-    queue: str
-
-
-@dataclass(frozen=True)
-class ListenerConfig:
-    url: str = DEFAULT_URL
-    bindings: Tuple[Binding, ...] = ()
-    exchange_durable: bool = False
-    prefetch_count: int = 100
-    heartbeat: float = 30.0
-    reconnect_max_delay: float = 30.0
-
-    @classmethod
-    def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "ListenerConfig":
-        env = os.environ if environ is None else environ
-        prefix = _text(env, "LISTENER_QUEUE_PREFIX", DEFAULT_QUEUE_PREFIX)
-        services = env_list("LISTENER_SERVICES", env=env) or SERVICES
-        bindings = []
-        for service in dict.fromkeys(name.lower() for name in services):
-            if service not in DEFAULT_TOPICS:
-                logger.warning(
-                    "LISTENER_SERVICES names %r, not one of %s; binding it "
-                    "with the defaults %s.* on exchange %s",
-                    service,
-                    ", ".join(SERVICES),
-                    FALLBACK_TOPIC,
-                    service,
-                )
-            key = service.upper().replace("-", "_")
-            topics = DEFAULT_TOPICS.get(service, (FALLBACK_TOPIC,))
-            bindings.append(
-                Binding(
-                    service=service,
-                    exchange=_text(env, f"LISTENER_{key}_EXCHANGE", service),
-                    routing_keys=env_list(f"LISTENER_{key}_ROUTING_KEYS", env=env)
-                    or tuple(f"{topic}.*" for topic in topics),
-                    queue=f"{prefix}-{service}",
-                )
-            )
-        return cls(
-            url=_text(env, "RABBITMQ_URL", DEFAULT_URL),
-            bindings=tuple(bindings),
-            exchange_durable=_flag(env, "LISTENER_EXCHANGE_DURABLE", False),
-            prefetch_count=int(env_float("LISTENER_PREFETCH", 100, 1, env)),
-            heartbeat=env_float("LISTENER_HEARTBEAT", 30.0, 0, env),
-            reconnect_max_delay=env_float("LISTENER_RECONNECT_MAX_DELAY", 30.0, 1, env),
-        )
-
-    def describe(self) -> str:
-        """The broker, exchanges, routing keys and queues, password masked."""
-        durability = "durable" if self.exchange_durable else "transient"
-        lines = [
-            f"broker: {Connection(self.url).as_uri()}",
-            f"missing exchanges are declared topic, {durability}",
-        ]
-        for item in self.bindings:
-            lines.append(
-                f"  {item.service}: exchange {item.exchange}, routing keys "
-                f"{', '.join(item.routing_keys)}\n    -> queue {item.queue}"
-            )
-        return "\n".join(lines)
-
-
-def _text(env: Mapping[str, str], name: str, default: str) -> str:
-    value = env.get(name, "").strip()
-    return value or default
-
-
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    if raw:
-        logger.error("%s=%r is not a boolean; using %s", name, raw, default)
-    return default
 
 
 class _StopRequested(Exception):
@@ -668,51 +451,3 @@ def run(
             signal.signal(signum, handler)
     logger.info("Listener exiting")
     return 0 if requested and stopped else 1
-
-
-def describe(environ: Optional[Mapping[str, str]] = None) -> str:
-    """For ``osism listener --help``: what the listener binds to and how."""
-    config = ListenerConfig.from_env(environ)
-    intro = textwrap.fill(
-        "Consume OpenStack notifications from RabbitMQ and hand each to the "
-        "event bridge, which publishes it on Redis (REDIS_HOST, REDIS_PORT, "
-        "REDIS_DB) for every API process. A message is acknowledged once the "
-        "event is in the event log in Redis; while Redis is down, messages "
-        "wait in RabbitMQ and the listener retries with back-off. A payload "
-        "that is not a JSON object is delivered as "
-        '{"payload": <value>}; the service, priority, message_id, publisher_id '
-        "and emission time travel with every event (data._osism). SIGTERM or "
-        "SIGINT stops it.",
-        width=79,
-    )
-    default_url = Connection(DEFAULT_URL).as_uri()
-    return (
-        f"{intro}\n\n"
-        "Bindings with the current environment:\n"
-        f"{config.describe()}\n\n"
-        "Environment (defaults in brackets):\n"
-        f"  RABBITMQ_URL                    [{default_url}]\n"
-        f"  LISTENER_SERVICES               [{','.join(SERVICES)}]\n"
-        "  LISTENER_<SERVICE>_EXCHANGE     [the service name]\n"
-        "  LISTENER_<SERVICE>_ROUTING_KEYS [<topic>.*, comma-separated; topic\n"
-        "                                   ironic_versioned_notifications for\n"
-        "                                   ironic, versioned_notifications and\n"
-        "                                   notifications (legacy) for nova,\n"
-        "                                   notifications for the others]\n"
-        f"  LISTENER_QUEUE_PREFIX           [{DEFAULT_QUEUE_PREFIX}; durable "
-        "queues <prefix>-<service>]\n"
-        "  LISTENER_EXCHANGE_DURABLE       [0; 1 when OpenStack runs with\n"
-        "                                   amqp_durable_queues]\n"
-        "  LISTENER_PREFETCH [100], LISTENER_HEARTBEAT [30 s],\n"
-        "  LISTENER_RECONNECT_MAX_DELAY [30 s]\n"
-        "Redis (one of three forms; see the README):\n"
-        "  REDIS_HOST [redis], REDIS_PORT [6379], REDIS_DB [0], REDIS_USERNAME,\n"
-        "  REDIS_PASSWORD, REDIS_TLS [0]\n"
-        "  REDIS_URL                       [redis://user:password@host:port/db,\n"
-        "                                   rediss:// for TLS]\n"
-        "  REDIS_SENTINELS                 [host:port,host:port]\n"
-        "  REDIS_SENTINEL_MASTER [mymaster], REDIS_SENTINEL_USERNAME,\n"
-        "  REDIS_SENTINEL_PASSWORD\n"
-        "  REDIS_TLS_CA_FILE, REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE,\n"
-        "  REDIS_SOCKET_TIMEOUT [5 s]"
-    )

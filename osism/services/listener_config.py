@@ -1,0 +1,202 @@
+"""Where the listener binds: services, exchanges, routing keys, queues.
+
+``ListenerConfig.from_env()`` reads it from the environment, ``describe()``
+is the help text of ``osism listener``.
+
+Defaults, every one configurable from the environment:
+
+``RABBITMQ_URL``
+    ``amqp://guest:guest@localhost:5672//``
+``LISTENER_SERVICES``
+    ``ironic,nova,neutron,cinder,glance,keystone``
+``LISTENER_<SERVICE>_EXCHANGE``
+    the service's name: oslo.messaging's default ``control_exchange``.
+``LISTENER_<SERVICE>_ROUTING_KEYS``
+    comma-separated; ``<topic>.*``, every priority (info, error, warn, ...)
+    of each of the service's default notification topics:
+
+    - ironic: ``ironic_versioned_notifications`` (Ironic's default
+      ``versioned_notifications_topics``)
+    - nova: ``versioned_notifications`` (Nova's default
+      ``[notifications] versioned_notifications_topics``) and
+      ``notifications``: Nova's default ``notification_format`` is
+      ``unversioned``, which sends the legacy ``compute.instance.*``
+      notifications on oslo.messaging's default topic ``notifications``
+      (``both`` sends on both topics)
+    - neutron, cinder, glance, keystone: ``notifications`` (oslo.messaging's
+      default ``[oslo_messaging_notifications] topics``; these services send
+      unversioned notifications there)
+``LISTENER_QUEUE_PREFIX``
+    ``osism-events``: the queues are ``<prefix>-<service>``.
+``LISTENER_EXCHANGE_DURABLE``
+    ``0``; set it to ``1`` when OpenStack runs with ``amqp_durable_queues``.
+``LISTENER_PREFETCH`` (100), ``LISTENER_HEARTBEAT`` (30 s),
+``LISTENER_RECONNECT_MAX_DELAY`` (30 s).
+"""
+
+import logging
+import os
+import textwrap
+from dataclasses import dataclass
+from typing import Dict, Mapping, Optional, Tuple
+
+from kombu import Connection
+
+from osism.settings import env_float, env_list
+
+logger = logging.getLogger("osism.listener")
+
+DEFAULT_URL = "amqp://guest:guest@localhost:5672//"
+DEFAULT_QUEUE_PREFIX = "osism-events"
+SERVICES: Tuple[str, ...] = (
+    "ironic",
+    "nova",
+    "neutron",
+    "cinder",
+    "glance",
+    "keystone",
+)
+# The notification topics each service publishes on by default.
+DEFAULT_TOPICS: Dict[str, Tuple[str, ...]] = {
+    "ironic": ("ironic_versioned_notifications",),
+    "nova": ("versioned_notifications", "notifications"),
+    "neutron": ("notifications",),
+    "cinder": ("notifications",),
+    "glance": ("notifications",),
+    "keystone": ("notifications",),
+}
+FALLBACK_TOPIC = "notifications"
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One service: its exchange, the routing keys bound, our queue."""
+
+    service: str
+    exchange: str
+    routing_keys: Tuple[str, ...]
+    queue: str
+
+
+@dataclass(frozen=True)
+class ListenerConfig:
+    url: str = DEFAULT_URL
+    bindings: Tuple[Binding, ...] = ()
+    exchange_durable: bool = False
+    prefetch_count: int = 100
+    heartbeat: float = 30.0
+    reconnect_max_delay: float = 30.0
+
+    @classmethod
+    def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "ListenerConfig":
+        env = os.environ if environ is None else environ
+        prefix = _text(env, "LISTENER_QUEUE_PREFIX", DEFAULT_QUEUE_PREFIX)
+        services = env_list("LISTENER_SERVICES", env=env) or SERVICES
+        bindings = []
+        for service in dict.fromkeys(name.lower() for name in services):
+            if service not in DEFAULT_TOPICS:
+                logger.warning(
+                    "LISTENER_SERVICES names %r, not one of %s; binding it "
+                    "with the defaults %s.* on exchange %s",
+                    service,
+                    ", ".join(SERVICES),
+                    FALLBACK_TOPIC,
+                    service,
+                )
+            key = service.upper().replace("-", "_")
+            topics = DEFAULT_TOPICS.get(service, (FALLBACK_TOPIC,))
+            bindings.append(
+                Binding(
+                    service=service,
+                    exchange=_text(env, f"LISTENER_{key}_EXCHANGE", service),
+                    routing_keys=env_list(f"LISTENER_{key}_ROUTING_KEYS", env=env)
+                    or tuple(f"{topic}.*" for topic in topics),
+                    queue=f"{prefix}-{service}",
+                )
+            )
+        return cls(
+            url=_text(env, "RABBITMQ_URL", DEFAULT_URL),
+            bindings=tuple(bindings),
+            exchange_durable=_flag(env, "LISTENER_EXCHANGE_DURABLE", False),
+            prefetch_count=int(env_float("LISTENER_PREFETCH", 100, 1, env)),
+            heartbeat=env_float("LISTENER_HEARTBEAT", 30.0, 0, env),
+            reconnect_max_delay=env_float("LISTENER_RECONNECT_MAX_DELAY", 30.0, 1, env),
+        )
+
+    def describe(self) -> str:
+        """The broker, exchanges, routing keys and queues, password masked."""
+        durability = "durable" if self.exchange_durable else "transient"
+        lines = [
+            f"broker: {Connection(self.url).as_uri()}",
+            f"missing exchanges are declared topic, {durability}",
+        ]
+        for item in self.bindings:
+            lines.append(
+                f"  {item.service}: exchange {item.exchange}, routing keys "
+                f"{', '.join(item.routing_keys)}\n    -> queue {item.queue}"
+            )
+        return "\n".join(lines)
+
+
+def _text(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip()
+    return value or default
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    if raw:
+        logger.error("%s=%r is not a boolean; using %s", name, raw, default)
+    return default
+
+
+def describe(environ: Optional[Mapping[str, str]] = None) -> str:
+    """For ``osism listener --help``: what the listener binds to and how."""
+    config = ListenerConfig.from_env(environ)
+    intro = textwrap.fill(
+        "Consume OpenStack notifications from RabbitMQ and hand each to the "
+        "event bridge, which publishes it on Redis (REDIS_HOST, REDIS_PORT, "
+        "REDIS_DB) for every API process. A message is acknowledged once the "
+        "event is in the event log in Redis; while Redis is down, messages "
+        "wait in RabbitMQ and the listener retries with back-off. A payload "
+        "that is not a JSON object is delivered as "
+        '{"payload": <value>}; the service, priority, message_id, publisher_id '
+        "and emission time travel with every event (data._osism). SIGTERM or "
+        "SIGINT stops it.",
+        width=79,
+    )
+    default_url = Connection(DEFAULT_URL).as_uri()
+    return (
+        f"{intro}\n\n"
+        "Bindings with the current environment:\n"
+        f"{config.describe()}\n\n"
+        "Environment (defaults in brackets):\n"
+        f"  RABBITMQ_URL                    [{default_url}]\n"
+        f"  LISTENER_SERVICES               [{','.join(SERVICES)}]\n"
+        "  LISTENER_<SERVICE>_EXCHANGE     [the service name]\n"
+        "  LISTENER_<SERVICE>_ROUTING_KEYS [<topic>.*, comma-separated; topic\n"
+        "                                   ironic_versioned_notifications for\n"
+        "                                   ironic, versioned_notifications and\n"
+        "                                   notifications (legacy) for nova,\n"
+        "                                   notifications for the others]\n"
+        f"  LISTENER_QUEUE_PREFIX           [{DEFAULT_QUEUE_PREFIX}; durable "
+        "queues <prefix>-<service>]\n"
+        "  LISTENER_EXCHANGE_DURABLE       [0; 1 when OpenStack runs with\n"
+        "                                   amqp_durable_queues]\n"
+        "  LISTENER_PREFETCH [100], LISTENER_HEARTBEAT [30 s],\n"
+        "  LISTENER_RECONNECT_MAX_DELAY [30 s]\n"
+        "Redis (one of three forms; see the README):\n"
+        "  REDIS_HOST [redis], REDIS_PORT [6379], REDIS_DB [0], REDIS_USERNAME,\n"
+        "  REDIS_PASSWORD, REDIS_TLS [0]\n"
+        "  REDIS_URL                       [redis://user:password@host:port/db,\n"
+        "                                   rediss:// for TLS]\n"
+        "  REDIS_SENTINELS                 [host:port,host:port]\n"
+        "  REDIS_SENTINEL_MASTER [mymaster], REDIS_SENTINEL_USERNAME,\n"
+        "  REDIS_SENTINEL_PASSWORD\n"
+        "  REDIS_TLS_CA_FILE, REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE,\n"
+        "  REDIS_SOCKET_TIMEOUT [5 s]"
+    )
