@@ -93,6 +93,7 @@ async def test_batch_client_gets_arrays_of_every_event_in_order(
             "event_filters": [],
             "node_filters": [],
             "service_filters": [],
+            "priority_filters": [],
         }
     ]
     assert all(isinstance(frame, list) and frame for frame in batched_frames)
