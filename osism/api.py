@@ -2,14 +2,17 @@
 
 import asyncio
 import logging
+import time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Dict, Mapping, Optional
 
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from osism import settings
+from osism.metrics import ApiMetrics
 from osism.protocol import error_reply, filter_reply, parse_client_message
 from osism.security import (
     BodySizeLimit,
@@ -18,6 +21,8 @@ from osism.security import (
     presented_token,
 )
 from osism.services.event_bridge import EventBridge, event_bridge
+from osism.page import PAGE_PATH, install_page
+from osism.system_channel import SYSTEM_PATH, SystemState, serve_system_client
 from osism.services.websocket_manager import (
     CLOSE_TRY_AGAIN_LATER,
     WebSocketManager,
@@ -87,6 +92,8 @@ def create_app(
     app.state.manager = mgr
     app.state.bridge = brg
     app.state.security = cfg
+    metrics = ApiMetrics(mgr.status, brg.status)
+    app.state.metrics = metrics
 
     @app.get("/")
     @app.get("/v1")
@@ -98,6 +105,9 @@ def create_app(
         return {
             "websocket": EVENTS_PATH,
             "publish": f"POST {EVENTS_PATH}",
+            "page": PAGE_PATH,
+            "system": SYSTEM_PATH,
+            "metrics": "/metrics",
             "event_fields": [
                 "id",
                 "timestamp",
@@ -138,7 +148,12 @@ def create_app(
                 401,
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        if not brg.add_event(event.event_type, event.payload):
+        started = time.perf_counter()
+        taken = brg.add_event(event.event_type, event.payload)
+        metrics.publish_seconds.labels("accepted" if taken else "refused").observe(
+            time.perf_counter() - started
+        )
+        if not taken:
             return JSONResponse(
                 {"result": "dropped", "error": "event could not be queued"}, 503
             )
@@ -167,6 +182,24 @@ def create_app(
         finally:
             await mgr.disconnect(websocket)
 
+    system_state = SystemState(mgr.status, brg.status)
+    app.state.system_state = system_state
+
+    @app.websocket(SYSTEM_PATH)
+    async def system(websocket: WebSocket) -> None:
+        if not await _admit(websocket, mgr, cfg):
+            return
+        await websocket.accept()
+        await serve_system_client(websocket, system_state)
+        await close_quietly(websocket, 1000, "bye")
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        return Response(
+            generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST
+        )
+
+    install_page(app)
     return app
 
 

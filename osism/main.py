@@ -84,6 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"the API's base URL (default: {DEFAULT_URL})",
     )
     publish.set_defaults(run=run_publish)
+
+    from osism import watch as watch_command
+
+    watch = commands.add_parser(
+        "watch",
+        help="print the events of a running API, one line each",
+        description=watch_command.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    watch_command.add_arguments(watch, DEFAULT_URL)
+    watch.set_defaults(run=watch_command.run)
     return parser
 
 

@@ -121,6 +121,7 @@ class WebSocketManager:
         self.dropped_events = 0
         self.slow_disconnects = 0
         self.delivered = 0
+        self.received = 0
         self._broadcaster_task: Optional["asyncio.Task[None]"] = None
         self._closing: Set["asyncio.Task[None]"] = set()
         self._drop_log = RateLimitedLog(logger, interval=10.0)
@@ -251,6 +252,7 @@ class WebSocketManager:
                 position=position,
             )
             self.enqueue(event)
+            self.received += 1
             logger.debug("Queued %s for node %s", event_type, node_name)
         except Exception as exc:
             logger.error("Cannot broadcast notification %r: %s", event_type, exc)
@@ -271,6 +273,7 @@ class WebSocketManager:
             "dropped_events": self.dropped_events,
             "slow_disconnects": self.slow_disconnects,
             "delivered": self.delivered,
+            "received": self.received,
         }
 
     async def _broadcast_events(self) -> None:

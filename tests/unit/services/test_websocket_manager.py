@@ -1418,6 +1418,7 @@ class TestStatus:
                 "dropped_events": 0,
                 "slow_disconnects": 0,
                 "delivered": 0,
+                "received": 0,
             }
 
     @pytest.mark.asyncio
