@@ -182,7 +182,8 @@ def create_app(
         finally:
             await mgr.disconnect(websocket)
 
-    system_state = SystemState(mgr.status, brg.status)
+    # Looked up at each sample, so a replaced bridge or manager status counts.
+    system_state = SystemState(lambda: mgr.status(), lambda: brg.status())
     app.state.system_state = system_state
 
     @app.websocket(SYSTEM_PATH)

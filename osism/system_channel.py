@@ -211,14 +211,16 @@ def _essence(message: Mapping[str, Any]) -> Tuple[Any, ...]:
 async def serve_system_client(
     websocket: WebSocket,
     state: SystemState,
-    interval: float = SYSTEM_INTERVAL,
-    sample: float = SAMPLE_INTERVAL,
+    interval: Optional[float] = None,
+    sample: Optional[float] = None,
 ) -> None:
     """Push the state to an accepted client until it goes away.
 
     The channel takes no client messages: each is answered with an error
     reply, and the connection stays open.
     """
+    interval = SYSTEM_INTERVAL if interval is None else interval
+    sample = SAMPLE_INTERVAL if sample is None else sample
     receiver: "asyncio.Task[MutableMapping[str, Any]]" = asyncio.create_task(
         websocket.receive()
     )

@@ -166,8 +166,8 @@ class Watcher:
         count: Optional[int] = None,
         token: Optional[str] = None,
         heartbeats: bool = False,
-        out: TextIO = sys.stdout,
-        err: TextIO = sys.stderr,
+        out: Optional[TextIO] = None,
+        err: Optional[TextIO] = None,
     ) -> None:
         self.url = url
         self.filters = dict(filters)
@@ -175,8 +175,8 @@ class Watcher:
         self.count = count
         self.token = token
         self.heartbeats = heartbeats
-        self.out = out
-        self.err = err
+        self.out = sys.stdout if out is None else out
+        self.err = sys.stderr if err is None else err
         self.printed = 0
         self.last_event_id: Optional[str] = None
         self.connections = 0

@@ -77,6 +77,8 @@ from typing import (
 from kombu import Connection, Exchange, Queue, binding
 from kombu.mixins import ConsumerMixin
 
+from osism.services.listener_metrics import ListenerMetrics, exchanges_of
+from osism.services.listener_metrics import start_from_env as start_metrics_server
 from osism.services.ratelimit import RateLimitedLog
 from osism.settings import env_float, env_list
 
@@ -302,6 +304,7 @@ class NotificationListener(ConsumerMixin):
         self.acknowledged = 0
         self.requeued = 0
         self.rejected = 0
+        self.metrics = ListenerMetrics(exchanges_of(config.bindings))
         self._malformed_log = RateLimitedLog(logger, interval=10.0)
         self._requeue_log = RateLimitedLog(logger, interval=10.0)
         self.exchanges = {
@@ -345,6 +348,7 @@ class NotificationListener(ConsumerMixin):
             except _StopRequested:
                 break
             except Exception:
+                self.metrics.set_ready(False)
                 logger.exception("Listener failed; restarting in %.1f s", delay)
                 if self._wait(delay):
                     break
@@ -413,6 +417,7 @@ class NotificationListener(ConsumerMixin):
                 _close(channel)
 
     def on_connection_error(self, exc: BaseException, interval: float) -> None:
+        self.metrics.set_ready(False)
         logger.warning(
             "Cannot reach RabbitMQ at %s: %s; retrying in %.1f s",
             self.connection.as_uri(),
@@ -426,6 +431,7 @@ class NotificationListener(ConsumerMixin):
     def on_consume_ready(
         self, connection: Any, channel: Any, consumers: Any, **kwargs: Any
     ) -> None:
+        self.metrics.set_ready(True)
         for item in self.config.bindings:
             logger.info(
                 "Consuming %s from exchange %s (%s) on queue %s",
@@ -440,6 +446,7 @@ class NotificationListener(ConsumerMixin):
         info = message.delivery_info or {}
         exchange = info.get("exchange", "?")
         routing_key = info.get("routing_key", "?")
+        self.metrics.count(exchange, "consumed")
         try:
             notification = parse_notification(message.body)
         except MalformedNotification as exc:
@@ -454,6 +461,7 @@ class NotificationListener(ConsumerMixin):
                 self.rejected,
             )
             message.reject(requeue=False)
+            self.metrics.count(exchange, "rejected")
             return
         try:
             taken = self.bridge.add_event(notification.event_type, notification.payload)
@@ -463,6 +471,7 @@ class NotificationListener(ConsumerMixin):
         if taken:
             message.ack()
             self.acknowledged += 1
+            self.metrics.count(exchange, "acked")
             self._requeue_delay = REQUEUE_MIN_DELAY
             logger.debug(
                 "Acknowledged %s from %s (message %s)",
@@ -473,6 +482,7 @@ class NotificationListener(ConsumerMixin):
             return
         message.requeue()
         self.requeued += 1
+        self.metrics.count(exchange, "requeued")
         delay = self._requeue_delay
         self._requeue_delay = min(delay * 2, REQUEUE_MAX_DELAY)
         self._requeue_log.warning(
@@ -529,6 +539,7 @@ def run(
     # Installed first, so a stop during the (retrying) Redis connect is clean.
     previous = install_signal_handlers(listener)
     thread = threading.Thread(target=listener.serve, name="osism-listener", daemon=True)
+    metrics_server = start_metrics_server(listener.metrics)
     try:
         bridge.connect()
         bridge.start_forwarding()
@@ -544,6 +555,8 @@ def run(
         elif not requested:
             logger.error("Listener ended without being asked to")
     finally:
+        if metrics_server is not None:
+            metrics_server.stop()
         bridge.shutdown()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -581,5 +594,7 @@ def describe(environ: Optional[Mapping[str, str]] = None) -> str:
         "  LISTENER_EXCHANGE_DURABLE       [0; 1 when OpenStack runs with\n"
         "                                   amqp_durable_queues]\n"
         "  LISTENER_PREFETCH [100], LISTENER_HEARTBEAT [30 s],\n"
-        "  LISTENER_RECONNECT_MAX_DELAY [30 s]"
+        "  LISTENER_RECONNECT_MAX_DELAY [30 s],\n"
+        "  LISTENER_METRICS_PORT [0: off; /metrics and /ready on this port],\n"
+        "  LISTENER_METRICS_HOST [0.0.0.0]"
     )
