@@ -150,6 +150,16 @@ def format_event(event: Mapping[str, Any]) -> str:
     )
 
 
+def describe_filters(reply: Mapping[str, Any]) -> str:
+    """The filters a ``filter_update`` reply says are in force."""
+    parts = [
+        f"{dest.replace('_filters', '')}={','.join(map(str, reply[dest]))}"
+        for _, dest, _ in FILTER_OPTIONS
+        if isinstance(reply.get(dest), list) and reply[dest]
+    ]
+    return "filters: " + (" ".join(parts) if parts else "none")
+
+
 def is_heartbeat(event: Mapping[str, Any]) -> bool:
     return event.get("event_type") == "heartbeat" and event.get("source") == "osism"
 
@@ -233,6 +243,7 @@ class Watcher:
                     continue
                 raise WatchError(EXIT_USAGE, f"the server refused: {error}")
             if kind == "filter_update":
+                self._note(f"watching {self.url} ({describe_filters(message)})")
                 if message.get("recovered") is False:
                     self._note(
                         "events may be missing: the server could not resume "

@@ -217,6 +217,10 @@ class TestRun:
         assert server.sockets[0].sent == [
             {"action": "set_filters", "node_filters": ["node1"]}
         ]
+        assert "filters: none" in err
+        assert watch.describe_filters({"node_filters": ["a", "b"]}) == (
+            "filters: node=a,b"
+        )
 
     def test_json_prints_each_event_as_one_document(
         self, server: FakeServer, capsys: pytest.CaptureFixture[str]
