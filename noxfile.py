@@ -29,6 +29,8 @@ TEST_TOOLS = (
     "httpx2",
     "psutil",
     "pyyaml",
+    "fakeredis",
+    "lupa",
 )
 LINTED = ("osism", "tests", "tools", "bench", "noxfile.py")
 

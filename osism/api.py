@@ -4,7 +4,7 @@ import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Dict, Mapping, Optional
+from typing import Any, AsyncIterator, Callable, Dict, List, Mapping, Optional
 
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response
@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from osism import settings
 from osism.metrics import ApiMetrics
-from osism.protocol import error_reply, filter_reply, parse_client_message
+from osism.protocol import error_reply, filter_reply, parse_client_message, resume_id
 from osism.security import (
     BodySizeLimit,
     SecurityConfig,
@@ -71,10 +71,13 @@ def create_app(
                 "events and publish them"
             )
         await mgr.start()
-        if connect_redis and brg.status()["mode"] == "local":
-            if not await asyncio.to_thread(brg.connect):
-                brg.watch_for_redis()
         brg.set_websocket_manager(mgr)
+        if hasattr(mgr, "replay_source"):
+            mgr.replay_source = brg.replay
+        if connect_redis and brg.status()["mode"] == "local":
+            # Serve at once: Redis is looked for in the background (a name
+            # that does not resolve can take seconds), quietly.
+            brg.watch_for_redis()
         heartbeat = asyncio.create_task(_heartbeat(mgr, interval)) if interval else None
         logger.info("osism API started; event bridge in %s mode", brg.status()["mode"])
         try:
@@ -122,7 +125,21 @@ def create_app(
                     "event_filters": ["<event_type>"],
                     "node_filters": ["<node name>"],
                     "service_filters": ["<first segment of event_type>"],
+                    "last_event_id": "<id of the last event seen: resume after it>",
                 }
+            },
+            "resume": {
+                "query": f"{EVENTS_PATH}?last_event_id=<id of the last event seen>",
+                "message": "set_filters with last_event_id",
+                "reply": {
+                    "type": "filter_update",
+                    "recovered": "true: every missed event matching the filters "
+                    "follows; false: the log no longer reaches back to the id or "
+                    "more than replay_limit were missed (the newest part follows)",
+                    "replayed": "how many missed events follow the reply",
+                    "oldest_id": "the oldest event id the log holds, or null",
+                },
+                "replay_limit": settings.REPLAY_LIMIT,
             },
         }
 
@@ -130,8 +147,10 @@ def create_app(
     async def status() -> Dict[str, Any]:
         bridge_status = brg.status()
         manager_status = mgr.status()
-        ready = manager_status["broadcaster_running"] and (
-            bridge_status["processor_alive"]
+        ready = (
+            manager_status["broadcaster_running"]
+            and bridge_status["processor_alive"]
+            and (bridge_status["mode"] != "redis" or bridge_status["subscribed"])
         )
         return {"ready": ready, "bridge": bridge_status, "websocket": manager_status}
 
@@ -163,13 +182,30 @@ def create_app(
     async def events(websocket: WebSocket) -> None:
         if not await _admit(websocket, mgr, cfg):
             return
+        last_event_id, resume_error = resume_id(
+            websocket.query_params.get("last_event_id")
+        )
         await mgr.connect(websocket)
         try:
-            while True:
+            # Straight after connect (no await between): a resuming client gets
+            # no live event before its reply.
+            if last_event_id is not None:
+                resumed = await mgr.resume(
+                    websocket, last_event_id, _resume_reply(mgr, websocket)
+                )
+            else:
+                resumed = resume_error is None or mgr.send_to(
+                    websocket, error_reply(resume_error)
+                )
+            if not resumed:
+                await close_quietly(websocket, CLOSE_TRY_AGAIN_LATER, "client too slow")
+            while resumed:
                 message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":
                     break
                 reply = await _handle_client_message(mgr, websocket, message)
+                if reply is None:
+                    continue
                 if not mgr.send_to(websocket, reply):
                     # Too slow to take its replies. Returning at once would
                     # drop the connection before its 1013 close frame is sent.
@@ -245,7 +281,9 @@ def _peer(connection: Any) -> str:
 
 async def _handle_client_message(
     manager: WebSocketManager, websocket: WebSocket, message: Mapping[str, Any]
-) -> str:
+) -> Optional[str]:
+    """The reply to a client message; None when it was queued already (a
+    resume queues its reply itself, before the replayed events)."""
     parsed, error = parse_client_message(message.get("text", message.get("bytes")))
     if parsed is None:
         logger.debug("Rejected client message: %s", error)
@@ -259,6 +297,11 @@ async def _handle_client_message(
     connection = manager.connections.get(websocket)
     if connection is None:
         return error_reply("connection is closing")
+    if parsed.last_event_id is not None:
+        await manager.resume(
+            websocket, parsed.last_event_id, _resume_reply(manager, websocket)
+        )
+        return None
     return filter_reply(
         {
             "event_filters": connection.event_filters,
@@ -266,6 +309,25 @@ async def _handle_client_message(
             "service_filters": connection.service_filters,
         }
     )
+
+
+def _resume_reply(
+    manager: WebSocketManager, websocket: WebSocket
+) -> Callable[[Dict[str, Any]], str]:
+    """The filter_update reply of a resume: the filters in force plus its keys."""
+
+    def reply(resume_keys: Dict[str, Any]) -> str:
+        connection = manager.connections.get(websocket)
+        filters: Dict[str, List[str]] = {}
+        if connection is not None:
+            filters = {
+                "event_filters": connection.event_filters,
+                "node_filters": connection.node_filters,
+                "service_filters": connection.service_filters,
+            }
+        return filter_reply({**filters, **resume_keys})
+
+    return reply
 
 
 async def _heartbeat(manager: WebSocketManager, interval: float) -> None:

@@ -106,7 +106,7 @@ class ApiCollector(Collector):
         reasons = {
             "manager_queue_full": _number(manager, "dropped_events"),
             "bridge_queue_full": _number(bridge, "dropped_events"),
-            "missed": _number(bridge, "missed"),
+            "missed": _number(bridge, "missed") or _number(bridge, "missed_warnings"),
         }
         reasons.update(_counts(bridge, "drops"))
         for reason, value in sorted(reasons.items()):
@@ -120,12 +120,12 @@ class ApiCollector(Collector):
         yield counter(
             "osism_replays",
             "Resume requests answered from the event log.",
-            _number(manager, "replays"),
+            _number(manager, "resumes") or _number(manager, "replays"),
         )
         yield counter(
             "osism_replayed_events",
             "Events sent to resuming clients.",
-            _number(manager, "replayed"),
+            _number(manager, "replayed_events") or _number(manager, "replayed"),
         )
         yield gauge("osism_redis_up", "1 when Redis is connected.", float(connected))
         yield gauge(
@@ -137,6 +137,11 @@ class ApiCollector(Collector):
             "osism_subscriber_restarts",
             "Restarts of the Redis subscriber after it gave up.",
             _number(bridge, "subscriber_restarts"),
+        )
+        yield counter(
+            "osism_bridge_duplicates",
+            "Redelivered events the log recognised and did not append again.",
+            _number(bridge, "duplicates"),
         )
         yield counter(
             "osism_bridge_published",

@@ -6,9 +6,10 @@ reply and changes nothing.
 """
 
 import json
+import uuid
 from typing import Any, Dict, List, Literal, Optional, Tuple, Union
 
-from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError, field_validator
 
 from osism import settings
 
@@ -30,6 +31,18 @@ class SetFilters(BaseModel):
     event_filters: Optional[List[StrictStr]] = None
     node_filters: Optional[List[StrictStr]] = None
     service_filters: Optional[List[StrictStr]] = None
+    # Resume: the id of the last event the client saw (see resume_id).
+    last_event_id: Optional[StrictStr] = None
+
+    @field_validator("last_event_id")
+    @classmethod
+    def _a_uuid(cls, value: Optional[str]) -> Optional[str]:
+        if value is None:
+            return None
+        event_id, error = resume_id(value)
+        if error is not None:
+            raise ValueError(error)
+        return event_id
 
 
 ParseResult = Tuple[Optional[SetFilters], Optional[str]]
@@ -75,11 +88,27 @@ def parse_client_message(text: Union[str, bytes, None]) -> ParseResult:
     return message, None
 
 
+LAST_EVENT_ID_ERROR = "last_event_id must be the id (a UUID) of an event"
+
+
+def resume_id(value: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
+    """(id, None) for a UUID in canonical form, (None, None) for no value,
+    (None, reason) for anything else. The reason never repeats the value."""
+    if value is None or value == "":
+        return None, None
+    if len(value) > 64:
+        return None, LAST_EVENT_ID_ERROR
+    try:
+        return str(uuid.UUID(value)), None
+    except ValueError:
+        return None, LAST_EVENT_ID_ERROR
+
+
 def error_reply(reason: str) -> str:
     return json.dumps({"type": "error", "error": reason})
 
 
-def filter_reply(filters: Dict[str, List[str]]) -> str:
+def filter_reply(filters: Dict[str, Any]) -> str:
     reply: Dict[str, Any] = {"type": "filter_update", "status": "success"}
     reply.update(filters)
     return json.dumps(reply)
@@ -92,4 +121,6 @@ def _describe(exc: ValidationError) -> str:
         return f"unknown field {field!r}"
     if field in FILTER_KINDS:
         return f"{field} must be a list of strings or null"
+    if field == "last_event_id":
+        return LAST_EVENT_ID_ERROR
     return f"{field}: {error['msg']}"

@@ -77,3 +77,15 @@ BRIDGE_QUEUE_SIZE = env_int("BRIDGE_QUEUE_SIZE", 10000, minimum=1)
 HEARTBEAT_INTERVAL = env_float("HEARTBEAT_INTERVAL", 30.0)
 # Longest pause between two restarts of a Redis subscriber that gave up.
 SUBSCRIBER_RESTART_MAX_DELAY = env_float("SUBSCRIBER_RESTART_MAX_DELAY", 30.0, 0.1)
+# Name prefix of the event log in Redis: the pub/sub channel is the prefix,
+# the stream "<prefix>:log", the id keys "<prefix>:id:<event id>".
+EVENTS_PREFIX = os.environ.get("EVENTS_PREFIX", "").strip() or "osism:events"
+# Events the log keeps (approximately: Redis trims whole blocks).
+EVENT_HISTORY_SIZE = env_int("EVENT_HISTORY_SIZE", 10000, minimum=1)
+# Seconds an event id is remembered, so a redelivered notification is not
+# logged twice.
+EVENT_DEDUPE_SECONDS = env_int("EVENT_DEDUPE_SECONDS", 3600, minimum=1)
+# Most events one resuming client is replayed (more: the newest part).
+REPLAY_LIMIT = env_int("REPLAY_LIMIT", 5000, minimum=1)
+# Live events held for one client while its replay is sent; past it: 1013.
+RESUME_BUFFER_SIZE = env_int("RESUME_BUFFER_SIZE", 10000, minimum=1)

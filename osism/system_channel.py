@@ -58,10 +58,9 @@ def redis_state(bridge: Mapping[str, Any]) -> Tuple[str, bool, bool]:
     """(mode, connected, subscription live) from a bridge status."""
     mode = str(bridge.get("mode", "local"))
     live = bool(bridge.get("subscribed", bridge.get("subscription_live", False)))
-    if "redis_connected" in bridge:
-        connected = bool(bridge["redis_connected"])
-    else:
-        connected = mode == "redis" and live
+    # Connected: a client (where the bridge says) and a live subscription,
+    # which is what tells that Redis answers now.
+    connected = mode == "redis" and bool(bridge.get("redis_connected", True)) and live
     return mode, connected, live
 
 
@@ -106,7 +105,7 @@ class SystemState:
         self._update_rates(now, events_in, events_out)
         dropped = _int(manager, "dropped_events") + _int(bridge, "dropped_events")
         slow = _int(manager, "slow_disconnects", "slow_clients_closed")
-        missed = _int(bridge, "missed", "missed_events")
+        missed = _int(bridge, "missed", "missed_events", "missed_warnings")
         warnings = self._warnings(mode, connected, live, missed, dropped)
         return {
             "type": "system",

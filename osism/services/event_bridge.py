@@ -1,31 +1,62 @@
-"""Bridge between the processes of the event stream, over Redis pub/sub.
+"""Bridge between the processes of the event stream: the event log.
 
-A publisher (the listener, or the API's POST endpoint) calls ``add_event``; the
-event is published on the Redis channel ``osism:events``. Every API process
-subscribes to that channel in a thread and hands each event to its WebSocket
-manager. Without a reachable Redis, events stay in this process: a bounded
-local queue, drained by a processor thread into the manager, or, in a process
-without a manager, forwarded to Redis once it is back.
+A publisher (the listener, the API's POST endpoint) calls ``add_event``: the
+event is appended to the log and announced on the channel in one step
+(redis_log). Every API process subscribes to the channel, fills any gap from
+the log after each (re)subscribe (subscription) and hands each event to its
+WebSocket manager. Without Redis at start (embedded mode) the log is a
+bounded history in this process (event_log.MemoryEventLog).
 
-Threads and asyncio meet in exactly one place, ``_process_single_event``.
+Who runs what:
+
+==========================  ===============================  =========================
+thread                      runs                             job
+==========================  ===============================  =========================
+the caller's (listener,     ``add_event``                    append to the log; True
+POST endpoint)                                               once the log has it
+``osism-redis-subscriber``  ``_supervise_subscriber`` ->     Redis mode: subscribe,
+                            ``_redis_subscriber_loop``       catch up, hand on live
+                                                             events, PING, retry
+``osism-bridge-processor``  ``_process_events``              embedded mode: hand on
+                                                             the in-memory log's
+                                                             events
+``osism-redis-watcher``     ``_watch_redis``                 embedded API: look for
+                                                             Redis quietly, switch
+                                                             to it once it answers
+==========================  ===============================  =========================
+
+Threads meet asyncio in exactly one place, ``_process_single_event``: it hands
+the event to the manager's loop (``asyncio.run_coroutine_threadsafe``) and
+does not wait.
 """
 
 import asyncio
-import json
 import logging
-import os
 import queue
 import threading
 import time
-from typing import Any, Dict, Optional, Tuple
+from concurrent.futures import Future
+from typing import Any, Dict, Optional
 
 from osism import settings
+from osism.services.backoff import Backoff
+from osism.services.event_log import (
+    Envelope,
+    LogEntry,
+    MemoryEventLog,
+    Replay,
+    new_envelope,
+)
 from osism.services.ratelimit import RateLimitedLog
 
 try:
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
+
+    from osism.services.redis_connection import RedisSettings, create_client
+    from osism.services.redis_log import RedisEventLog
+    from osism.services.subscription import Subscription, decode
 
     REDIS_AVAILABLE = True
 except ImportError:  # pragma: no cover - redis is a runtime requirement
@@ -34,44 +65,63 @@ except ImportError:  # pragma: no cover - redis is a runtime requirement
 
 logger = logging.getLogger("osism.event_bridge")
 
-CHANNEL = "osism:events"
-# Put on the local queue at shutdown so that its reader wakes up at once.
-_WAKE: Dict[str, Any] = {}
+CHANNEL = settings.EVENTS_PREFIX
+# Put on the hand-off queue at shutdown, so that the processor stops at once.
+_WAKE: Envelope = {}
 
 
 class EventBridge:
-    """Publishes events on Redis and feeds the ones it receives to a manager."""
+    """Appends events to the log and feeds the ones it receives to a manager."""
 
     SUBSCRIBE_MAX_RETRIES = 5
     SUBSCRIBE_RETRY_DELAY = settings.env_float("SUBSCRIBER_RETRY_DELAY", 5.0)
     RESTART_MIN_DELAY = 1.0
-    FORWARD_MIN_DELAY = 0.5
 
     def __init__(self, connect: bool = True, queue_size: Optional[int] = None) -> None:
         self._redis_client: Optional[Any] = None
         self._redis_subscriber: Optional[Any] = None
         size = settings.BRIDGE_QUEUE_SIZE if queue_size is None else queue_size
-        self._event_queue: "queue.Queue[Dict[str, Any]]" = queue.Queue(maxsize=size)
+        self._event_queue: "queue.Queue[Envelope]" = queue.Queue(maxsize=size)
         self._shutdown_event = threading.Event()
         self._websocket_manager: Optional[Any] = None
         self._processor_thread: Optional[threading.Thread] = None
         self._subscriber_thread: Optional[threading.Thread] = None
-        self._forwarder_thread: Optional[threading.Thread] = None
         self._watcher_thread: Optional[threading.Thread] = None
         self._redis_lock = threading.RLock()
         self._close_lock = threading.Lock()
+        self._redis_settings = RedisSettings.from_env() if REDIS_AVAILABLE else None
+        # Redis mode: events go to Redis (add_event is False while it is down).
+        self._redis_mode = False
+        self._redis_log: Optional["RedisEventLog"] = None
+        self._memory_log = MemoryEventLog(
+            settings.EVENT_HISTORY_SIZE,
+            settings.EVENT_DEDUPE_SECONDS,
+            on_append=self._hand_on_locally,
+        )
+        timeout = self._redis_settings.socket_timeout if self._redis_settings else 5.0
+        self._feed = Subscription(interval=timeout, timeout=timeout)
         self._subscribed = False
         self.dropped_events = 0
         self.published = 0
         self.subscriber_restarts = 0
         self._drop_log = RateLimitedLog(logger, interval=10.0)
-        self._no_subscriber_log = RateLimitedLog(logger, interval=60.0)
+        self._down_log = RateLimitedLog(logger, interval=30.0)
         if connect:
             self._init_redis()
 
     def connect(self) -> bool:
-        """Connect to Redis now; True when it answered."""
+        """Connect to Redis now (Redis mode once it answered); True when it did."""
         self._init_redis()
+        return self._redis_client is not None
+
+    def use_redis(self) -> bool:
+        """A publishing process (the listener): Redis mode, reachable or not.
+
+        ``add_event`` answers False until Redis has the event; True: Redis
+        answers now.
+        """
+        self._redis_mode = True
+        self._init_redis(with_subscriber=False)
         return self._redis_client is not None
 
     def set_websocket_manager(self, manager: Any) -> None:
@@ -85,22 +135,8 @@ class EventBridge:
             self._start_processor_thread()
         logger.info("Event bridge delivering to the WebSocket manager")
 
-    def start_forwarding(self) -> None:
-        """In a process without a manager: publish locally held events later."""
-        self._shutdown_event.clear()
-        thread = self._forwarder_thread
-        if thread is None or not thread.is_alive():
-            self._forwarder_thread = threading.Thread(
-                target=self._forward_events, name="osism-bridge-forwarder", daemon=True
-            )
-            self._forwarder_thread.start()
-
     def watch_for_redis(self) -> None:
-        """Without Redis: keep looking for it, and subscribe once it answers.
-
-        An API process that started while Redis was down would otherwise stay
-        on its in-process bridge and miss every event of the other processes.
-        """
+        """In an API process without Redis: look for it in the background."""
         self._shutdown_event.clear()
         if self._redis_client is not None or _alive(self._watcher_thread):
             return
@@ -109,100 +145,142 @@ class EventBridge:
         )
         self._watcher_thread.start()
 
-    def add_event(self, event_type: str, payload: Any) -> bool:
-        """Publish an event; True once it is published or held locally."""
+    def add_event(
+        self, event_type: str, payload: Any, meta: Optional[Dict[str, Any]] = None
+    ) -> bool:
+        """Put an event in the log; True once the log has it (decision 3)."""
         try:
-            event = {"event_type": event_type, "payload": payload}
-            message = json.dumps(event)
-            client = self._redis_client
-            if client is not None and not self._backlog_pending():
-                if self._publish(client, message, event_type):
-                    return True
-                self._init_redis(with_subscriber=False)
-                client = self._redis_client
-                if client is not None and self._publish(client, message, event_type):
-                    logger.info("Published %s after reconnecting to Redis", event_type)
-                    return True
-            return self._queue_locally(event)
+            envelope = new_envelope(event_type, payload, meta)
+            if not self._redis_mode:
+                return self._memory_log.append(envelope) is not None
+            return self._append_to_redis(envelope)
         except Exception as exc:
-            logger.error("Error adding event %r: %s; event dropped", event_type, exc)
+            logger.error("Error adding event %r: %s; event not taken", event_type, exc)
             return False
+
+    def replay(self, last_event_id: str, limit: int) -> Replay:
+        """What a client that saw ``last_event_id`` missed, from the current log."""
+        log = self._redis_log if self._redis_mode else self._memory_log
+        if log is None:
+            return Replay([], False, None)
+        try:
+            return log.replay(last_event_id, limit)
+        except redis.RedisError as exc:
+            logger.warning("Cannot read the event log for a resume: %s", exc)
+            return Replay([], False, None)
 
     def shutdown(self) -> None:
         """Stop every thread this bridge started and close its Redis subscriber."""
         logger.info("Shutting down event bridge")
         self._shutdown_event.set()
-        self._wake_queue_reader()
+        if _alive(self._processor_thread):
+            try:
+                self._event_queue.put_nowait(_WAKE)
+            except queue.Full:
+                pass  # a full queue wakes its reader anyway
         error = self._close_pubsub(self._redis_subscriber)
         if error is not None:
             logger.error("Error closing Redis subscriber: %s", error)
-        for thread in (
-            self._subscriber_thread,
-            self._processor_thread,
-            self._forwarder_thread,
-            self._watcher_thread,
-        ):
+        for thread in (self._subscriber_thread, self._processor_thread):
             if thread is not None and thread.is_alive():
                 thread.join(timeout=5.0)
+        if _alive(self._watcher_thread):
+            # It may sit in a name lookup; it holds nothing and is a daemon.
+            self._watcher_thread.join(timeout=1.0)  # type: ignore[union-attr]
         self._subscriber_thread = None
         self._processor_thread = None
-        self._forwarder_thread = None
         self._watcher_thread = None
-        wakes = sum(1 for event in list(self._event_queue.queue) if event is _WAKE)
-        pending = self._event_queue.unfinished_tasks - wakes
-        if pending and self._websocket_manager is None:
-            logger.warning("%d events were not forwarded to Redis", pending)
 
     def status(self) -> Dict[str, Any]:
+        cfg = self._redis_settings
         return {
-            "mode": "redis" if self._redis_client is not None else "local",
-            "redis": "%s:%d/%d" % _redis_address(),
+            "mode": "redis" if self._redis_mode else "local",
+            "redis": cfg.describe() if cfg is not None else None,
+            "redis_connected": self._redis_client is not None,
             "subscribed": self._subscribed,
             "subscriber_alive": _alive(self._subscriber_thread),
             "processor_alive": _alive(self._processor_thread),
-            "forwarder_alive": _alive(self._forwarder_thread),
             "watching_for_redis": _alive(self._watcher_thread),
             "subscriber_restarts": self.subscriber_restarts,
             "local_queue": self._event_queue.qsize(),
             "local_queue_size": self._event_queue.maxsize,
+            "local_history": len(self._memory_log),
             "published": self.published,
+            "duplicates": self._memory_log.duplicates
+            + (self._redis_log.duplicates if self._redis_log else 0),
             "dropped_events": self.dropped_events,
+            "last_position": self._feed.position,
+            "caught_up": self._feed.caught_up,
+            "missed_warnings": self._feed.missed_warnings,
         }
 
     def _init_redis(self, with_subscriber: bool = True) -> None:
         if not REDIS_AVAILABLE:
             logger.warning("Python package redis not available; events stay local")
             return
-        host, port, db = _redis_address()
+        cfg = self._redis_settings = RedisSettings.from_env()
         with self._redis_lock:
             try:
-                client = redis.Redis(
-                    host=host,
-                    port=port,
-                    db=db,
-                    decode_responses=True,
-                    socket_connect_timeout=10,
-                    socket_timeout=None,
-                    health_check_interval=30,
-                )
+                client = create_client(cfg)
+                # One more try on a broken connection (Redis restarted); none
+                # on a timeout, so that no call blocks longer than its timeout.
+                client.set_retry(Retry(NoBackoff(), 1, (redis.ConnectionError,)))
                 client.ping()
                 self._redis_client = client
+                self._redis_log = RedisEventLog(client)
+                self._redis_mode = True
                 if with_subscriber:
                     self._close_subscriber()
                     self._redis_subscriber = client.pubsub()
-                logger.info("Connected to Redis at %s:%d/%d", host, port, db)
+                logger.info("Connected to Redis at %s", cfg.describe())
             except Exception as exc:
-                logger.error(
-                    "Cannot connect to Redis at %s:%d/%d: %s; events stay in "
-                    "this process until it is back",
-                    host,
-                    port,
-                    db,
+                self._down_log.error(
+                    "Cannot connect to Redis at %s: %s; retrying with back-off",
+                    cfg.describe(),
                     exc,
                 )
                 self._redis_client = None
                 if with_subscriber:
                     self._close_subscriber()
+
+    def _append_to_redis(self, envelope: Envelope) -> bool:
+        log = self._redis_log if self._redis_client is not None else None
+        if log is None:
+            self._init_redis(with_subscriber=False)
+            log = self._redis_log if self._redis_client is not None else None
+            if log is None:
+                return False
+        try:
+            entry = log.append(envelope)
+        except redis.ConnectionError as exc:
+            logger.warning("Appending %s failed: %s", envelope["event_type"], exc)
+            self._init_redis(with_subscriber=False)
+            log = self._redis_log if self._redis_client is not None else None
+            if log is None:
+                return False
+            try:
+                entry = log.append(envelope)
+            except redis.RedisError as again:
+                logger.warning("Appending after reconnecting failed: %s", again)
+                return False
+            logger.info("Appended %s after reconnecting to Redis", envelope["id"])
+        except redis.RedisError as exc:
+            self._down_log.warning(
+                "Redis did not take %s: %s; not taken",
+                envelope["event_type"],
+                exc,
+            )
+            return False
+        if entry is not None:
+            self.published += 1
+            logger.debug(
+                "Logged %s as %s at %s (%d subscribers)",
+                envelope["event_type"],
+                entry.event.get("id"),
+                entry.position,
+                log.receivers,
+            )
+        return entry is not None
 
     def _close_subscriber(self) -> None:
         subscriber, self._redis_subscriber = self._redis_subscriber, None
@@ -241,14 +319,15 @@ class EventBridge:
 
     def _supervise_subscriber(self) -> None:
         """Run the subscriber loop; after it gives up, start it again, backing off."""
-        delay = self.RESTART_MIN_DELAY
+        backoff = Backoff(self.RESTART_MIN_DELAY, settings.SUBSCRIBER_RESTART_MAX_DELAY)
         while not self._shutdown_event.is_set():
             started = time.monotonic()
             self._redis_subscriber_loop()
             if self._shutdown_event.is_set():
                 break
-            if time.monotonic() - started > 2 * settings.SUBSCRIBER_RESTART_MAX_DELAY:
-                delay = self.RESTART_MIN_DELAY
+            if time.monotonic() - started > 2 * backoff.maximum:
+                backoff.reset()
+            delay = backoff.next()
             self.subscriber_restarts += 1
             logger.warning(
                 "Redis subscriber stopped; starting it again in %.1f s (restart %d)",
@@ -257,7 +336,6 @@ class EventBridge:
             )
             if self._shutdown_event.wait(delay):
                 break
-            delay = min(delay * 2, settings.SUBSCRIBER_RESTART_MAX_DELAY)
             self._init_redis()
         logger.info("Redis subscriber stopped for shutdown")
 
@@ -275,14 +353,19 @@ class EventBridge:
                     subscriber = self._redis_subscriber
                     if subscriber is None:
                         raise ConnectionError("no connection to Redis")
+                    log = self._redis_log
+                    if log is None:
+                        raise ConnectionError("no connection to Redis")
+                    # The first time: start from the log's tail, read before
+                    # subscribing so that nothing falls between the two.
+                    self._feed.begin(log)
+                    self._feed.reset_health()
                     subscriber.subscribe(CHANNEL)
-                    self._subscribed = True
-                    retry_count = 0
-                    logger.info("Subscribed to Redis channel %s", CHANNEL)
                     while not self._shutdown_event.is_set():
                         message = subscriber.get_message(timeout=1.0)
-                        if message is not None and message.get("type") == "message":
-                            self._handle_message(message["data"])
+                        self._feed.check_health(subscriber)
+                        if message is not None and self._on_message(message):
+                            retry_count = 0
                 except Exception as exc:
                     self._subscribed = False
                     retry_count += 1
@@ -307,47 +390,78 @@ class EventBridge:
             if error is not None:
                 logger.debug("Closing Redis subscriber failed: %s", error)
 
+    def _on_message(self, message: Dict[str, Any]) -> bool:
+        """Handle one pub/sub message; True when it confirmed a (re)subscribe.
+
+        redis-py resubscribes by itself after a reconnect; every confirmation
+        is followed by a catch-up from the log, so no reconnect leaves a gap.
+        """
+        kind = message.get("type")
+        if kind == "message":
+            self._handle_message(message["data"])
+        elif self._feed.pong(message):
+            pass
+        elif kind == "subscribe":
+            log = self._redis_log
+            if log is None:
+                raise ConnectionError("no connection to Redis")
+            self._feed.catch_up(log, self._deliver)
+            self._subscribed = True
+            logger.info(
+                "Subscribed to Redis channel %s; live from %s",
+                CHANNEL,
+                self._feed.position,
+            )
+            return True
+        return False
+
     def _handle_message(self, data: str) -> None:
         try:
-            event_data = json.loads(data)
-            if self._websocket_manager is not None:
-                self._process_single_event(event_data)
-            else:
-                self._queue_locally(event_data)
-        except json.JSONDecodeError as exc:
+            event_data = decode(data)
+            if self._feed.accept(event_data):
+                self._deliver(event_data)
+        except ValueError as exc:
             logger.error("Invalid JSON on %s: %s; message skipped", CHANNEL, exc)
         except Exception as exc:
             logger.error("Error processing Redis event: %s; message skipped", exc)
 
-    def _process_single_event(self, event_data: Dict[str, Any]) -> None:
+    def _deliver(self, event_data: Envelope) -> None:
+        if self._websocket_manager is not None:
+            self._process_single_event(event_data)
+        else:
+            self._queue_locally(event_data)
+
+    def _process_single_event(self, event_data: Envelope) -> None:
+        """Hand one event to the manager's loop: where threads meet asyncio."""
         manager = self._websocket_manager
         if manager is None:
             logger.warning("No WebSocket manager available; event dropped")
             return
         event_type = event_data.get("event_type", "")
-        payload = event_data.get("payload", {})
         loop = getattr(manager, "loop", None)
-        if (
+        if not (
             isinstance(loop, asyncio.AbstractEventLoop)
             and loop.is_running()
             and not loop.is_closed()
         ):
-            # The one place where threads meet asyncio: this runs in a bridge
-            # thread, the manager lives on its broadcaster's loop. The work is
-            # handed to that loop and runs there; this thread does not wait.
-            loop.call_soon_threadsafe(manager.add_notification, event_type, payload)
-            return
-        # No broadcaster loop exists yet, so nothing else touches the manager:
-        # a private loop may drive the coroutine.
-        private_loop = asyncio.new_event_loop()
-        try:
-            private_loop.run_until_complete(
-                manager.broadcast_event_from_notification(event_type, payload)
+            self.dropped_events += 1
+            self._drop_log.warning(
+                "The WebSocket manager's loop is not running; %s not delivered "
+                "(%d so far)",
+                event_type,
+                self.dropped_events,
             )
-        except Exception as exc:
-            logger.error("Error broadcasting %r: %s", event_type, exc)
-        finally:
-            private_loop.close()
+            return
+        coroutine = manager.broadcast_event_from_notification(
+            event_type,
+            event_data.get("payload", {}),
+            meta=event_data.get("meta"),
+            event_id=event_data.get("id"),
+            timestamp=event_data.get("timestamp"),
+            position=event_data.get("stream_id"),
+        )
+        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+        future.add_done_callback(_log_failure)
 
     def _process_events(self) -> None:
         while not self._shutdown_event.is_set():
@@ -365,9 +479,38 @@ class EventBridge:
             finally:
                 self._event_queue.task_done()
 
+    def _hand_on_locally(self, entry: LogEntry) -> None:
+        """The in-memory log's announcement: its new entry to the processor."""
+        self._queue_locally(dict(entry.event, stream_id=entry.position))
+
+    def _queue_locally(self, event: Envelope) -> None:
+        """Put an event on the bounded hand-off queue; at the bound the oldest
+        waiting one is dropped (it stays in the log: clients can resume)."""
+        try:
+            self._event_queue.put_nowait(event)
+            return
+        except queue.Full:
+            pass
+        try:
+            self._event_queue.get_nowait()
+            self._event_queue.task_done()
+            self._event_queue.put_nowait(event)
+        except (queue.Empty, queue.Full):
+            pass
+        self.dropped_events += 1
+        self._drop_log.warning(
+            "Local event queue full (%d): dropped the oldest waiting event, "
+            "%d dropped so far",
+            self._event_queue.maxsize,
+            self.dropped_events,
+        )
+
     def _watch_redis(self) -> None:
-        delay = self.RESTART_MIN_DELAY
-        while not self._shutdown_event.wait(delay):
+        cfg = self._redis_settings
+        where = cfg.describe() if cfg is not None else "?"
+        backoff = Backoff(self.RESTART_MIN_DELAY, settings.SUBSCRIBER_RESTART_MAX_DELAY)
+        told = False
+        while not self._shutdown_event.is_set():
             if _redis_answers():
                 self._init_redis()
                 if self._redis_client is not None:
@@ -376,154 +519,38 @@ class EventBridge:
                         and self._subscriber_thread is None
                     ):
                         self._start_redis_subscriber()
-                    logger.info("Redis answers now: events go through it")
+                    logger.info("Redis at %s answers: events go through it", where)
                     return
-            delay = min(delay * 2, settings.SUBSCRIBER_RESTART_MAX_DELAY)
-
-    def _forward_events(self) -> None:
-        """Publish locally held events, oldest first, whenever Redis is there."""
-        pending: Optional[Dict[str, Any]] = None
-        delay = self.FORWARD_MIN_DELAY
-        while not self._shutdown_event.is_set():
-            if pending is None:
-                try:
-                    pending = self._event_queue.get(timeout=1.0)
-                except queue.Empty:
-                    continue
-                if pending is _WAKE:
-                    self._event_queue.task_done()
-                    pending = None
-                    continue
-            if self._forward(pending):
-                self._event_queue.task_done()
-                pending = None
-                delay = self.FORWARD_MIN_DELAY
-            elif self._shutdown_event.wait(delay):
-                break
-            else:
-                delay = min(delay * 2, settings.SUBSCRIBER_RESTART_MAX_DELAY)
-
-    def _forward(self, event: Dict[str, Any]) -> bool:
-        client = self._redis_client
-        if client is None:
-            self._init_redis(with_subscriber=False)
-            client = self._redis_client
-            if client is None:
-                return False
-        event_type = str(event.get("event_type"))
-        receivers = self._send(client, json.dumps(event), event_type)
-        if receivers is None:
-            self._redis_client = None
-            return False
-        if receivers == 0:
-            # Redis keeps no pub/sub message for later: published before an
-            # API process has (re)subscribed, it reached nobody. Nobody got
-            # it, so publishing it again later duplicates nothing.
-            self._no_subscriber_log.warning(
-                "No Redis subscribers on %s yet: holding %s until an API "
-                "process subscribes",
-                CHANNEL,
-                event_type,
-            )
-            return False
-        self.published += 1
-        logger.debug("Forwarded %s to %s subscribers", event_type, receivers)
-        return True
-
-    def _publish(self, client: Any, message: str, event_type: str) -> bool:
-        receivers = self._send(client, message, event_type)
-        if receivers is None:
-            return False
-        self.published += 1
-        if receivers > 0:
-            logger.debug("Published %s to %d subscribers", event_type, receivers)
-        else:
-            self._no_subscriber_log.warning(
-                "No Redis subscribers on %s: %s reached no API process",
-                CHANNEL,
-                event_type,
-            )
-        return True
-
-    def _send(self, client: Any, message: str, event_type: str) -> Optional[int]:
-        """PUBLISH on the channel: how many subscribers heard it, None on failure."""
-        try:
-            receivers: int = client.publish(CHANNEL, message)
-        except Exception as exc:
-            logger.warning("Publishing %s to Redis failed: %s", event_type, exc)
-            return None
-        return receivers
-
-    def _queue_locally(self, event: Dict[str, Any]) -> bool:
-        """Hold an event in the bounded local queue, dropping the oldest if full."""
-        try:
-            self._event_queue.put_nowait(event)
-            logger.debug("Queued %s locally", event.get("event_type"))
-            return True
-        except queue.Full:
-            pass
-        try:
-            self._event_queue.get_nowait()
-            self._event_queue.task_done()
-            self.dropped_events += 1
-            self._event_queue.put_nowait(event)
-            self._drop_log.warning(
-                "Local event queue full (%d): dropped the oldest event, "
-                "%d dropped so far",
-                self._event_queue.maxsize,
-                self.dropped_events,
-            )
-            return True
-        except (queue.Empty, queue.Full):
-            self.dropped_events += 1
-            self._drop_log.warning(
-                "Local event queue full: dropped %s, %d dropped so far",
-                event.get("event_type"),
-                self.dropped_events,
-            )
-            return False
-
-    def _wake_queue_reader(self) -> None:
-        """Let a thread blocked on the local queue see the shutdown at once."""
-        if _alive(self._processor_thread) or _alive(self._forwarder_thread):
-            try:
-                self._event_queue.put_nowait(_WAKE)
-            except queue.Full:
-                pass  # a full queue wakes its reader anyway
-
-    def _backlog_pending(self) -> bool:
-        """Whether held events must be forwarded before a new one is published."""
-        return _alive(self._forwarder_thread) and self._event_queue.unfinished_tasks > 0
-
-
-def _redis_address() -> Tuple[str, int, int]:
-    host = os.environ.get("REDIS_HOST", "redis")
-    return (
-        host,
-        settings.env_int("REDIS_PORT", 6379, minimum=1),
-        settings.env_int("REDIS_DB", 0),
-    )
+            if not told:
+                told = True
+                logger.info(
+                    "No Redis answers at %s: events stay in this process "
+                    "(embedded mode). Set REDIS_HOST, REDIS_PORT and REDIS_DB to "
+                    "share them with the listener and other API processes; "
+                    "looking for Redis there in the background",
+                    where,
+                )
+            if self._shutdown_event.wait(backoff.next()):
+                return
 
 
 def _redis_answers() -> bool:
     """A quiet, quick check (one try, no retries, no error log) for the watcher."""
-    host, port, db = _redis_address()
+    cfg = RedisSettings.from_env()
     try:
-        client = redis.Redis(
-            host=host,
-            port=port,
-            db=db,
-            socket_connect_timeout=2,
-            socket_timeout=2,
-            retry=Retry(NoBackoff(), 0),
-        )
+        client = create_client(cfg, probe=True)
         try:
             return bool(client.ping())
         finally:
             client.close()
     except Exception as exc:
-        logger.debug("Redis at %s:%d/%d does not answer yet: %s", host, port, db, exc)
+        logger.debug("Redis at %s does not answer yet: %s", cfg.describe(), exc)
         return False
+
+
+def _log_failure(future: "Future[Any]") -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.error("Error broadcasting an event: %s", future.exception())
 
 
 def _alive(thread: Optional[threading.Thread]) -> bool:

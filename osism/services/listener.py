@@ -45,10 +45,14 @@ the way oslo.messaging declares it (topic, not auto-deleted, durable only with
 ``amqp_durable_queues``), so the queue is bound before the service sends its
 first notification and the service's own declaration later matches ours.
 
-A message is acknowledged only once the bridge took it (published on Redis or
-held in its bounded local queue); otherwise it is requeued, so a crash before
-that redelivers it. A malformed message is logged and rejected without
-requeue. The connection is re-established with a capped back-off.
+A message is acknowledged only once the event is in the event log in Redis.
+While Redis is down the listener keeps the message it holds, unacknowledged,
+and offers it again with a capped back-off: the rest stays queued in
+RabbitMQ, in order, nothing waits in the listener's memory, and a listener
+killed at any moment loses nothing (RabbitMQ redelivers what was not
+acknowledged; the log recognises a redelivered ``message_id`` and keeps it
+once). A malformed message is logged and rejected without requeue. The
+connection is re-established with a capped back-off.
 """
 
 import json
@@ -57,6 +61,7 @@ import os
 import signal
 import textwrap
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
@@ -77,6 +82,7 @@ from typing import (
 from kombu import Connection, Exchange, Queue, binding
 from kombu.mixins import ConsumerMixin
 
+from osism.services.backoff import Backoff
 from osism.services.listener_metrics import ListenerMetrics, exchanges_of
 from osism.services.listener_metrics import start_from_env as start_metrics_server
 from osism.services.ratelimit import RateLimitedLog
@@ -109,6 +115,8 @@ JOIN_TIMEOUT = 10.0
 POLL_INTERVAL = 0.5
 REQUEUE_MIN_DELAY = 0.1
 REQUEUE_MAX_DELAY = 5.0
+# Longest wait between two heartbeat checks while a message waits for Redis.
+HEARTBEAT_SLICE = 1.0
 RESTART_MIN_DELAY = 1.0
 
 Body = Union[bytes, str, Mapping[str, Any]]
@@ -141,11 +149,11 @@ class ReceivedMessage(Protocol):
 class EventSink(Protocol):
     """What the listener needs of the event bridge."""
 
-    def connect(self) -> bool: ...
+    def use_redis(self) -> bool: ...
 
-    def start_forwarding(self) -> None: ...
-
-    def add_event(self, event_type: str, payload: Any) -> bool: ...
+    def add_event(
+        self, event_type: str, payload: Any, meta: Optional[Dict[str, Any]] = None
+    ) -> bool: ...
 
     def shutdown(self) -> None: ...
 
@@ -300,9 +308,10 @@ class NotificationListener(ConsumerMixin):
         self.should_stop = False
         self._stopped = threading.Event()
         self._wait = self._stopped.wait if wait is None else wait
-        self._requeue_delay = REQUEUE_MIN_DELAY
+        self._consumer_connection: Optional[Any] = None
+        self._exchange = "?"  # of the message being handed over, for metrics
         self.acknowledged = 0
-        self.requeued = 0
+        self.retried = 0
         self.rejected = 0
         self.metrics = ListenerMetrics(exchanges_of(config.bindings))
         self._malformed_log = RateLimitedLog(logger, interval=10.0)
@@ -354,10 +363,11 @@ class NotificationListener(ConsumerMixin):
                     break
                 delay = min(delay * 2, self.config.reconnect_max_delay)
         logger.info(
-            "Listener stopped: %d acknowledged, %d requeued, %d rejected",
+            "Listener stopped: %d acknowledged, %d rejected, %d retries while "
+            "the bridge did not take events",
             self.acknowledged,
-            self.requeued,
             self.rejected,
+            self.retried,
         )
 
     def get_consumers(self, consumer: Callable[..., Any], channel: Any) -> List[Any]:
@@ -431,6 +441,7 @@ class NotificationListener(ConsumerMixin):
     def on_consume_ready(
         self, connection: Any, channel: Any, consumers: Any, **kwargs: Any
     ) -> None:
+        self._consumer_connection = connection
         self.metrics.set_ready(True)
         for item in self.config.bindings:
             logger.info(
@@ -442,7 +453,7 @@ class NotificationListener(ConsumerMixin):
             )
 
     def on_message(self, message: ReceivedMessage) -> None:
-        """Hand one message to the bridge; ack, requeue or reject it."""
+        """Hand one message to the bridge and ack it, or reject it if malformed."""
         info = message.delivery_info or {}
         exchange = info.get("exchange", "?")
         routing_key = info.get("routing_key", "?")
@@ -463,41 +474,103 @@ class NotificationListener(ConsumerMixin):
             message.reject(requeue=False)
             self.metrics.count(exchange, "rejected")
             return
-        try:
-            taken = self.bridge.add_event(notification.event_type, notification.payload)
-        except Exception as exc:
-            logger.error("Bridge failed on %s: %s", notification.event_type, exc)
-            taken = False
-        if taken:
-            message.ack()
-            self.acknowledged += 1
-            self.metrics.count(exchange, "acked")
-            self._requeue_delay = REQUEUE_MIN_DELAY
-            logger.debug(
-                "Acknowledged %s from %s (message %s)",
-                notification.event_type,
-                routing_key,
-                notification.message_id,
-            )
+        self._exchange = exchange
+        if not self._hand_over(notification, routing_key):
+            # Stopping: the message stays unacknowledged, so RabbitMQ
+            # redelivers it, in its place, once this connection closes.
             return
-        message.requeue()
-        self.requeued += 1
-        self.metrics.count(exchange, "requeued")
-        delay = self._requeue_delay
-        self._requeue_delay = min(delay * 2, REQUEUE_MAX_DELAY)
-        self._requeue_log.warning(
-            "The bridge did not take %s from %s; requeued it, pausing %.1f s "
-            "(%d requeued so far)",
+        message.ack()
+        self.acknowledged += 1
+        self.metrics.count(exchange, "acked")
+        logger.debug(
+            "Acknowledged %s from %s (message %s)",
             notification.event_type,
             routing_key,
-            delay,
-            self.requeued,
+            notification.message_id,
         )
-        self._wait(delay)
+
+    def _hand_over(self, notification: Notification, routing_key: str) -> bool:
+        """Give one event to the bridge until the log has it; False on stop.
+
+        While the bridge does not take it (Redis down), the message is kept,
+        unacknowledged, and offered again with a capped back-off: RabbitMQ
+        keeps the rest of the queue, in order, and nothing waits in memory.
+        """
+        backoff = Backoff(REQUEUE_MIN_DELAY, REQUEUE_MAX_DELAY)
+        since: Optional[float] = None
+        while True:
+            try:
+                taken = self.bridge.add_event(
+                    notification.event_type,
+                    notification.payload,
+                    meta=_meta(notification),
+                )
+            except Exception as exc:
+                logger.error("Bridge failed on %s: %s", notification.event_type, exc)
+                taken = False
+            if taken:
+                if since is not None:
+                    logger.info(
+                        "The bridge takes events again after %.1f s; consuming",
+                        time.monotonic() - since,
+                    )
+                return True
+            if self.should_stop:
+                return False
+            if since is None:
+                since = time.monotonic()
+            delay = backoff.next()
+            self.retried += 1
+            self.metrics.count(self._exchange, "requeued")
+            self._requeue_log.warning(
+                "The bridge did not take %s from %s (is Redis down?); keeping it "
+                "unacknowledged, RabbitMQ holds the rest; trying again in %.1f s "
+                "(%d retries so far)",
+                notification.event_type,
+                routing_key,
+                delay,
+                self.retried,
+            )
+            if self._pause(delay):
+                return False
+
+    def _pause(self, delay: float) -> bool:
+        """Wait ``delay`` s, keeping the broker connection alive; True on stop."""
+        remaining = delay
+        while remaining > 0:
+            step = min(remaining, HEARTBEAT_SLICE)
+            if self._wait(step):
+                return True
+            self._heartbeat()
+            remaining -= step
+        return self.should_stop
+
+    def _heartbeat(self) -> None:
+        """Send our heartbeats while no frames are read (inside on_message).
+
+        The broker's own heartbeats wait unread meanwhile, so py-amqp may
+        report them missed; that only says we did not read, so it is ignored.
+        """
+        connection = self._consumer_connection
+        if connection is None:
+            return
+        try:
+            connection.heartbeat_check()
+        except Exception as exc:
+            logger.debug("Heartbeat check while waiting: %s", exc)
 
     def _raise_if_stopping(self) -> None:
         if self.should_stop:
             raise _StopRequested()
+
+
+def _meta(notification: Notification) -> Dict[str, Any]:
+    """The notification's own ids: the log dedupes redeliveries by message_id."""
+    meta = {
+        "message_id": notification.message_id,
+        "publisher_id": notification.publisher_id,
+    }
+    return {key: value for key, value in meta.items() if value is not None}
 
 
 def _close(channel: Any) -> None:
@@ -541,8 +614,11 @@ def run(
     thread = threading.Thread(target=listener.serve, name="osism-listener", daemon=True)
     metrics_server = start_metrics_server(listener.metrics)
     try:
-        bridge.connect()
-        bridge.start_forwarding()
+        if not bridge.use_redis():
+            logger.warning(
+                "Redis does not answer yet; notifications wait in RabbitMQ "
+                "until it does"
+            )
         thread.start()
         while thread.is_alive() and not listener.wait_stopped(POLL_INTERVAL):
             pass
@@ -571,9 +647,9 @@ def describe(environ: Optional[Mapping[str, str]] = None) -> str:
         "Consume OpenStack notifications from RabbitMQ and hand each to the "
         "event bridge, which publishes it on Redis (REDIS_HOST, REDIS_PORT, "
         "REDIS_DB) for every API process. A message is acknowledged once the "
-        "bridge took it; while Redis is down, events are held in a bounded "
-        "local queue (BRIDGE_QUEUE_SIZE) and published, oldest first, once it "
-        "is back. SIGTERM or SIGINT stops it.",
+        "event is in the event log in Redis; while Redis is down, messages "
+        "wait in RabbitMQ and the listener retries with back-off. SIGTERM or "
+        "SIGINT stops it.",
         width=79,
     )
     default_url = Connection(DEFAULT_URL).as_uri()

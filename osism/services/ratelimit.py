@@ -22,6 +22,13 @@ class RateLimitedLog:
 
     def warning(self, message: str, *args: Any) -> bool:
         """Log unless one was logged within the interval; True when logged."""
+        return self.log(logging.WARNING, message, *args)
+
+    def error(self, message: str, *args: Any) -> bool:
+        """Like :meth:`warning`, at ERROR."""
+        return self.log(logging.ERROR, message, *args)
+
+    def log(self, level: int, message: str, *args: Any) -> bool:
         now = self._clock()
         if now - self._last < self.interval:
             self.suppressed += 1
@@ -29,7 +36,7 @@ class RateLimitedLog:
         if self.suppressed:
             message += " (%d similar messages suppressed)"
             args = args + (self.suppressed,)
-        self.logger.warning(message, *args)
+        self.logger.log(level, message, *args)
         self._last = now
         self.suppressed = 0
         return True

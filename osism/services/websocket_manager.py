@@ -11,11 +11,12 @@ import json
 import logging
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Set
 
 from fastapi import WebSocket, WebSocketDisconnect
 
 from osism import settings
+from osism.services import replay
 from osism.services.notifications import event_fields, service_type_of
 from osism.services.ratelimit import RateLimitedLog
 
@@ -79,6 +80,8 @@ class WebSocketConnection:
         size = settings.OUTBOX_SIZE if outbox_size is None else outbox_size
         self.outbox: "asyncio.Queue[str]" = asyncio.Queue(maxsize=size)
         self.writer: Optional["asyncio.Task[None]"] = None
+        # Set while the client resumes: its live events are held meanwhile.
+        self.resume: Optional[replay.ResumeState] = None
 
     def matches_filters(self, event: EventMessage) -> bool:
         """Filters of different kinds are AND-ed; within a kind any entry may match."""
@@ -121,6 +124,12 @@ class WebSocketManager:
         self.dropped_events = 0
         self.slow_disconnects = 0
         self.delivered = 0
+        self.skipped_heartbeats = 0
+        self.resumes = 0
+        self.replayed_events = 0
+        # The event log a resuming client is replayed from (the API sets it
+        # to the bridge's replay); blocking, so it is called in a thread.
+        self.replay_source: Optional[replay.ReplaySource] = None
         self.received = 0
         self._broadcaster_task: Optional["asyncio.Task[None]"] = None
         self._closing: Set["asyncio.Task[None]"] = set()
@@ -145,10 +154,14 @@ class WebSocketManager:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        closes = []
         for websocket in list(self.connections):
             connection = self.connections.pop(websocket)
             self._stop_writer(connection)
-            await close_quietly(websocket, 1001, "server shutting down")
+            closes.append(close_quietly(websocket, 1001, "server shutting down"))
+        # All at once: a client that does not answer its close costs 5 s, not
+        # 5 s for each such client.
+        await asyncio.gather(*closes)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
         logger.info("WebSocket manager stopped")
@@ -190,6 +203,23 @@ class WebSocketManager:
             connection.node_filters,
             connection.service_filters,
         )
+
+    async def resume(
+        self,
+        websocket: WebSocket,
+        last_event_id: str,
+        make_reply: Callable[[Dict[str, Any]], str],
+    ) -> bool:
+        """Replay what a client missed after ``last_event_id``, then go live.
+
+        ``make_reply`` gets the resume keys (recovered, replayed, oldest_id)
+        and returns the reply, which is queued before the replayed events (see
+        osism.services.replay). False when the client is gone or was closed.
+        """
+        connection = self.connections.get(websocket)
+        if connection is None:
+            return False
+        return await replay.resume(self, connection, last_event_id, make_reply)
 
     def send_to(self, websocket: WebSocket, text: str) -> bool:
         """Queue a reply for one client, in order with its events."""
@@ -260,6 +290,15 @@ class WebSocketManager:
     async def send_heartbeat(self) -> None:
         if not self.connections:
             return
+        if self.event_queue.full():
+            # A heartbeat never pushes a real event out of a full queue.
+            self.skipped_heartbeats += 1
+            self._drop_log.warning(
+                "Event queue full (%d): heartbeat skipped, %d skipped so far",
+                self.event_queue.maxsize,
+                self.skipped_heartbeats,
+            )
+            return
         heartbeat = EventMessage("heartbeat", "osism", {"message": "ping"})
         await self.add_event(heartbeat)
 
@@ -273,6 +312,9 @@ class WebSocketManager:
             "dropped_events": self.dropped_events,
             "slow_disconnects": self.slow_disconnects,
             "delivered": self.delivered,
+            "skipped_heartbeats": self.skipped_heartbeats,
+            "resumes": self.resumes,
+            "replayed_events": self.replayed_events,
             "received": self.received,
         }
 
@@ -319,6 +361,13 @@ class WebSocketManager:
             if not (is_heartbeat or connection.matches_filters(event)):
                 continue
             self._start_writer(connection)
+            if connection.resume is not None:
+                # Paused for a resume: hold it (a heartbeat is not needed).
+                if not is_heartbeat and not connection.resume.hold(
+                    event.position, text
+                ):
+                    self._evict_slow(connection)
+                continue
             if connection.offer(text):
                 sent += 1
             else:
@@ -336,6 +385,8 @@ class WebSocketManager:
             connection.writer = asyncio.create_task(self._write(connection))
 
     def _stop_writer(self, connection: WebSocketConnection) -> None:
+        if connection.resume is not None:
+            connection.resume.cancel()
         writer = connection.writer
         if writer is not None and writer is not asyncio.current_task():
             writer.cancel()

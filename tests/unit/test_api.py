@@ -474,23 +474,58 @@ class TestSecurity:
 
 
 class TestLifespanRedis:
-    @pytest.mark.parametrize("answers", [True, False], ids=["redis", "no-redis"])
-    def test_startup_connects_and_watches_for_redis_only_without_it(
-        self, mocker: Any, answers: bool
+    def test_startup_serves_at_once_and_looks_for_redis_in_the_background(
+        self, mocker: Any
     ) -> None:
         bridge = EventBridge(connect=False)
-        connect = mocker.patch.object(bridge, "connect", return_value=answers)
+        connect = mocker.patch.object(bridge, "connect")
+        watch = mocker.patch.object(bridge, "watch_for_redis")
+        manager = WebSocketManager()
+        manager.replay_source = None  # type: ignore[attr-defined]
+        app = create_app(
+            manager, bridge, heartbeat_interval=0, security=SecurityConfig()
+        )
+        with TestClient(app):
+            pass
+        # Nothing blocks the startup on resolving or connecting to Redis.
+        connect.assert_not_called()
+        watch.assert_called_once_with()
+        # Resuming clients read the bridge's log.
+        assert manager.replay_source == bridge.replay  # type: ignore[attr-defined]
+
+    def test_no_redis_wanted_means_no_watcher(self, mocker: Any) -> None:
+        bridge = EventBridge(connect=False)
         watch = mocker.patch.object(bridge, "watch_for_redis")
         app = create_app(
             WebSocketManager(),
             bridge,
+            connect_redis=False,
             heartbeat_interval=0,
             security=SecurityConfig(),
         )
         with TestClient(app):
             pass
-        connect.assert_called_once_with()
-        assert watch.called is not answers
+        watch.assert_not_called()
+
+    @pytest.mark.parametrize(
+        "mode, subscribed, ready",
+        [("redis", False, False), ("redis", True, True), ("local", False, True)],
+        ids=["redis-not-subscribed", "redis-subscribed", "embedded"],
+    )
+    def test_ready_needs_a_live_subscription_in_redis_mode(
+        self, mocker: Any, mode: str, subscribed: bool, ready: bool
+    ) -> None:
+        bridge = EventBridge(connect=False)
+        mocker.patch.object(bridge, "watch_for_redis")
+        bridge._redis_mode = mode == "redis"
+        bridge._subscribed = subscribed
+        app = create_app(
+            WebSocketManager(), bridge, heartbeat_interval=0, security=SecurityConfig()
+        )
+        with TestClient(app) as client:
+            status = client.get("/v1/status").json()
+        assert status["ready"] is ready
+        assert status["bridge"]["mode"] == mode
 
 
 class TestHandlerEdges:

@@ -39,7 +39,11 @@ class TestRedisState:
             ({}, ("local", False, False)),
             (
                 {"mode": "redis", "subscribed": False, "redis_connected": True},
-                ("redis", True, False),
+                ("redis", False, False),
+            ),
+            (
+                {"mode": "redis", "subscribed": True, "redis_connected": False},
+                ("redis", False, True),
             ),
         ],
     )

@@ -14,7 +14,7 @@ import queue
 import threading
 from types import SimpleNamespace
 from typing import Any, Callable, List, Optional
-from unittest.mock import AsyncMock, MagicMock, call
+from unittest.mock import MagicMock, call
 
 import pytest
 
@@ -91,6 +91,9 @@ def message(event_type: str = EVENT_TYPE, payload: Any = None) -> dict:
         "payload": PAYLOAD if payload is None else payload,
     }
     return {"type": "message", "channel": CHANNEL, "data": json.dumps(body)}
+
+
+SUBSCRIBED = {"type": "subscribe", "channel": CHANNEL, "data": 1}
 
 
 def logged(caplog: pytest.LogCaptureFixture, level: int) -> List[str]:
@@ -182,9 +185,10 @@ class TestInitRedis:
             port=6379,
             db=0,
             decode_responses=True,
-            socket_connect_timeout=10,
-            socket_timeout=None,
+            socket_connect_timeout=10.0,
+            socket_timeout=5.0,
             health_check_interval=30,
+            socket_keepalive=True,
         )
 
     @pytest.mark.parametrize(
@@ -235,6 +239,7 @@ class TestInitRedis:
         client.pubsub.assert_not_called()
         [error] = logged(caplog_bridge, logging.ERROR)
         assert "Cannot connect to Redis at redis:6379/0: refused" in error
+        assert bridge.status()["mode"] == "local"
 
     def test_init_redis_without_redis_package_warns_and_stays_local(
         self, mocker: Any, redis_cls: MagicMock, make_bridge: Any, caplog_bridge: Any
@@ -430,9 +435,8 @@ class TestStartThreads:
         [
             ("_start_redis_subscriber", "_supervise_subscriber", "_subscriber_thread"),
             ("_start_processor_thread", "_process_events", "_processor_thread"),
-            ("start_forwarding", "_forward_events", "_forwarder_thread"),
         ],
-        ids=["subscriber-is-supervised", "processor", "forwarder"],
+        ids=["subscriber-is-supervised", "processor"],
     )
     def test_start_threads_run_target_in_one_daemon_thread(
         self,
@@ -450,237 +454,6 @@ class TestStartThreads:
         assert kwargs["name"].startswith("osism-")
         thread_cls.return_value.start.assert_called_once_with()
         assert getattr(bridge, attribute) is thread_cls.return_value
-
-    @pytest.mark.parametrize(
-        "alive, starts", [(True, False), (False, True)], ids=["alive", "dead"]
-    )
-    def test_start_forwarding_starts_again_only_when_thread_is_dead(
-        self, bridge: EventBridge, thread_cls: MagicMock, alive: bool, starts: bool
-    ) -> None:
-        existing = thread_mock(alive=alive)
-        bridge._forwarder_thread = existing
-        bridge.start_forwarding()
-        assert thread_cls.called is starts
-        expected = thread_cls.return_value if starts else existing
-        assert bridge._forwarder_thread is expected
-
-    def test_start_forwarding_twice_starts_one_thread(
-        self, bridge: EventBridge, thread_cls: MagicMock
-    ) -> None:
-        thread_cls.return_value.is_alive.return_value = True
-        bridge.start_forwarding()
-        bridge.start_forwarding()
-        thread_cls.assert_called_once()
-        thread_cls.return_value.start.assert_called_once_with()
-
-    def test_start_forwarding_clears_previous_shutdown(
-        self, bridge: EventBridge, thread_cls: MagicMock
-    ) -> None:
-        bridge._shutdown_event.set()
-        bridge.start_forwarding()
-        assert not bridge._shutdown_event.is_set()
-
-
-class TestAddEvent:
-    """EventBridge.add_event (and _publish)."""
-
-    def test_add_event_publishes_json_on_channel(
-        self, bridge: EventBridge, client: MagicMock
-    ) -> None:
-        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is True
-        client.publish.assert_called_once_with(
-            "osism:events", json.dumps({"event_type": EVENT_TYPE, "payload": PAYLOAD})
-        )
-        assert queued(bridge) == []
-        assert bridge.published == 1
-
-    def test_add_event_with_subscribers_logs_debug_and_no_warning(
-        self, bridge: EventBridge, client: MagicMock, caplog_bridge: Any
-    ) -> None:
-        client.publish.return_value = 2
-        bridge.add_event(EVENT_TYPE, PAYLOAD)
-        assert logged(caplog_bridge, logging.WARNING) == []
-        assert f"Published {EVENT_TYPE} to 2 subscribers" in logged(
-            caplog_bridge, logging.DEBUG
-        )
-
-    def test_add_event_without_subscribers_warns(
-        self, bridge: EventBridge, client: MagicMock, caplog_bridge: Any
-    ) -> None:
-        client.publish.return_value = 0
-        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is True
-        assert logged(caplog_bridge, logging.WARNING) == [
-            f"No Redis subscribers on osism:events: {EVENT_TYPE} reached no API process"
-        ]
-        assert queued(bridge) == []
-
-    def test_add_event_no_subscriber_warning_is_rate_limited(
-        self, bridge: EventBridge, client: MagicMock, caplog_bridge: Any
-    ) -> None:
-        client.publish.return_value = 0
-        for _ in range(3):
-            bridge.add_event(EVENT_TYPE, PAYLOAD)
-        assert len(logged(caplog_bridge, logging.WARNING)) == 1
-        assert bridge._no_subscriber_log.suppressed == 2
-        assert bridge.published == 3
-
-    def test_add_event_reconnects_once_after_publish_failure(
-        self, mocker: Any, bridge: EventBridge, client: MagicMock, caplog_bridge: Any
-    ) -> None:
-        init = mocker.patch.object(bridge, "_init_redis")
-        client.publish.side_effect = [ConnectionError("reset"), 1]
-        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is True
-        init.assert_called_once_with(with_subscriber=False)
-        assert client.publish.call_count == 2
-        assert f"Published {EVENT_TYPE} after reconnecting to Redis" in logged(
-            caplog_bridge, logging.INFO
-        )
-        assert queued(bridge) == []
-
-    def test_add_event_queues_locally_when_reconnect_finds_no_redis(
-        self, mocker: Any, bridge: EventBridge, client: MagicMock
-    ) -> None:
-        def redis_down(with_subscriber: bool = True) -> None:
-            bridge._redis_client = None
-
-        mocker.patch.object(bridge, "_init_redis", side_effect=redis_down)
-        client.publish.side_effect = ConnectionError("reset")
-        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is True
-        client.publish.assert_called_once()
-        assert queued(bridge) == [{"event_type": EVENT_TYPE, "payload": PAYLOAD}]
-
-    def test_add_event_queues_locally_when_publish_fails_after_reconnect(
-        self, mocker: Any, bridge: EventBridge, client: MagicMock, caplog_bridge: Any
-    ) -> None:
-        mocker.patch.object(bridge, "_init_redis")
-        client.publish.side_effect = ConnectionError("reset")
-        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is True
-        assert client.publish.call_count == 2
-        assert queued(bridge) == [{"event_type": EVENT_TYPE, "payload": PAYLOAD}]
-        assert bridge.published == 0
-        assert len(logged(caplog_bridge, logging.WARNING)) == 2
-
-    def test_add_event_without_client_queues_locally(
-        self, bridge: EventBridge, client: MagicMock
-    ) -> None:
-        bridge._redis_client = None
-        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is True
-        client.publish.assert_not_called()
-        assert queued(bridge) == [{"event_type": EVENT_TYPE, "payload": PAYLOAD}]
-
-    def test_add_event_queue_full_warns_without_raising(
-        self, mocker: Any, bridge: EventBridge, caplog_bridge: Any
-    ) -> None:
-        bridge._redis_client = None
-        mocker.patch.object(bridge._event_queue, "put_nowait", side_effect=queue.Full)
-        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is False
-        assert bridge.dropped_events == 1
-        [warning] = logged(caplog_bridge, logging.WARNING)
-        assert f"dropped {EVENT_TYPE}" in warning
-
-    @pytest.mark.parametrize(
-        "patch_dumps, payload",
-        [(False, {"not json": object()}), (True, PAYLOAD)],
-        ids=["unserialisable-payload", "json-dumps-raises"],
-    )
-    def test_add_event_unexpected_error_is_logged_and_swallowed(
-        self,
-        mocker: Any,
-        bridge: EventBridge,
-        client: MagicMock,
-        caplog_bridge: Any,
-        patch_dumps: bool,
-        payload: Any,
-    ) -> None:
-        if patch_dumps:
-            mocker.patch(
-                "osism.services.event_bridge.json.dumps",
-                side_effect=ValueError("boom"),
-            )
-        assert bridge.add_event(EVENT_TYPE, payload) is False
-        client.publish.assert_not_called()
-        [error] = logged(caplog_bridge, logging.ERROR)
-        assert error.startswith(f"Error adding event {EVENT_TYPE!r}")
-        assert queued(bridge) == []
-
-    def test_add_event_queues_behind_backlog_while_forwarder_alive(
-        self, bridge: EventBridge, client: MagicMock
-    ) -> None:
-        older = {"event_type": "old", "payload": {}}
-        bridge._event_queue.put_nowait(older)
-        bridge._forwarder_thread = thread_mock(alive=True)
-        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is True
-        client.publish.assert_not_called()
-        assert queued(bridge) == [older, {"event_type": EVENT_TYPE, "payload": PAYLOAD}]
-
-    @pytest.mark.parametrize(
-        "forwarder, backlog",
-        [(None, True), (False, True), (True, False)],
-        ids=["no-forwarder", "forwarder-dead", "backlog-empty"],
-    )
-    def test_add_event_publishes_directly_without_pending_backlog(
-        self,
-        bridge: EventBridge,
-        client: MagicMock,
-        forwarder: Optional[bool],
-        backlog: bool,
-    ) -> None:
-        if forwarder is not None:
-            bridge._forwarder_thread = thread_mock(alive=forwarder)
-        if backlog:
-            bridge._event_queue.put_nowait({"event_type": "old", "payload": {}})
-        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is True
-        client.publish.assert_called_once()
-
-
-class TestQueueLocally:
-    """The bounded local queue (_queue_locally)."""
-
-    @pytest.fixture
-    def local(self, make_bridge: Any) -> EventBridge:
-        return make_bridge(connect=False, queue_size=2)
-
-    def test_queue_locally_full_queue_drops_oldest_and_counts(
-        self, local: EventBridge, caplog_bridge: Any
-    ) -> None:
-        results = [local.add_event(name, {}) for name in ("a", "b", "c")]
-        assert results == [True, True, True]
-        assert [e["event_type"] for e in queued(local)] == ["b", "c"]
-        assert local.dropped_events == 1
-        assert local._event_queue.unfinished_tasks == 2
-        [warning] = logged(caplog_bridge, logging.WARNING)
-        assert warning == (
-            "Local event queue full (2): dropped the oldest event, 1 dropped so far"
-        )
-
-    def test_queue_locally_drop_warning_is_rate_limited(
-        self, make_bridge: Any, caplog_bridge: Any
-    ) -> None:
-        local = make_bridge(connect=False, queue_size=1)
-        for name in ("a", "b", "c", "d"):
-            local.add_event(name, {})
-        assert local.dropped_events == 3
-        assert [e["event_type"] for e in queued(local)] == ["d"]
-        assert len(logged(caplog_bridge, logging.WARNING)) == 1
-        assert local._drop_log.suppressed == 2
-
-    def test_queue_locally_drops_new_event_when_queue_stays_full(
-        self, mocker: Any, local: EventBridge, caplog_bridge: Any
-    ) -> None:
-        local.add_event("a", {})
-        mocker.patch.object(local._event_queue, "put_nowait", side_effect=queue.Full)
-        assert local._queue_locally({"event_type": "c", "payload": {}}) is False
-        assert local.dropped_events == 2
-        assert local._event_queue.unfinished_tasks == 0
-        [warning] = logged(caplog_bridge, logging.WARNING)
-        assert warning == "Local event queue full: dropped c, 2 dropped so far"
-
-    def test_queue_locally_logs_each_event_at_debug_only(
-        self, local: EventBridge, caplog_bridge: Any
-    ) -> None:
-        local.add_event("a", {})
-        assert logged(caplog_bridge, logging.DEBUG) == ["Queued a locally"]
-        assert logged(caplog_bridge, logging.INFO) == []
 
 
 class TestRedisSubscriberLoop:
@@ -731,14 +504,18 @@ class TestRedisSubscriberLoop:
         self, bridge: EventBridge, sub: MagicMock, no_wait: StopEvent, process: Any
     ) -> None:
         seen = []
+        confirmations = [SUBSCRIBED, None]
 
-        def get_message(timeout: float) -> None:
+        def get_message(timeout: float) -> Any:
             seen.append(bridge._subscribed)
-            no_wait.set()
+            if len(seen) == 2:
+                no_wait.set()
+            return confirmations.pop(0)
 
         sub.get_message.side_effect = get_message
         bridge._redis_subscriber_loop()
-        assert seen == [True]
+        # Live only once Redis confirmed the subscription.
+        assert seen == [False, True]
         assert bridge._subscribed is False
 
     def test_subscriber_loop_keeps_polling_after_timeouts(
@@ -755,7 +532,7 @@ class TestRedisSubscriberLoop:
         process.assert_not_called()
         assert logged(caplog_bridge, logging.ERROR) == []
 
-    @pytest.mark.parametrize("kind", ["subscribe", "psubscribe", "pong"])
+    @pytest.mark.parametrize("kind", ["psubscribe", "pong", "unsubscribe"])
     def test_subscriber_loop_ignores_non_message_types(
         self,
         bridge: EventBridge,
@@ -911,7 +688,7 @@ class TestRedisSubscriberLoop:
         refused = ConnectionError("refused")
         sub.subscribe.side_effect = [refused] * 4 + [None] + [refused] * 3 + [None]
         sub.get_message.side_effect = stop_on_last(
-            no_wait, ConnectionError("lost"), None
+            no_wait, SUBSCRIBED, ConnectionError("lost"), SUBSCRIBED, None
         )
         bridge._redis_subscriber_loop()
         # eight failures in all, never five in a row: the loop did not give up
@@ -1124,108 +901,6 @@ def loop_state(running: bool, closed: bool) -> MagicMock:
     return loop
 
 
-class TestProcessSingleEvent:
-    """EventBridge._process_single_event (where bridge threads meet asyncio)."""
-
-    @pytest.fixture
-    def manager(self, bridge: EventBridge) -> MagicMock:
-        manager = MagicMock(name="manager")
-        manager.loop = None
-        manager.broadcast_event_from_notification = AsyncMock()
-        bridge._websocket_manager = manager
-        return manager
-
-    def test_process_single_event_without_manager_warns_and_returns(
-        self, bridge: EventBridge, caplog_bridge: Any
-    ) -> None:
-        bridge._process_single_event({"event_type": EVENT_TYPE, "payload": PAYLOAD})
-        assert logged(caplog_bridge, logging.WARNING) == [
-            "No WebSocket manager available; event dropped"
-        ]
-
-    @pytest.mark.parametrize(
-        "loop",
-        [
-            None,
-            loop_state(running=False, closed=False),
-            loop_state(running=True, closed=True),
-            loop_state(running=False, closed=True),
-            "not a loop",
-        ],
-        ids=["no-loop", "not-running", "running-but-closed", "closed", "not-a-loop"],
-    )
-    def test_process_single_event_without_running_loop_awaits_on_private_loop(
-        self, bridge: EventBridge, manager: MagicMock, loop: Any
-    ) -> None:
-        manager.loop = loop
-        bridge._process_single_event({"event_type": EVENT_TYPE, "payload": PAYLOAD})
-        manager.broadcast_event_from_notification.assert_awaited_once_with(
-            EVENT_TYPE, PAYLOAD
-        )
-        if isinstance(loop, MagicMock):
-            loop.call_soon_threadsafe.assert_not_called()
-
-    def test_process_single_event_manager_without_loop_attribute_uses_private_loop(
-        self, bridge: EventBridge
-    ) -> None:
-        manager = MagicMock(spec=["broadcast_event_from_notification"])
-        manager.broadcast_event_from_notification = AsyncMock()
-        bridge._websocket_manager = manager
-        bridge._process_single_event({"event_type": EVENT_TYPE, "payload": PAYLOAD})
-        manager.broadcast_event_from_notification.assert_awaited_once_with(
-            EVENT_TYPE, PAYLOAD
-        )
-
-    def test_process_single_event_missing_keys_get_defaults(
-        self, bridge: EventBridge, manager: MagicMock
-    ) -> None:
-        bridge._process_single_event({})
-        manager.broadcast_event_from_notification.assert_awaited_once_with("", {})
-
-    def test_process_single_event_closes_private_loop(
-        self, mocker: Any, bridge: EventBridge, manager: MagicMock
-    ) -> None:
-        new_loop = mocker.spy(asyncio, "new_event_loop")
-        bridge._process_single_event({"event_type": EVENT_TYPE, "payload": PAYLOAD})
-        new_loop.assert_called_once_with()
-        assert new_loop.spy_return.is_closed()
-
-    def test_process_single_event_coroutine_error_is_logged_and_swallowed(
-        self, mocker: Any, bridge: EventBridge, manager: MagicMock, caplog_bridge: Any
-    ) -> None:
-        new_loop = mocker.spy(asyncio, "new_event_loop")
-        manager.broadcast_event_from_notification.side_effect = RuntimeError("boom")
-        bridge._process_single_event({"event_type": EVENT_TYPE, "payload": PAYLOAD})
-        assert logged(caplog_bridge, logging.ERROR) == [
-            f"Error broadcasting {EVENT_TYPE!r}: boom"
-        ]
-        assert new_loop.spy_return.is_closed()
-
-    def test_process_single_event_hands_work_to_running_manager_loop(
-        self, mocker: Any, bridge: EventBridge, manager: MagicMock
-    ) -> None:
-        new_loop = mocker.patch("osism.services.event_bridge.asyncio.new_event_loop")
-        manager.loop = loop_state(running=True, closed=False)
-        bridge._process_single_event({"event_type": EVENT_TYPE, "payload": PAYLOAD})
-        manager.loop.call_soon_threadsafe.assert_called_once_with(
-            manager.add_notification, EVENT_TYPE, PAYLOAD
-        )
-        new_loop.assert_not_called()
-        manager.broadcast_event_from_notification.assert_not_called()
-        manager.add_notification.assert_not_called()
-
-    @pytest.mark.asyncio
-    async def test_process_single_event_runs_add_notification_on_manager_loop(
-        self, bridge: EventBridge, manager: MagicMock
-    ) -> None:
-        manager.loop = asyncio.get_running_loop()
-        bridge._process_single_event({"event_type": EVENT_TYPE, "payload": PAYLOAD})
-        manager.add_notification.assert_not_called()
-        await asyncio.sleep(0)
-        manager.add_notification.assert_called_once_with(EVENT_TYPE, PAYLOAD)
-        manager.broadcast_event_from_notification.assert_not_called()
-
-
 class TestProcessEvents:
     """EventBridge._process_events (the local-queue processor loop)."""
 
@@ -1295,178 +970,6 @@ class TestProcessEvents:
         ]
 
 
-class TestForwardEvents:
-    """_forward_events / _forward: held events reach Redis once it is back."""
-
-    @pytest.fixture
-    def offline(
-        self, bridge: EventBridge, monkeypatch: pytest.MonkeyPatch
-    ) -> EventBridge:
-        monkeypatch.setattr(settings, "SUBSCRIBER_RESTART_MAX_DELAY", 1.5)
-        bridge._redis_client = None
-        return bridge
-
-    def published(self, client: MagicMock) -> List[str]:
-        return [json.loads(c.args[1])["event_type"] for c in client.publish.mock_calls]
-
-    def test_forward_events_publishes_held_events_oldest_first_once_redis_is_back(
-        self, mocker: Any, offline: EventBridge, client: MagicMock, no_wait: StopEvent
-    ) -> None:
-        for name in ("a", "b", "c"):
-            offline.add_event(name, {"n": name})
-        client.publish.assert_not_called()
-        attempts = []
-
-        def redis_back_on_second_try(with_subscriber: bool = True) -> None:
-            attempts.append(with_subscriber)
-            if len(attempts) == 2:
-                offline._redis_client = client
-
-        mocker.patch.object(
-            offline, "_init_redis", side_effect=redis_back_on_second_try
-        )
-        client.publish.side_effect = stop_on_last(no_wait, 1, 1, 1)
-        offline._forward_events()
-        assert attempts == [False, False]
-        assert self.published(client) == ["a", "b", "c"]
-        assert no_wait.waits == [offline.FORWARD_MIN_DELAY]
-        assert offline.published == 3
-
-    def test_forward_events_failed_publish_keeps_event_and_backs_off(
-        self, mocker: Any, offline: EventBridge, client: MagicMock, no_wait: StopEvent
-    ) -> None:
-        offline.add_event("a", {})
-        mocker.patch.object(
-            offline,
-            "_init_redis",
-            side_effect=lambda with_subscriber: setattr(
-                offline, "_redis_client", client
-            ),
-        )
-        lost = ConnectionError("lost")
-        client.publish.side_effect = [lost, lost, lost, lost, 1]
-        mocker.patch.object(
-            offline._event_queue, "task_done", side_effect=stop_on_last(no_wait, None)
-        )
-        offline._forward_events()
-        # the same event every time, backing off 0.5, 1.0, capped at 1.5
-        assert self.published(client) == ["a"] * 5
-        assert no_wait.waits == [0.5, 1.0, 1.5, 1.5]
-
-    def test_forward_events_marks_task_done_only_after_publish(
-        self, mocker: Any, offline: EventBridge, client: MagicMock, no_wait: StopEvent
-    ) -> None:
-        offline.add_event("a", {})
-        offline._redis_client = client
-        unfinished = []
-
-        def publish(channel: str, data: str) -> int:
-            unfinished.append(offline._event_queue.unfinished_tasks)
-            if len(unfinished) < 3:
-                raise ConnectionError("lost")
-            return 1
-
-        client.publish.side_effect = publish
-        mocker.patch.object(
-            offline,
-            "_init_redis",
-            side_effect=lambda with_subscriber: setattr(
-                offline, "_redis_client", client
-            ),
-        )
-        done = mocker.patch.object(
-            offline._event_queue,
-            "task_done",
-            side_effect=stop_on_last(no_wait, None),
-        )
-        offline._forward_events()
-        assert unfinished == [1, 1, 1]
-        done.assert_called_once_with()
-
-    def test_forward_events_resets_back_off_after_success(
-        self, offline: EventBridge, client: MagicMock, stop_event: Any
-    ) -> None:
-        event = stop_event(offline)
-        offline.add_event("a", {})
-        offline.add_event("b", {})
-        offline._redis_client = client
-        lost = ConnectionError("lost")
-        # _init_redis is real: the patched redis.Redis hands back the same client
-        client.publish.side_effect = stop_on_last(event, lost, lost, 1, lost, 1)
-        offline._forward_events()
-        assert event.waits == [0.5, 1.0, 0.5]
-        assert offline._event_queue.unfinished_tasks == 0
-
-    def test_forward_events_empty_queue_waits_for_events(
-        self, mocker: Any, offline: EventBridge, client: MagicMock, no_wait: StopEvent
-    ) -> None:
-        get = mocker.patch.object(
-            offline._event_queue,
-            "get",
-            side_effect=stop_on_last(no_wait, queue.Empty, queue.Empty),
-        )
-        offline._forward_events()
-        assert get.call_args_list == [call(timeout=1.0)] * 2
-        client.publish.assert_not_called()
-        assert no_wait.waits == []
-
-    def test_forward_events_stops_when_shutdown_during_back_off(
-        self, mocker: Any, offline: EventBridge, client: MagicMock, stop_event: Any
-    ) -> None:
-        event = stop_event(offline, stop_on_wait=1)
-        mocker.patch.object(offline, "_init_redis")
-        offline.add_event("a", {})
-        offline._forward_events()
-        assert event.waits == [offline.FORWARD_MIN_DELAY]
-        assert offline._event_queue.unfinished_tasks == 1
-        client.publish.assert_not_called()
-
-    def test_forward_events_exits_at_once_when_shutdown_is_set(
-        self, mocker: Any, offline: EventBridge, no_wait: StopEvent
-    ) -> None:
-        forward = mocker.patch.object(offline, "_forward")
-        offline.add_event("a", {})
-        no_wait.set()
-        offline._forward_events()
-        forward.assert_not_called()
-
-    @pytest.mark.parametrize(
-        "client_up, redis_back, publish_error, expected",
-        [
-            (True, None, None, True),
-            (True, None, ConnectionError("lost"), False),
-            (False, True, None, True),
-            (False, False, None, False),
-        ],
-        ids=["client-publishes", "publish-fails", "reconnects", "still-down"],
-    )
-    def test_forward_publishes_when_redis_answers(
-        self,
-        mocker: Any,
-        bridge: EventBridge,
-        client: MagicMock,
-        client_up: bool,
-        redis_back: Optional[bool],
-        publish_error: Optional[Exception],
-        expected: bool,
-    ) -> None:
-        if not client_up:
-            bridge._redis_client = None
-        if not redis_back:
-            client.ping.side_effect = ConnectionError("down")
-        subscriber = bridge._redis_subscriber
-        client.publish.side_effect = publish_error
-        event = {"event_type": "a", "payload": {"k": 1}}
-        assert bridge._forward(event) is expected
-        if client_up or redis_back:
-            client.publish.assert_called_once_with(CHANNEL, json.dumps(event))
-        else:
-            client.publish.assert_not_called()
-        # a failed publish forgets the client so that the next try reconnects
-        assert (bridge._redis_client is client) is expected
-        assert bridge._redis_subscriber is subscriber
-
-
 class TestShutdown:
     """EventBridge.shutdown."""
 
@@ -1499,9 +1002,7 @@ class TestShutdown:
         thread.join.assert_called_once_with(timeout=5.0)
         assert bridge._shutdown_event.is_set()
 
-    @pytest.mark.parametrize(
-        "attribute", ["_subscriber_thread", "_processor_thread", "_forwarder_thread"]
-    )
+    @pytest.mark.parametrize("attribute", ["_subscriber_thread", "_processor_thread"])
     @pytest.mark.parametrize(
         "alive, joins", [(True, True), (False, False)], ids=["alive", "dead"]
     )
@@ -1518,54 +1019,27 @@ class TestShutdown:
         assert getattr(bridge, attribute) is None
 
     def test_shutdown_joins_all_live_threads(self, bridge: EventBridge) -> None:
-        threads = [thread_mock(alive=True) for _ in range(3)]
-        (
-            bridge._subscriber_thread,
-            bridge._processor_thread,
-            bridge._forwarder_thread,
-        ) = threads
+        threads = [thread_mock(alive=True) for _ in range(2)]
+        bridge._subscriber_thread, bridge._processor_thread = threads
         bridge.shutdown()
         for thread in threads:
             thread.join.assert_called_once_with(timeout=5.0)
-
-    def test_shutdown_warns_about_events_not_forwarded(
-        self, make_bridge: Any, caplog_bridge: Any
-    ) -> None:
-        bridge = make_bridge(connect=False)
-        bridge.add_event("a", {})
-        bridge.add_event("b", {})
-        bridge.shutdown()
-        assert logged(caplog_bridge, logging.WARNING) == [
-            "2 events were not forwarded to Redis"
-        ]
-
-    @pytest.mark.parametrize(
-        "with_manager, held", [(True, 1), (False, 0)], ids=["manager", "nothing-held"]
-    )
-    def test_shutdown_no_forwarding_warning_otherwise(
-        self, make_bridge: Any, caplog_bridge: Any, with_manager: bool, held: int
-    ) -> None:
-        bridge = make_bridge(connect=False)
-        if with_manager:
-            bridge._websocket_manager = MagicMock()
-        for _ in range(held):
-            bridge.add_event("a", {})
-        bridge.shutdown()
-        assert logged(caplog_bridge, logging.WARNING) == []
 
 
 class TestStatus:
     """EventBridge.status."""
 
-    @pytest.mark.parametrize(
-        "connected, mode", [(True, "redis"), (False, "local")], ids=["redis", "local"]
-    )
-    def test_status_reports_mode(
-        self, bridge: EventBridge, connected: bool, mode: str
+    def test_status_reports_redis_mode_once_connected(
+        self, bridge: EventBridge
     ) -> None:
-        if not connected:
-            bridge._redis_client = None
-        assert bridge.status()["mode"] == mode
+        assert bridge.status()["mode"] == "redis"
+        # Redis mode stays when Redis goes away: add_event says False then.
+        bridge._redis_client = None
+        assert bridge.status()["mode"] == "redis"
+        assert bridge.status()["redis_connected"] is False
+
+    def test_status_reports_local_mode_without_redis(self, make_bridge: Any) -> None:
+        assert make_bridge(connect=False).status()["mode"] == "local"
 
     def test_status_reports_threads_queue_and_counters(
         self, make_bridge: Any, monkeypatch: pytest.MonkeyPatch
@@ -1573,6 +1047,7 @@ class TestStatus:
         monkeypatch.setenv("REDIS_HOST", "cache")
         monkeypatch.setenv("REDIS_PORT", "6390")
         monkeypatch.setenv("REDIS_DB", "2")
+        monkeypatch.setenv("REDIS_PASSWORD", "s3cret")
         bridge = make_bridge(connect=False, queue_size=1)
         bridge.add_event("a", {})
         bridge.add_event("b", {})
@@ -1581,20 +1056,27 @@ class TestStatus:
         bridge._processor_thread = thread_mock(alive=False)
         bridge.subscriber_restarts = 2
         bridge.published = 3
-        assert bridge.status() == {
+        status = bridge.status()
+        assert status == {
             "mode": "local",
             "redis": "cache:6390/2",
+            "redis_connected": False,
             "subscribed": True,
             "subscriber_alive": True,
             "processor_alive": False,
-            "forwarder_alive": False,
             "watching_for_redis": False,
             "subscriber_restarts": 2,
             "local_queue": 1,
             "local_queue_size": 1,
+            "local_history": 2,
             "published": 3,
+            "duplicates": 0,
             "dropped_events": 1,
+            "last_position": None,
+            "caught_up": 0,
+            "missed_warnings": 0,
         }
+        assert "s3cret" not in json.dumps(status)
 
 
 class TestWatchForRedis:
@@ -1640,7 +1122,8 @@ class TestWatchForRedis:
         answers.return_value = False
         bridge._watch_redis()
         assert event.waits == [1.0, 2.0, 4.0, 4.0, 4.0]
-        assert answers.call_count == 4
+        # The first look is at once: an API serves before Redis is found.
+        assert answers.call_count == 5
         assert bridge._redis_client is None
 
     def test_watcher_connects_and_subscribes_once_redis_answers(
@@ -1652,7 +1135,7 @@ class TestWatchForRedis:
         event = stop_event(bridge)
         answers.side_effect = [False, True]
         bridge._watch_redis()
-        assert event.waits == [1.0, 2.0]
+        assert event.waits == [1.0]
         assert bridge._redis_client is not None
         start.assert_called_once_with()
 
@@ -1664,7 +1147,7 @@ class TestWatchForRedis:
         event = stop_event(bridge, stop_on_wait=2)
         answers.return_value = True
         bridge._watch_redis()
-        assert init.call_count == 1
+        assert init.call_count == 2
         assert event.waits == [1.0, 2.0]
 
     def test_watcher_does_not_subscribe_without_a_manager(
@@ -1683,7 +1166,8 @@ class TestWatchForRedis:
         watcher = thread_mock(alive=True)
         bridge._watcher_thread = watcher
         bridge.shutdown()
-        watcher.join.assert_called_once_with(timeout=5.0)
+        # Shorter than the others: it may sit in a name lookup, holding nothing.
+        watcher.join.assert_called_once_with(timeout=1.0)
         assert bridge._watcher_thread is None
 
 
@@ -1711,87 +1195,3 @@ class TestRedisAnswers:
         assert _redis_answers() is False
         assert logged(caplog_bridge, logging.ERROR) == []
         assert logged(caplog_bridge, logging.WARNING) == []
-
-
-class TestShutdownWakesQueueReaders:
-    """shutdown() wakes a thread blocked on the local queue at once."""
-
-    def test_shutdown_puts_a_wake_marker_for_a_live_reader(
-        self, make_bridge: Any
-    ) -> None:
-        from osism.services.event_bridge import _WAKE
-
-        bridge = make_bridge(connect=False)
-        bridge._processor_thread = thread_mock(alive=True)
-        bridge.shutdown()
-        assert queued(bridge) == [_WAKE]
-
-    def test_shutdown_without_reader_puts_nothing(self, make_bridge: Any) -> None:
-        bridge = make_bridge(connect=False)
-        bridge.shutdown()
-        assert queued(bridge) == []
-
-    def test_full_queue_needs_no_marker(self, make_bridge: Any) -> None:
-        bridge = make_bridge(connect=False, queue_size=1)
-        bridge._processor_thread = thread_mock(alive=True)
-        bridge.add_event("a", {})
-        bridge.shutdown()
-        assert [event["event_type"] for event in queued(bridge)] == ["a"]
-
-    def test_marker_is_not_counted_as_an_event_not_forwarded(
-        self, make_bridge: Any, caplog_bridge: Any
-    ) -> None:
-        bridge = make_bridge(connect=False)
-        bridge._forwarder_thread = thread_mock(alive=True)
-        bridge.shutdown()
-        assert not any(
-            "not forwarded" in line for line in logged(caplog_bridge, logging.WARNING)
-        )
-
-    def test_processor_skips_the_marker(
-        self, make_bridge: Any, stop_event: Any, mocker: Any
-    ) -> None:
-        from osism.services.event_bridge import _WAKE
-
-        bridge = make_bridge(connect=False)
-        event = stop_event(bridge)
-        process = mocker.patch.object(
-            bridge, "_process_single_event", side_effect=lambda e: event.set()
-        )
-        bridge._event_queue.put_nowait(_WAKE)
-        bridge._event_queue.put_nowait(message())
-        bridge._process_events()
-        process.assert_called_once_with(message())
-        assert bridge._event_queue.unfinished_tasks == 0
-
-    def test_forwarder_skips_the_marker(
-        self, make_bridge: Any, stop_event: Any, mocker: Any
-    ) -> None:
-        from osism.services.event_bridge import _WAKE
-
-        bridge = make_bridge(connect=False)
-        event = stop_event(bridge)
-        forward = mocker.patch.object(
-            bridge, "_forward", side_effect=lambda e: event.set() or True
-        )
-        bridge._event_queue.put_nowait(_WAKE)
-        bridge._event_queue.put_nowait(message())
-        bridge._forward_events()
-        forward.assert_called_once_with(message())
-        assert bridge._event_queue.unfinished_tasks == 0
-
-
-class TestForwardToNobody:
-    """_forward: a publish that reached no subscriber keeps the event held."""
-
-    def test_publish_to_no_subscriber_keeps_the_event_and_the_connection(
-        self, bridge: EventBridge, client: MagicMock, caplog_bridge: Any
-    ) -> None:
-        client.publish.return_value = 0
-        assert bridge._forward(json.loads(message()["data"])) is False
-        assert bridge._redis_client is client
-        assert bridge.published == 0
-        assert any(
-            "No Redis subscribers" in line
-            for line in logged(caplog_bridge, logging.WARNING)
-        )

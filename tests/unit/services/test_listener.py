@@ -55,17 +55,18 @@ class FakeBridge:
     def __init__(self, *answers: Any) -> None:
         self.answers = list(answers)
         self.events: List[Tuple[str, Any]] = []
+        self.metas: List[Optional[Dict[str, Any]]] = []
         self.calls: List[str] = []
 
-    def connect(self) -> bool:
-        self.calls.append("connect")
+    def use_redis(self) -> bool:
+        self.calls.append("use_redis")
         return True
 
-    def start_forwarding(self) -> None:
-        self.calls.append("start_forwarding")
-
-    def add_event(self, event_type: str, payload: Any) -> bool:
+    def add_event(
+        self, event_type: str, payload: Any, meta: Optional[Dict[str, Any]] = None
+    ) -> bool:
         self.events.append((event_type, payload))
+        self.metas.append(meta)
         answer = self.answers.pop(0) if self.answers else True
         if isinstance(answer, Exception):
             raise answer
@@ -226,7 +227,12 @@ class TestParseNotification:
         assert issubclass(MalformedNotification, ValueError)
 
 
+A_B = b'{"event_type": "a.b", "payload": {}}'
+
+
 class TestAcknowledgement:
+    """Acked only once the bridge took the event; until then the message waits."""
+
     def test_a_notification_the_bridge_took_is_acked(self) -> None:
         bridge = FakeBridge(True)
         listener, waits = make_listener(bridge)
@@ -236,62 +242,126 @@ class TestAcknowledgement:
         listener.on_message(message)
         assert bridge.events == [("baremetal.node.power_set.end", {})]
         assert message.outcome == "ack"
-        assert (listener.acknowledged, listener.requeued, waits) == (1, 0, [])
+        assert (listener.acknowledged, listener.retried, waits) == (1, 0, [])
 
-    def test_one_the_bridge_did_not_take_is_requeued_not_acked(self) -> None:
-        bridge = FakeBridge(False)
+    def test_the_notification_ids_reach_the_bridge_as_metadata(self) -> None:
+        bridge = FakeBridge()
+        listener, _ = make_listener(bridge)
+        message_id = str(uuid.uuid4())
+        listener.on_message(
+            FakeMessage(
+                envelope(
+                    {
+                        "event_type": "a.b",
+                        "payload": {},
+                        "message_id": message_id,
+                        "publisher_id": "nova-compute.host1",
+                    }
+                )
+            )
+        )
+        listener.on_message(FakeMessage(A_B))
+        assert bridge.metas == [
+            {"message_id": message_id, "publisher_id": "nova-compute.host1"},
+            {},
+        ]
+
+    def test_one_the_bridge_does_not_take_waits_unacked_until_it_does(self) -> None:
+        bridge = FakeBridge(False, False, True)
         listener, waits = make_listener(bridge)
-        message = FakeMessage(b'{"event_type": "a.b", "payload": {}}')
+        message = FakeMessage(A_B)
         listener.on_message(message)
-        assert message.outcome == "requeue"
-        assert (listener.acknowledged, listener.requeued) == (0, 1)
-        assert waits == [REQUEUE_MIN_DELAY]
+        # Offered three times, never requeued (FakeMessage fails a second
+        # settlement), acked once the bridge took it.
+        assert len(bridge.events) == 3
+        assert message.outcome == "ack"
+        assert waits == [REQUEUE_MIN_DELAY, 2 * REQUEUE_MIN_DELAY]
+        assert (listener.acknowledged, listener.retried) == (1, 2)
 
     def test_a_bridge_that_raises_counts_as_not_taken(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
-        listener, _ = make_listener(FakeBridge(RuntimeError("boom")))
-        message = FakeMessage(b'{"event_type": "a.b", "payload": {}}')
+        listener, waits = make_listener(FakeBridge(RuntimeError("boom"), True))
+        message = FakeMessage(A_B)
         with caplog.at_level(logging.ERROR, LOGGER):
             listener.on_message(message)
-        assert message.outcome == "requeue"
+        assert message.outcome == "ack"
+        assert waits == [REQUEUE_MIN_DELAY]
         assert "Bridge failed on a.b: boom" in caplog.text
 
-    def test_repeated_requeues_back_off_doubling_up_to_a_cap(self) -> None:
-        listener, waits = make_listener(FakeBridge(*[False] * 8))
-        for _ in range(8):
-            listener.on_message(FakeMessage(b'{"event_type": "a.b", "payload": {}}'))
-        assert waits[:3] == [REQUEUE_MIN_DELAY, 2 * REQUEUE_MIN_DELAY, 0.4]
-        assert max(waits) == REQUEUE_MAX_DELAY
-        assert waits == sorted(waits)
+    def test_retries_back_off_doubling_up_to_a_cap_in_short_slices(self) -> None:
+        listener, waits = make_listener(FakeBridge(*[False] * 8, True))
+        listener.on_message(FakeMessage(A_B))
+        delays = [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, REQUEUE_MAX_DELAY, REQUEUE_MAX_DELAY]
+        assert sum(waits) == pytest.approx(sum(delays))
+        assert max(waits) == listener_module.HEARTBEAT_SLICE
+        assert listener.retried == 8
 
-    def test_a_success_resets_the_back_off(self) -> None:
-        listener, waits = make_listener(FakeBridge(False, False, True, False))
-        for _ in range(4):
-            listener.on_message(FakeMessage(b'{"event_type": "a.b", "payload": {}}'))
-        assert waits == [REQUEUE_MIN_DELAY, 2 * REQUEUE_MIN_DELAY, REQUEUE_MIN_DELAY]
+    def test_every_message_starts_with_the_shortest_delay(self) -> None:
+        listener, waits = make_listener(FakeBridge(False, True, False, True))
+        for _ in range(2):
+            listener.on_message(FakeMessage(A_B))
+        assert waits == [REQUEUE_MIN_DELAY, REQUEUE_MIN_DELAY]
 
-    def test_requeue_warning_is_rate_limited(
+    def test_waiting_keeps_the_broker_connection_alive(self) -> None:
+        listener, waits = make_listener(FakeBridge(*[False] * 5, True))
+        connection = MagicMock()
+        listener.on_consume_ready(connection, MagicMock(), [])
+        listener.on_message(FakeMessage(A_B))
+        # 0.1 + 0.2 + 0.4 + 0.8 + 1.6 s, in slices of at most a second.
+        assert len(waits) == 6
+        assert connection.heartbeat_check.call_count == 6
+
+    def test_a_heartbeat_check_that_raises_is_ignored(self) -> None:
+        listener, _ = make_listener(FakeBridge(False, True))
+        connection = MagicMock()
+        connection.heartbeat_check.side_effect = ConnectionError("missed")
+        listener.on_consume_ready(connection, MagicMock(), [])
+        message = FakeMessage(A_B)
+        listener.on_message(message)
+        assert message.outcome == "ack"
+
+    def test_the_retry_warning_is_rate_limited_and_the_recovery_logged(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
-        listener, _ = make_listener(FakeBridge(False, False, False))
-        with caplog.at_level(logging.WARNING, LOGGER):
-            for _ in range(3):
-                listener.on_message(
-                    FakeMessage(b'{"event_type": "a.b", "payload": {}}')
-                )
-        warnings = [r for r in caplog.records if "requeued it" in r.getMessage()]
+        listener, _ = make_listener(FakeBridge(False, False, False, True))
+        with caplog.at_level(logging.INFO, LOGGER):
+            listener.on_message(FakeMessage(A_B))
+        warnings = [
+            r for r in caplog.records if "keeping it unacknowledged" in r.getMessage()
+        ]
         assert len(warnings) == 1
-        assert listener.requeued == 3
+        assert listener.retried == 3
+        assert "The bridge takes events again" in caplog.text
 
-    def test_the_pause_after_a_requeue_ends_when_the_listener_stops(self) -> None:
+    def test_a_stop_while_waiting_leaves_the_message_unacked(self) -> None:
         config = ironic_only()
         bridge = FakeBridge(False)
         listener = NotificationListener(Connection(config.url), bridge, config)
         listener.stop()
-        # The default pause waits on the stop event, so it returns at once.
-        listener.on_message(FakeMessage(b'{"event_type": "a", "payload": {}}'))
-        assert listener.requeued == 1
+        message = FakeMessage(A_B)
+        # The default pause waits on the stop event, so it returns at once;
+        # RabbitMQ redelivers the unacked message once the connection closes.
+        listener.on_message(message)
+        assert (message.outcome, listener.acknowledged) == (None, 0)
+        assert len(bridge.events) == 1
+
+    def test_a_stop_during_the_pause_ends_the_wait(self) -> None:
+        config = ironic_only()
+        bridge = FakeBridge(*[False] * 10)
+        calls: List[float] = []
+
+        def wait(delay: float) -> bool:
+            calls.append(delay)
+            return len(calls) == 2
+
+        listener = NotificationListener(
+            Connection(config.url), bridge, config, wait=wait
+        )
+        message = FakeMessage(A_B)
+        listener.on_message(message)
+        assert message.outcome is None
+        assert (len(bridge.events), len(calls)) == (2, 2)
 
 
 class TestMalformedMessages:
@@ -540,7 +610,7 @@ class TestServe:
         with caplog.at_level(logging.INFO, LOGGER):
             listener.serve()
         assert waits == []
-        assert "Listener stopped: 0 acknowledged, 0 requeued, 0 rejected" in (
+        assert "Listener stopped: 0 acknowledged, 0 rejected, 0 retries" in (
             caplog.text
         )
 
@@ -852,7 +922,7 @@ class TestRun:
         monkeypatch.setattr(NotificationListener, "serve", serve)
         return served
 
-    def test_a_requested_stop_exits_zero_after_forwarding_and_shutdown(
+    def test_a_requested_stop_exits_zero_after_shutdown(
         self,
         threads: List[InlineThread],
         monkeypatch: pytest.MonkeyPatch,
@@ -861,14 +931,14 @@ class TestRun:
         bridge = FakeBridge()
 
         def signalled(listener: NotificationListener) -> None:
-            assert bridge.calls == ["connect", "start_forwarding"]
+            assert bridge.calls == ["use_redis"]
             signal.raise_signal(signal.SIGTERM)
 
         served = self.serve_as(monkeypatch, signalled)
         before = signal.getsignal(signal.SIGTERM)
         with caplog.at_level(logging.INFO, LOGGER):
             assert listener_module.run(ironic_only(), bridge) == 0
-        assert bridge.calls == ["connect", "start_forwarding", "shutdown"]
+        assert bridge.calls == ["use_redis", "shutdown"]
         assert served[0].bridge is bridge
         assert threads[0].daemon is True and threads[0].name == "osism-listener"
         assert threads[0].joined == [listener_module.JOIN_TIMEOUT]
@@ -880,15 +950,15 @@ class TestRun:
         self, threads: List[InlineThread]
     ) -> None:
         class SignalledWhileConnecting(FakeBridge):
-            def connect(self) -> bool:
-                super().connect()
+            def use_redis(self) -> bool:
+                super().use_redis()
                 signal.raise_signal(signal.SIGTERM)
                 return False
 
         bridge = SignalledWhileConnecting()
         # serve() is the real one: asked to stop already, it consumes nothing.
         assert listener_module.run(ironic_only(), bridge) == 0
-        assert bridge.calls == ["connect", "start_forwarding", "shutdown"]
+        assert bridge.calls == ["use_redis", "shutdown"]
         assert bridge.events == []
 
     def test_a_consumer_that_ends_on_its_own_exits_one(
@@ -1024,73 +1094,66 @@ class TestCommandLine:
         assert calls == [None]
 
 
-class FakeRedis:
-    """A Redis client that is down, or up with a number of subscribers."""
-
-    def __init__(self) -> None:
-        self.down = True
-        self.subscribers = 0
-        self.received: List[str] = []
-
-    def ping(self) -> bool:
-        if self.down:
-            raise ConnectionError("Connection refused")
-        return True
-
-    def publish(self, channel: str, message: str) -> int:
-        if self.down:
-            raise ConnectionError("Connection refused")
-        if self.subscribers:
-            self.received.append(json.loads(message)["event_type"])
-        return self.subscribers
-
-
-class TestEventsHeldWhileRedisIsDown:
-    """The listener with a real bridge (no threads: the forwarder's step is
-    called directly): what arrives during an outage is acked once held, and
-    published oldest first once Redis is back and an API process listens."""
+class TestRedisIsTheBuffer:
+    """The listener with a real EventBridge on fakeredis (no network, no
+    threads): while Redis is down a message waits unacknowledged; once Redis
+    is back it is logged and acked; a redelivery is logged once."""
 
     @pytest.fixture
-    def redis(self, monkeypatch: pytest.MonkeyPatch) -> FakeRedis:
-        from osism.services import event_bridge
+    def server(self, monkeypatch: pytest.MonkeyPatch) -> Any:
+        import fakeredis
 
-        fake = FakeRedis()
-        monkeypatch.setattr(event_bridge.redis, "Redis", lambda **kwargs: fake)
-        return fake
+        from osism.services import redis_connection
 
-    def test_held_events_are_acked_then_forwarded_oldest_first_once_heard(
-        self, redis: FakeRedis
+        server = fakeredis.FakeServer()
+
+        def client(**kwargs: Any) -> Any:
+            return fakeredis.FakeRedis(server=server, decode_responses=True)
+
+        monkeypatch.setattr(redis_connection.redis, "Redis", client)
+        return server
+
+    def test_a_message_waits_for_redis_then_is_logged_once_per_message_id(
+        self, server: Any
     ) -> None:
+        import fakeredis
+
         from osism.services.event_bridge import EventBridge
 
-        bridge = EventBridge(connect=False, queue_size=10)
-        assert bridge.connect() is False
-        listener, _ = make_listener(FakeBridge(), ironic_only())
-        listener.bridge = bridge
-        messages = [
-            FakeMessage(envelope({"event_type": f"e{i}", "payload": {}}))
-            for i in range(3)
+        server.connected = False
+        bridge = EventBridge(connect=False)
+        assert bridge.use_redis() is False
+        waits: List[float] = []
+
+        def wait(delay: float) -> bool:
+            waits.append(delay)
+            if len(waits) == 3:
+                server.connected = True  # Redis is back
+            return False
+
+        config = ironic_only()
+        listener = NotificationListener(
+            Connection(config.url), bridge, config, wait=wait
+        )
+        ids = [str(uuid.uuid4()) for _ in range(2)]
+        bodies = [
+            envelope({"event_type": f"e{i}", "payload": {}, "message_id": ids[i]})
+            for i in range(2)
         ]
-        for message in messages:
-            listener.on_message(message)
-        assert [m.outcome for m in messages] == ["ack"] * 3
-        assert bridge.status()["local_queue"] == 3
+        first = FakeMessage(bodies[0])
+        listener.on_message(first)
+        assert (first.outcome, listener.retried, len(waits)) == ("ack", 3, 3)
+        # The same notification again (a redelivery), then the next one.
+        again, second = FakeMessage(bodies[0]), FakeMessage(bodies[1])
+        listener.on_message(again)
+        listener.on_message(second)
+        assert [again.outcome, second.outcome] == ["ack", "ack"]
 
-        def forward_next() -> bool:
-            event = bridge._event_queue.queue[0]
-            if not bridge._forward(event):
-                return False
-            bridge._event_queue.get_nowait()
-            bridge._event_queue.task_done()
-            return True
-
-        assert forward_next() is False  # Redis still down
-        redis.down = False
-        # Redis is back, but no API process has subscribed again yet: a
-        # publish now would reach nobody, so the event stays held.
-        assert forward_next() is False
-        assert (bridge.published, bridge.status()["local_queue"]) == (0, 3)
-        redis.subscribers = 1
-        assert [forward_next() for _ in range(3)] == [True] * 3
-        assert redis.received == ["e0", "e1", "e2"]
-        assert bridge.published == 3
+        redis = fakeredis.FakeRedis(server=server, decode_responses=True)
+        logged = redis.xrange("osism:events:log")
+        assert [fields["id"] for _, fields in logged] == ids
+        assert [json.loads(fields["event"])["event_type"] for _, fields in logged] == [
+            "e0",
+            "e1",
+        ]
+        assert bridge.status()["duplicates"] == 1

@@ -1418,6 +1418,9 @@ class TestStatus:
                 "dropped_events": 0,
                 "slow_disconnects": 0,
                 "delivered": 0,
+                "skipped_heartbeats": 0,
+                "resumes": 0,
+                "replayed_events": 0,
                 "received": 0,
             }
 
@@ -1537,3 +1540,124 @@ class TestEvictSlow:
             assert manager.slow_disconnects == 0
             assert not manager._closing
             connection.websocket.close.assert_not_called()
+
+
+# --------------------------------------------------------------------------
+# heartbeats at a full queue, shutdown with clients that do not answer
+
+
+class TestHeartbeatAtFullQueue:
+    @pytest.mark.asyncio
+    async def test_heartbeat_never_pushes_a_real_event_out(
+        self, fake_websocket: WebSocketFactory
+    ) -> None:
+        async with fresh_manager(queue_size=2) as manager:
+            register(manager, fake_websocket())
+            first, second = make_event("first"), make_event("second")
+            manager.enqueue(first)
+            manager.enqueue(second)
+
+            await manager.send_heartbeat()
+            await manager.send_heartbeat()
+
+            queued = [manager.event_queue.get_nowait() for _ in range(2)]
+            assert queued == [first, second]
+            assert manager.event_queue.empty()
+            assert manager.dropped_events == 0
+            assert manager.skipped_heartbeats == 2
+            assert manager.status()["skipped_heartbeats"] == 2
+
+    @pytest.mark.asyncio
+    async def test_skipped_heartbeat_is_logged_as_warning(
+        self, fake_websocket: WebSocketFactory, ws_logs: pytest.LogCaptureFixture
+    ) -> None:
+        async with fresh_manager(queue_size=1) as manager:
+            register(manager, fake_websocket())
+            manager.enqueue(make_event())
+
+            await manager.send_heartbeat()
+
+            assert log_messages(ws_logs, logging.WARNING) == [
+                "Event queue full (1): heartbeat skipped, 1 skipped so far"
+            ]
+
+    @pytest.mark.asyncio
+    async def test_heartbeat_is_queued_while_there_is_room(
+        self, fake_websocket: WebSocketFactory
+    ) -> None:
+        async with fresh_manager(queue_size=2) as manager:
+            register(manager, fake_websocket())
+            event = make_event()
+            manager.enqueue(event)
+
+            await manager.send_heartbeat()
+
+            assert manager.event_queue.get_nowait() is event
+            assert manager.event_queue.get_nowait().event_type == "heartbeat"
+            assert manager.skipped_heartbeats == 0
+
+
+class TestStopClosesConcurrently:
+    @pytest.mark.asyncio
+    async def test_clients_are_closed_at_once_not_one_after_another(
+        self, fake_websocket: WebSocketFactory
+    ) -> None:
+        async with fresh_manager() as manager:
+            started: List[MagicMock] = []
+            release = asyncio.Event()
+            websockets = [fake_websocket() for _ in range(3)]
+
+            def hanging_close(websocket: MagicMock) -> Callable[..., Any]:
+                async def close(**kwargs: Any) -> None:
+                    started.append(websocket)
+                    await release.wait()
+
+                return close
+
+            for websocket in websockets:
+                websocket.close.side_effect = hanging_close(websocket)
+                register(manager, websocket)
+
+            stopping = asyncio.create_task(manager.stop())
+            await async_wait_until(lambda: len(started) == 3)
+
+            # Every close is under way while none of them has finished.
+            assert not stopping.done()
+            release.set()
+            await asyncio.wait_for(stopping, 5.0)
+            assert manager.connections == {}
+
+    @pytest.mark.asyncio
+    async def test_stop_takes_one_close_timeout_for_many_silent_clients(
+        self, fake_websocket: WebSocketFactory
+    ) -> None:
+        async with fresh_manager() as manager:
+            never = asyncio.Event()
+
+            async def silent_close(**kwargs: Any) -> None:
+                await never.wait()
+
+            websockets = [fake_websocket() for _ in range(4)]
+            for websocket in websockets:
+                websocket.close.side_effect = silent_close
+                register(manager, websocket)
+            loop = asyncio.get_running_loop()
+            timeouts: List[float] = []
+            real_wait_for = asyncio.wait_for
+
+            async def quick_wait_for(awaitable: Any, timeout: float) -> Any:
+                timeouts.append(timeout)
+                return await real_wait_for(awaitable, 0.2)
+
+            with patch(
+                "osism.services.websocket_manager.asyncio.wait_for", quick_wait_for
+            ):
+                started = loop.time()
+                await manager.stop()
+                elapsed = loop.time() - started
+
+            assert timeouts == [5.0] * 4
+            # One shortened timeout (0.2 s), not four of them in a row.
+            assert elapsed < 0.6
+            for websocket in websockets:
+                assert websocket.close.await_args.kwargs["code"] == 1001
