@@ -205,20 +205,29 @@
 
   function queueRender(ev) {
     state.incoming.push(ev);
-    if (state.incoming.length > MAX_ROWS) {
-      state.incoming.splice(0, state.incoming.length - MAX_ROWS);
+    // Only the newest MAX_ROWS can be shown; trim now and then, not per event.
+    if (state.incoming.length >= 4 * MAX_ROWS) {
+      state.incoming = state.incoming.slice(-MAX_ROWS);
     }
     if (!state.frame) state.frame = requestAnimationFrame(flush);
   }
 
+  // Once per animation frame: the events of the frame become rows in one go.
   function flush() {
     state.frame = 0;
-    const batch = state.incoming;
+    const batch = state.incoming.length > MAX_ROWS
+      ? state.incoming.slice(-MAX_ROWS) : state.incoming;
     state.incoming = [];
     const fragment = document.createDocumentFragment();
     for (let i = batch.length - 1; i >= 0; i--) fragment.appendChild(row(batch[i]));
-    rows.insertBefore(fragment, rows.firstChild);
-    while (rows.childElementCount > MAX_ROWS) rows.lastElementChild.remove();
+    if (batch.length >= MAX_ROWS) {
+      state.selected = null; // its row is replaced
+      rows.replaceChildren(fragment);
+    } else {
+      rows.insertBefore(fragment, rows.firstChild);
+      let extra = rows.childElementCount - MAX_ROWS;
+      while (extra-- > 0) rows.lastElementChild.remove();
+    }
     updateCounter();
   }
 
@@ -229,6 +238,12 @@
     tr.appendChild(td);
   }
 
+  // "2026-11-23T12:03:14.123456Z" -> "12:03:14.123" (UTC, as the server sends it)
+  function clockTime(timestamp) {
+    const match = /T(\d\d:\d\d:\d\d(\.\d{1,3})?)/.exec(String(timestamp));
+    return match ? match[1] : String(timestamp);
+  }
+
   function row(ev) {
     const tr = document.createElement("tr");
     const data = ev.data && typeof ev.data === "object" ? ev.data : {};
@@ -236,7 +251,8 @@
     const priority = meta.priority || "";
     tr.dataset.id = ev.id;
     tr.className = priority ? "prio-" + String(priority).toLowerCase() : "";
-    cell(tr, ev.timestamp);
+    cell(tr, clockTime(ev.timestamp));
+    tr.firstChild.title = String(ev.timestamp);
     cell(tr, priority);
     cell(tr, ev.event_type);
     cell(tr, ev.node_name);

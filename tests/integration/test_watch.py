@@ -195,3 +195,34 @@ async def test_reconnects_after_the_api_restarts_and_goes_on(
     assert [e["data"]["resource_id"] for e in events] == ["1", "2", "3", "4"]
     assert watch.said("connection lost")
     assert watch.said("reconnecting in")
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(90)
+async def test_resumes_without_a_gap_from_the_event_log(start_api: StartApi) -> None:
+    # watch is on api1; api2 takes the events while api1 restarts, so they
+    # are in the event log when watch comes back and resumes.
+    api1 = start_api(name="api1")
+    api2 = start_api(name="api2")
+    node = unique("node")
+    watch = await Watch.start(api1, "--json", "--count", "5", "--node", node)
+    try:
+        await watch.watching()
+        await api2.apublish(POWER, ironic(node, uuid="1"))
+        await async_wait_until(lambda: len(watch.stdout) == 1, 5.0)
+        await asyncio.to_thread(api1.stop)
+        await async_wait_until(lambda: watch.said("connection lost") >= 1, 10.0)
+        for uuid_ in ("2", "3"):
+            await api2.apublish(POWER, ironic(node, uuid=uuid_))
+        await asyncio.to_thread(api1.start)
+        await watch.watching(times=2, within=30.0)
+        for uuid_ in ("4", "5"):
+            await api2.apublish(POWER, ironic(node, uuid=uuid_))
+        status, lines = await watch.finish()
+    finally:
+        await watch.kill()
+
+    assert status == 0, watch.stderr
+    events = [json.loads(line) for line in lines]
+    assert [e["data"]["resource_id"] for e in events] == ["1", "2", "3", "4", "5"]
+    assert not watch.said("events may be missing")
