@@ -208,6 +208,7 @@ class Watcher:
                     delay = BACKOFF_MIN
                     if await self._session(websocket):
                         return EXIT_OK
+                    self._note("the server closed the connection")
             except websockets.InvalidStatus as exc:
                 code = exc.response.status_code
                 raise WatchError(
@@ -231,7 +232,13 @@ class Watcher:
         resuming = self.last_event_id
         await websocket.send(set_filters_message(self.filters, resuming))
         async for text in websocket:
-            message = json.loads(text)
+            try:
+                message = json.loads(text)
+            except ValueError:
+                self._note(f"ignored a frame that is not JSON: {str(text)[:80]!r}")
+                continue
+            if not isinstance(message, dict):
+                continue
             kind = message.get("type")
             if kind == "error":
                 error = str(message.get("error"))

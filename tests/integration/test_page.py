@@ -327,3 +327,44 @@ async def test_the_list_stays_bounded_and_fast_after_100000_events(
     # minutes here, and the click above shows the page did not freeze.
     assert took < 30_000
     assert page.errors == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_a_token_is_asked_for_and_never_put_in_the_pages_url(
+    start_api: StartApi, browser_page: Page
+) -> None:
+    token = f"page-token-{uuid.uuid4().hex[:8]}"
+    api = start_api(env={**FAST, "API_TOKEN": token})
+    page = browser_page
+    await page.page.goto(f"{api.http_url}/events")
+    await page.wait_text("#conn-state", "refused: missing or invalid token")
+    assert await page.page.get_attribute("#token-box", "open") is not None
+
+    await page.page.fill("#token", token)
+    await page.page.click("#token-form button")
+    await page.wait_text("#conn-state", "connected")
+    await page.wait_class("#system-bar", "ok", 10.0)
+    node = unique("node")
+    await _publish_with_token(api, token, node)
+    await page.wait_row(node)
+
+    assert token not in page.page.url
+    stored = await page.page.evaluate("Object.values(sessionStorage)")
+    assert stored == [token]
+    local = await page.page.evaluate("Object.values(localStorage)")
+    assert local == []
+    # The refused attempts are the browser's only console errors.
+    assert [e for e in page.errors if "WebSocket" not in e] == []
+
+
+async def _publish_with_token(api: ApiServer, token: str, node: str) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        response = await http.post(
+            f"{api.http_url}/v1/events/openstack",
+            json={"event_type": POWER, "payload": ironic(node)},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert response.status_code == 202, response.text

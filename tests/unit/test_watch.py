@@ -48,7 +48,7 @@ def node_or(node: Optional[str]) -> str:
 
 REPLY = {"type": "filter_update", "status": "success"}
 HEARTBEAT = {"id": "h", "event_type": "heartbeat", "source": "osism", "data": {}}
-Frame = Union[Dict[str, Any], BaseException]
+Frame = Union[Dict[str, Any], List[Any], str, BaseException]
 
 
 class FakeSocket:
@@ -68,7 +68,7 @@ class FakeSocket:
         frame = self.frames.pop(0)
         if isinstance(frame, BaseException):
             raise frame
-        return json.dumps(frame)
+        return frame if isinstance(frame, str) else json.dumps(frame)
 
 
 class FakeServer:
@@ -390,3 +390,18 @@ class TestRun:
         watcher = Watcher("http://h", {}, out=out, as_json=True)
         assert watcher._emit(event("1")) is False
         assert json.loads(out.getvalue())["id"] == "1"
+
+    def test_a_frame_that_is_not_json_is_skipped_and_said(
+        self, server: FakeServer, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        server.scripts = [[REPLY, "not json", [1, 2], event("1")]]
+        status, out, err = run_watch(server, ["--count", "1"], capsys)
+        assert status == 0 and len(out.splitlines()) == 1
+        assert "ignored a frame that is not JSON" in err
+
+    def test_a_clean_close_is_said_and_followed_by_a_reconnect(
+        self, server: FakeServer, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        server.scripts = [[REPLY], [REPLY, event("1")]]
+        status, _, err = run_watch(server, ["--count", "1"], capsys)
+        assert status == 0 and "the server closed the connection" in err
