@@ -7,23 +7,19 @@ the log after each (re)subscribe (subscription) and hands each event to its
 WebSocket manager. Without Redis at start (embedded mode) the log is a
 bounded history in this process (event_log.MemoryEventLog).
 
-Who runs what:
+Who runs what ([link] = bridge_link.py, [sub] = bridge_subscriber.py, mixins
+of EventBridge):
 
-==========================  ===============================  =========================
-thread                      runs                             job
-==========================  ===============================  =========================
-the caller's (listener,     ``add_event``                    append to the log; True
-POST endpoint)                                               once the log has it
-``osism-redis-subscriber``  ``_supervise_subscriber`` ->     Redis mode: subscribe,
-                            ``_redis_subscriber_loop``       catch up, hand on live
-                                                             events, PING, retry
-``osism-bridge-processor``  ``_process_events``              embedded mode: hand on
-                                                             the in-memory log's
-                                                             events
-``osism-redis-watcher``     ``_watch_redis``                 embedded API: look for
-                                                             Redis quietly, switch
-                                                             to it once it answers
-==========================  ===============================  =========================
+thread                   runs                              job
+-----------------------  --------------------------------  --------------------------
+the caller's (listener,  add_event -> _append_to_redis     append to the log; True
+POST endpoint)           [link] or the memory log          once the log has it
+osism-redis-subscriber   _supervise_subscriber ->          Redis mode: subscribe,
+                         _redis_subscriber_loop [sub]      catch up, live, PING, retry
+osism-bridge-processor   _process_events                   embedded mode: hand on the
+                                                           memory log's new entries
+osism-redis-watcher      _watch_redis [link]               embedded API: look for
+                                                           Redis, switch to it
 
 Threads meet asyncio in exactly one place, ``_process_single_event``: it hands
 the event to the manager's loop (``asyncio.run_coroutine_threadsafe``) and
@@ -34,12 +30,10 @@ import asyncio
 import logging
 import queue
 import threading
-import time
 from concurrent.futures import Future
 from typing import Any, Dict, Optional
 
 from osism import settings
-from osism.services.backoff import Backoff
 from osism.services.event_log import (
     Envelope,
     LogEntry,
@@ -47,6 +41,8 @@ from osism.services.event_log import (
     Replay,
     new_envelope,
 )
+from osism.services.bridge_link import CHANNEL, RedisLink, _alive
+from osism.services.bridge_subscriber import RedisSubscriber
 from osism.services.ratelimit import RateLimitedLog
 
 try:
@@ -56,7 +52,7 @@ try:
 
     from osism.services.redis_connection import RedisSettings, create_client
     from osism.services.redis_log import RedisEventLog
-    from osism.services.subscription import Subscription, decode
+    from osism.services.subscription import Subscription
 
     REDIS_AVAILABLE = True
 except ImportError:  # pragma: no cover - redis is a runtime requirement
@@ -65,17 +61,13 @@ except ImportError:  # pragma: no cover - redis is a runtime requirement
 
 logger = logging.getLogger("osism.event_bridge")
 
-CHANNEL = settings.EVENTS_PREFIX
+__all__ = ["CHANNEL", "REDIS_AVAILABLE", "EventBridge", "event_bridge", "redis"]
 # Put on the hand-off queue at shutdown, so that the processor stops at once.
 _WAKE: Envelope = {}
 
 
-class EventBridge:
+class EventBridge(RedisLink, RedisSubscriber):
     """Appends events to the log and feeds the ones it receives to a manager."""
-
-    SUBSCRIBE_MAX_RETRIES = 5
-    SUBSCRIBE_RETRY_DELAY = settings.env_float("SUBSCRIBER_RETRY_DELAY", 5.0)
-    RESTART_MIN_DELAY = 1.0
 
     def __init__(self, connect: bool = True, queue_size: Optional[int] = None) -> None:
         self._redis_client: Optional[Any] = None
@@ -243,66 +235,6 @@ class EventBridge:
                 if with_subscriber:
                     self._close_subscriber()
 
-    def _append_to_redis(self, envelope: Envelope) -> bool:
-        log = self._redis_log if self._redis_client is not None else None
-        if log is None:
-            self._init_redis(with_subscriber=False)
-            log = self._redis_log if self._redis_client is not None else None
-            if log is None:
-                return False
-        try:
-            entry = log.append(envelope)
-        except redis.ConnectionError as exc:
-            logger.warning("Appending %s failed: %s", envelope["event_type"], exc)
-            self._init_redis(with_subscriber=False)
-            log = self._redis_log if self._redis_client is not None else None
-            if log is None:
-                return False
-            try:
-                entry = log.append(envelope)
-            except redis.RedisError as again:
-                logger.warning("Appending after reconnecting failed: %s", again)
-                return False
-            logger.info("Appended %s after reconnecting to Redis", envelope["id"])
-        except redis.RedisError as exc:
-            self._down_log.warning(
-                "Redis did not take %s: %s; not taken",
-                envelope["event_type"],
-                exc,
-            )
-            return False
-        if entry is not None:
-            self.published += 1
-            logger.debug(
-                "Logged %s as %s at %s (%d subscribers)",
-                envelope["event_type"],
-                entry.event.get("id"),
-                entry.position,
-                log.receivers,
-            )
-        return entry is not None
-
-    def _close_subscriber(self) -> None:
-        subscriber, self._redis_subscriber = self._redis_subscriber, None
-        error = self._close_pubsub(subscriber)
-        if error is not None:
-            logger.debug("Closing the old Redis subscriber failed: %s", error)
-
-    def _close_pubsub(self, subscriber: Optional[Any]) -> Optional[Exception]:
-        """Close a PubSub (None: nothing to close); the error, if it failed.
-
-        shutdown() may close the subscriber while its thread closes it too, and
-        redis-py's PubSub.close() is not safe to run twice at once.
-        """
-        if subscriber is None:
-            return None
-        try:
-            with self._close_lock:
-                subscriber.close()
-        except Exception as exc:
-            return exc
-        return None
-
     def _start_redis_subscriber(self) -> None:
         self._subscriber_thread = threading.Thread(
             target=self._supervise_subscriber,
@@ -316,114 +248,6 @@ class EventBridge:
             target=self._process_events, name="osism-bridge-processor", daemon=True
         )
         self._processor_thread.start()
-
-    def _supervise_subscriber(self) -> None:
-        """Run the subscriber loop; after it gives up, start it again, backing off."""
-        backoff = Backoff(self.RESTART_MIN_DELAY, settings.SUBSCRIBER_RESTART_MAX_DELAY)
-        while not self._shutdown_event.is_set():
-            started = time.monotonic()
-            self._redis_subscriber_loop()
-            if self._shutdown_event.is_set():
-                break
-            if time.monotonic() - started > 2 * backoff.maximum:
-                backoff.reset()
-            delay = backoff.next()
-            self.subscriber_restarts += 1
-            logger.warning(
-                "Redis subscriber stopped; starting it again in %.1f s (restart %d)",
-                delay,
-                self.subscriber_restarts,
-            )
-            if self._shutdown_event.wait(delay):
-                break
-            self._init_redis()
-        logger.info("Redis subscriber stopped for shutdown")
-
-    def _redis_subscriber_loop(self) -> None:
-        if self._redis_subscriber is None:
-            logger.error("Redis subscriber not initialized; not subscribing")
-            return
-        retry_count = 0
-        try:
-            while (
-                not self._shutdown_event.is_set()
-                and retry_count < self.SUBSCRIBE_MAX_RETRIES
-            ):
-                try:
-                    subscriber = self._redis_subscriber
-                    if subscriber is None:
-                        raise ConnectionError("no connection to Redis")
-                    log = self._redis_log
-                    if log is None:
-                        raise ConnectionError("no connection to Redis")
-                    # The first time: start from the log's tail, read before
-                    # subscribing so that nothing falls between the two.
-                    self._feed.begin(log)
-                    self._feed.reset_health()
-                    subscriber.subscribe(CHANNEL)
-                    while not self._shutdown_event.is_set():
-                        message = subscriber.get_message(timeout=1.0)
-                        self._feed.check_health(subscriber)
-                        if message is not None and self._on_message(message):
-                            retry_count = 0
-                except Exception as exc:
-                    self._subscribed = False
-                    retry_count += 1
-                    if self._shutdown_event.is_set():
-                        break
-                    logger.error(
-                        "Redis subscription failed (%d/%d): %s; retrying in %.1f s",
-                        retry_count,
-                        self.SUBSCRIBE_MAX_RETRIES,
-                        exc,
-                        self.SUBSCRIBE_RETRY_DELAY,
-                    )
-                    if retry_count < self.SUBSCRIBE_MAX_RETRIES:
-                        if self._shutdown_event.wait(self.SUBSCRIBE_RETRY_DELAY):
-                            break
-                        self._init_redis()
-            if retry_count >= self.SUBSCRIBE_MAX_RETRIES:
-                logger.error("Max Redis reconnection attempts reached, giving up")
-        finally:
-            self._subscribed = False
-            error = self._close_pubsub(self._redis_subscriber)
-            if error is not None:
-                logger.debug("Closing Redis subscriber failed: %s", error)
-
-    def _on_message(self, message: Dict[str, Any]) -> bool:
-        """Handle one pub/sub message; True when it confirmed a (re)subscribe.
-
-        redis-py resubscribes by itself after a reconnect; every confirmation
-        is followed by a catch-up from the log, so no reconnect leaves a gap.
-        """
-        kind = message.get("type")
-        if kind == "message":
-            self._handle_message(message["data"])
-        elif self._feed.pong(message):
-            pass
-        elif kind == "subscribe":
-            log = self._redis_log
-            if log is None:
-                raise ConnectionError("no connection to Redis")
-            self._feed.catch_up(log, self._deliver)
-            self._subscribed = True
-            logger.info(
-                "Subscribed to Redis channel %s; live from %s",
-                CHANNEL,
-                self._feed.position,
-            )
-            return True
-        return False
-
-    def _handle_message(self, data: str) -> None:
-        try:
-            event_data = decode(data)
-            if self._feed.accept(event_data):
-                self._deliver(event_data)
-        except ValueError as exc:
-            logger.error("Invalid JSON on %s: %s; message skipped", CHANNEL, exc)
-        except Exception as exc:
-            logger.error("Error processing Redis event: %s; message skipped", exc)
 
     def _deliver(self, event_data: Envelope) -> None:
         if self._websocket_manager is not None:
@@ -505,56 +329,10 @@ class EventBridge:
             self.dropped_events,
         )
 
-    def _watch_redis(self) -> None:
-        cfg = self._redis_settings
-        where = cfg.describe() if cfg is not None else "?"
-        backoff = Backoff(self.RESTART_MIN_DELAY, settings.SUBSCRIBER_RESTART_MAX_DELAY)
-        told = False
-        while not self._shutdown_event.is_set():
-            if _redis_answers():
-                self._init_redis()
-                if self._redis_client is not None:
-                    if (
-                        self._websocket_manager is not None
-                        and self._subscriber_thread is None
-                    ):
-                        self._start_redis_subscriber()
-                    logger.info("Redis at %s answers: events go through it", where)
-                    return
-            if not told:
-                told = True
-                logger.info(
-                    "No Redis answers at %s: events stay in this process "
-                    "(embedded mode). Set REDIS_HOST, REDIS_PORT and REDIS_DB to "
-                    "share them with the listener and other API processes; "
-                    "looking for Redis there in the background",
-                    where,
-                )
-            if self._shutdown_event.wait(backoff.next()):
-                return
-
-
-def _redis_answers() -> bool:
-    """A quiet, quick check (one try, no retries, no error log) for the watcher."""
-    cfg = RedisSettings.from_env()
-    try:
-        client = create_client(cfg, probe=True)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except Exception as exc:
-        logger.debug("Redis at %s does not answer yet: %s", cfg.describe(), exc)
-        return False
-
 
 def _log_failure(future: "Future[Any]") -> None:
     if not future.cancelled() and future.exception() is not None:
         logger.error("Error broadcasting an event: %s", future.exception())
-
-
-def _alive(thread: Optional[threading.Thread]) -> bool:
-    return thread is not None and thread.is_alive()
 
 
 event_bridge = EventBridge(connect=False)

@@ -290,12 +290,14 @@ class WebSocketManager:
     async def send_heartbeat(self) -> None:
         if not self.connections:
             return
-        if self.event_queue.full():
-            # A heartbeat never pushes a real event out of a full queue.
+        if not self.event_queue.empty():
+            # Events are on their way, which says as much as a ping: a
+            # heartbeat never takes a place a real event needs, so it can
+            # never push one out of a full queue.
             self.skipped_heartbeats += 1
-            self._drop_log.warning(
-                "Event queue full (%d): heartbeat skipped, %d skipped so far",
-                self.event_queue.maxsize,
+            logger.debug(
+                "Heartbeat skipped: %d events queued (%d skipped so far)",
+                self.event_queue.qsize(),
                 self.skipped_heartbeats,
             )
             return

@@ -73,9 +73,14 @@ async def test_an_event_posted_to_the_api_reaches_its_client_through_redis(
             assert set(heartbeat) == EVENT_KEYS
             assert heartbeat["node_name"] is None
 
-        # It went through Redis: what the API published is what a listener sends.
+        # It went through Redis: the channel carries the event with its
+        # event_type and payload, its position in the log and the id the
+        # client saw.
         published = await _next_published(channel)
-        assert published == {"event_type": POWER_ON, "payload": payload}
+        assert (published["event_type"], published["payload"]) == (POWER_ON, payload)
+        assert published["id"] == received["id"]
+        assert published["timestamp"] == received["timestamp"]
+        assert "stream_id" in published
         status = await api.astatus()
         assert status["bridge"]["mode"] == "redis"
         assert status["bridge"]["published"] == 1

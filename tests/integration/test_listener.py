@@ -22,7 +22,7 @@ import pytest
 from kombu import Connection, Exchange
 
 from tests.conftest import async_wait_until
-from tests.integration.conftest import SERVERS, ReportFigure, StartApi
+from tests.integration.conftest import SERVERS, StartApi
 from tests.integration.scenario import connect, event, ironic, nova
 from tests.integration.servers import ManagedProcess, RedisServer, ServerError
 
@@ -362,81 +362,6 @@ async def test_each_service_default_exchange_and_routing_key_is_consumed(
             )
             seen.add(message["event_type"])
     assert listener.stop() == 0
-
-
-@pytest.mark.asyncio
-@pytest.mark.timeout(150)
-async def test_notifications_arriving_while_redis_is_down_are_all_delivered(
-    start_api: StartApi,
-    start_listener: Any,
-    broker: Broker,
-    redis_server: RedisServer,
-    report_figure: ReportFigure,
-) -> None:
-    count = 50
-    token = uuid.uuid4().hex[:8]
-    exchange = f"osism-test-{token}-ironic"
-    broker.exchanges.append(exchange)
-    key = DEFAULT_KEYS["ironic"]
-    # The API resubscribes quickly once Redis is back; the listener's
-    # forwarder retries at least every second.
-    api = start_api(env={"SUBSCRIBER_RETRY_DELAY": "0.2"})
-    listener = start_listener(
-        env={
-            "LISTENER_SERVICES": "ironic",
-            "LISTENER_IRONIC_EXCHANGE": exchange,
-            "SUBSCRIBER_RESTART_MAX_DELAY": "1",
-        }
-    )
-    queue = listener.queues[0]
-    nodes = [f"outage-{token}-{i:02d}" for i in range(count)]
-
-    async with connect(api.ws_url, "operator") as operator:
-        await operator.set_filters(
-            event_filters=[POWER_SET], node_filters=[f"before-{token}", *nodes]
-        )
-        await asyncio.to_thread(
-            broker.publish,
-            exchange,
-            key,
-            oslo_envelope(POWER_SET, ironic(f"before-{token}")),
-        )
-        await operator.expect(event(POWER_SET, node=f"before-{token}"), within=15.0)
-
-        await asyncio.to_thread(redis_server.stop)
-        down_at = time.monotonic()
-        await asyncio.to_thread(
-            broker.publish,
-            exchange,
-            key,
-            *(oslo_envelope(POWER_SET, ironic(node)) for node in nodes),
-        )
-        # Every one was taken by the bridge (held locally: Redis is down) and
-        # only then acknowledged; none is left in RabbitMQ.
-        await async_wait_until(
-            lambda: listener.count(rf"Acknowledged {POWER_SET} from") == count + 1,
-            timeout=20.0,
-        )
-        assert listener.count(rf"Queued {POWER_SET} locally") == count
-        assert broker.queue_state(queue) == (0, 1)
-        assert not redis_server.running
-
-        await asyncio.to_thread(redis_server.start)
-        back_at = time.monotonic()
-        received = await operator.expect_each(
-            [event(POWER_SET, node=node) for node in nodes], within=60.0
-        )
-        delivered_at = time.monotonic()
-
-    assert [m["node_name"] for m in received] == nodes
-    report_figure("notifications held across the Redis outage", count, "")
-    report_figure("outage to all delivered", round(delivered_at - down_at, 2), "s")
-    report_figure("Redis back to all delivered", round(delivered_at - back_at, 2), "s")
-    assert listener.stop() == 0
-    log = listener.log_text()
-    assert "were not forwarded" not in log
-    assert "dropped" not in log
-    assert api.status()["bridge"]["subscribed"] is True
 
 
 @pytest.mark.asyncio

@@ -201,8 +201,11 @@ async def test_a_client_away_for_3_s_gets_exactly_what_it_missed_then_live(
         away_after = client.last_id
         await asyncio.sleep(3.0)  # the client is away for three seconds
 
+        reconnected = time.monotonic()
         await client.connect(api, last_event_id=away_after)
         reply = await client.reply()
+        await client.read(200 + reply["replayed"])
+        replay_seconds = time.monotonic() - reconnected
         published = await asyncio.wait_for(publishing, 30.0)
         await client.read(1000)
         later = await asyncio.to_thread(append_paced, redis_server, 1000, 5, 100.0)
@@ -218,6 +221,9 @@ async def test_a_client_away_for_3_s_gets_exactly_what_it_missed_then_live(
     # One id per event: the one the log gave it, for this client too.
     assert [event["id"] for event in client.events] == published + later
     report_figure("resume_replayed_after_3s_away", reply["replayed"], "events")
+    report_figure(
+        "resume_reconnect_to_last_replayed_event", round(replay_seconds, 3), "s"
+    )
 
 
 @pytest.mark.asyncio
@@ -244,6 +250,38 @@ async def test_an_id_older_than_the_log_is_not_recovered_and_names_the_oldest(
     assert reply["oldest_id"] == oldest
     assert reply["replayed"] == len(held)
     assert [event["id"] for event in client.events] == held
+
+
+@pytest.mark.asyncio
+async def test_resume_in_set_filters_replays_only_what_the_filters_admit(
+    start_api: StartApi, redis_server: RedisServer
+) -> None:
+    api = start_api()
+    published = await asyncio.to_thread(append_paced, redis_server, 0, 100, 100000.0)
+    client = Client("filtered")
+    await client.connect(api)
+    try:
+        assert client.ws is not None
+        await client.ws.send(
+            json.dumps(
+                {
+                    "action": "set_filters",
+                    "node_filters": ["node-3"],
+                    "last_event_id": published[0],
+                }
+            )
+        )
+        reply = await client.reply()
+        await client.read(10)
+        await asyncio.to_thread(append_paced, redis_server, 100, 10, 100000.0)
+        await client.read(11)
+    finally:
+        await client.close()
+
+    assert reply["node_filters"] == ["node-3"]
+    assert reply["recovered"] is True
+    assert reply["replayed"] == 10
+    assert client.seqs == [3, 13, 23, 33, 43, 53, 63, 73, 83, 93, 103]
 
 
 @pytest.mark.asyncio

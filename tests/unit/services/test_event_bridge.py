@@ -12,14 +12,21 @@ import json
 import logging
 import queue
 import threading
+import uuid
 from types import SimpleNamespace
-from typing import Any, Callable, List, Optional
-from unittest.mock import MagicMock, call
+from typing import Any, Callable, Dict, List, Optional
+from unittest.mock import AsyncMock, MagicMock, call
 
+import fakeredis
 import pytest
+import redis
 
 from osism import settings
 from osism.services.event_bridge import CHANNEL, EventBridge
+from osism.services.event_log import LogEntry, position_key
+from osism.services.subscription import DeadConnection
+from osism.services.websocket_manager import WebSocketManager
+from tests.conftest import async_wait_until
 
 LOGGER = "osism.event_bridge"
 EVENT_TYPE = "baremetal.node.power_set.end"
@@ -423,7 +430,7 @@ class TestSetWebsocketManager:
 
 
 class TestStartThreads:
-    """_start_redis_subscriber / _start_processor_thread / start_forwarding."""
+    """_start_redis_subscriber / _start_processor_thread."""
 
     @pytest.fixture
     def thread_cls(self, bridge: EventBridge, mocker: Any) -> MagicMock:
@@ -792,7 +799,7 @@ class TestSuperviseSubscriber:
         self, mocker: Any, bridge: EventBridge, monkeypatch: pytest.MonkeyPatch
     ) -> SimpleNamespace:
         monkeypatch.setattr(settings, "SUBSCRIBER_RESTART_MAX_DELAY", self.MAX_DELAY)
-        clock = mocker.patch("osism.services.event_bridge.time")
+        clock = mocker.patch("osism.services.bridge_subscriber.time")
         clock.monotonic.return_value = 0.0
         journal: List[Any] = []
         loop = mocker.patch.object(
@@ -1086,7 +1093,7 @@ class TestWatchForRedis:
 
     @pytest.fixture
     def answers(self, mocker: Any) -> MagicMock:
-        return mocker.patch("osism.services.event_bridge._redis_answers")
+        return mocker.patch("osism.services.bridge_link._redis_answers")
 
     def test_watch_starts_one_watcher_thread(
         self, make_bridge: Any, mocker: Any
@@ -1177,7 +1184,7 @@ class TestRedisAnswers:
     def test_redis_answers_true_on_ping_and_closes_its_client(
         self, redis_cls: MagicMock
     ) -> None:
-        from osism.services.event_bridge import _redis_answers
+        from osism.services.bridge_link import _redis_answers
 
         redis_cls.return_value.ping.return_value = True
         assert _redis_answers() is True
@@ -1189,9 +1196,484 @@ class TestRedisAnswers:
     def test_redis_answers_false_without_error_log(
         self, redis_cls: MagicMock, caplog_bridge: Any
     ) -> None:
-        from osism.services.event_bridge import _redis_answers
+        from osism.services.bridge_link import _redis_answers
 
         redis_cls.return_value.ping.side_effect = ConnectionError("refused")
         assert _redis_answers() is False
         assert logged(caplog_bridge, logging.ERROR) == []
         assert logged(caplog_bridge, logging.WARNING) == []
+
+
+@pytest.fixture
+def server(mocker: Any) -> fakeredis.FakeServer:
+    """One fakeredis server behind every redis.Redis the bridge builds."""
+    server = fakeredis.FakeServer()
+    mocker.patch(
+        "osism.services.event_bridge.redis.Redis",
+        side_effect=lambda **kwargs: fakeredis.FakeRedis(
+            server=server, decode_responses=True
+        ),
+    )
+    return server
+
+
+@pytest.fixture
+def redis_view(server: fakeredis.FakeServer) -> fakeredis.FakeRedis:
+    """The test's own client of the same server."""
+    return fakeredis.FakeRedis(server=server, decode_responses=True)
+
+
+@pytest.fixture
+def live(server: fakeredis.FakeServer) -> EventBridge:
+    """A bridge connected to the fakeredis server (Redis mode)."""
+    return EventBridge()
+
+
+def channel_of(redis: fakeredis.FakeRedis) -> Any:
+    pubsub = redis.pubsub()
+    pubsub.subscribe(CHANNEL)
+    assert pubsub.get_message(timeout=0.1)["type"] == "subscribe"
+    return pubsub
+
+
+def logged_events(redis: fakeredis.FakeRedis) -> List[Dict[str, Any]]:
+    return [json.loads(f["event"]) for _, f in redis.xrange(f"{CHANNEL}:log")]
+
+
+class TestAddEvent:
+    """EventBridge.add_event: True once the log has the event."""
+
+    def test_add_event_publishes_the_event_json_on_the_channel(
+        self, live: EventBridge, redis_view: fakeredis.FakeRedis
+    ) -> None:
+        pubsub = channel_of(redis_view)
+        assert live.add_event(EVENT_TYPE, PAYLOAD) is True
+        message = pubsub.get_message(timeout=0.1)
+        assert message["channel"] == "osism:events"
+        published = json.loads(message["data"])
+        # The seed's meaning: the event's event_type and payload.
+        assert (published["event_type"], published["payload"]) == (
+            EVENT_TYPE,
+            PAYLOAD,
+        )
+        assert uuid.UUID(published["id"]).version == 4
+        assert published["timestamp"].endswith("Z")
+        # The same event is in the log, at the position the channel named.
+        [(position, fields)] = redis_view.xrange("osism:events:log")
+        assert published["stream_id"] == position
+        assert json.loads(fields["event"]) == {
+            k: v for k, v in published.items() if k != "stream_id"
+        }
+
+    def test_several_events_are_logged_in_order_and_counted(
+        self, live: EventBridge, redis_view: fakeredis.FakeRedis
+    ) -> None:
+        for n in range(4):
+            assert live.add_event(EVENT_TYPE, {"n": n}) is True
+        assert [e["payload"]["n"] for e in logged_events(redis_view)] == [0, 1, 2, 3]
+        assert live.status()["published"] == 4
+        assert live.status()["local_history"] == 0  # nothing kept in memory
+
+    def test_a_redelivered_notification_is_logged_and_published_once(
+        self, live: EventBridge, redis_view: fakeredis.FakeRedis
+    ) -> None:
+        pubsub = channel_of(redis_view)
+        message_id = str(uuid.uuid4())
+        meta = {"message_id": message_id, "service": "ironic", "priority": "INFO"}
+        assert live.add_event(EVENT_TYPE, PAYLOAD, meta=meta) is True
+        assert live.add_event(EVENT_TYPE, PAYLOAD, meta=meta) is True
+        [event] = logged_events(redis_view)
+        assert event["id"] == message_id
+        assert event["meta"] == meta
+        assert pubsub.get_message(timeout=0.1) is not None
+        assert pubsub.get_message(timeout=0.1) is None
+        assert live.status()["duplicates"] == 1
+
+    def test_an_event_nobody_listens_to_is_kept_in_the_log_quietly(
+        self,
+        live: EventBridge,
+        redis_view: fakeredis.FakeRedis,
+        caplog_bridge: Any,
+    ) -> None:
+        assert live.add_event(EVENT_TYPE, PAYLOAD) is True
+        assert len(logged_events(redis_view)) == 1
+        assert logged(caplog_bridge, logging.WARNING) == []
+
+    def test_redis_down_means_false_and_nothing_held(
+        self,
+        live: EventBridge,
+        server: fakeredis.FakeServer,
+        redis_view: fakeredis.FakeRedis,
+        caplog_bridge: Any,
+    ) -> None:
+        server.connected = False
+        assert live.add_event(EVENT_TYPE, PAYLOAD) is False
+        assert (live.status()["local_history"], queued(live)) == (0, [])
+        assert live.status()["mode"] == "redis"
+        assert any(
+            "Cannot connect to Redis" in line
+            for line in logged(caplog_bridge, logging.ERROR)
+        )
+        server.connected = True
+        assert live.add_event(EVENT_TYPE, {"n": 1}) is True
+        assert [e["payload"] for e in logged_events(redis_view)] == [{"n": 1}]
+
+    def test_a_broken_connection_is_retried_once_after_reconnecting(
+        self, bridge: EventBridge, redis_cls: MagicMock, mocker: Any, caplog_bridge: Any
+    ) -> None:
+        entry = LogEntry("1-0", {"id": "x"})
+        append = mocker.patch(
+            "osism.services.redis_log.RedisEventLog.append",
+            side_effect=[redis.ConnectionError("reset"), entry],
+        )
+        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is True
+        assert append.call_count == 2
+        assert redis_cls.call_count == 2  # a new client
+        assert any(
+            "after reconnecting" in line for line in logged(caplog_bridge, logging.INFO)
+        )
+
+    @pytest.mark.parametrize(
+        "second", [redis.ConnectionError("again"), None], ids=["fails", "no-redis"]
+    )
+    def test_a_reconnect_that_does_not_help_is_false(
+        self,
+        bridge: EventBridge,
+        client: MagicMock,
+        mocker: Any,
+        second: Optional[Exception],
+    ) -> None:
+        mocker.patch(
+            "osism.services.redis_log.RedisEventLog.append",
+            side_effect=[redis.ConnectionError("reset"), second],
+        )
+        if second is None:
+            client.ping.side_effect = ConnectionError("refused")
+        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is False
+
+    def test_a_timeout_is_not_retried(
+        self, bridge: EventBridge, redis_cls: MagicMock, mocker: Any
+    ) -> None:
+        # A frozen Redis: one socket timeout, no second wait on top.
+        append = mocker.patch(
+            "osism.services.redis_log.RedisEventLog.append",
+            side_effect=redis.TimeoutError("Timeout reading from socket"),
+        )
+        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is False
+        assert (append.call_count, redis_cls.call_count) == (1, 1)
+
+    def test_the_clients_retry_broken_connections_once_and_timeouts_never(
+        self, live: EventBridge
+    ) -> None:
+        retry = live._redis_client.get_retry()
+        assert retry.get_retries() == 1
+        assert redis.ConnectionError in retry._supported_errors
+        assert redis.TimeoutError not in retry._supported_errors
+
+    def test_a_payload_that_is_not_json_is_an_error_and_false(
+        self, live: EventBridge, caplog_bridge: Any
+    ) -> None:
+        assert live.add_event(EVENT_TYPE, {"bad": object()}) is False
+        [error] = logged(caplog_bridge, logging.ERROR)
+        assert error.startswith(f"Error adding event {EVENT_TYPE!r}")
+
+    def test_a_publisher_in_redis_mode_waits_for_redis(
+        self, server: fakeredis.FakeServer, redis_view: fakeredis.FakeRedis
+    ) -> None:
+        server.connected = False
+        bridge = EventBridge(connect=False)
+        assert bridge.use_redis() is False
+        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is False
+        server.connected = True
+        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is True
+        assert len(logged_events(redis_view)) == 1
+
+
+class TestEmbeddedMode:
+    """Without Redis at start: the bounded history lives in this process."""
+
+    def test_events_are_logged_in_memory_and_handed_on_in_order(
+        self, make_bridge: Any
+    ) -> None:
+        bridge = make_bridge(connect=False)
+        for n in range(3):
+            assert bridge.add_event(EVENT_TYPE, {"n": n}) is True
+        handed = queued(bridge)
+        assert [e["payload"] for e in handed] == [{"n": 0}, {"n": 1}, {"n": 2}]
+        positions = [e["stream_id"] for e in handed]
+        assert positions == sorted(positions, key=position_key)
+        assert bridge.status()["local_history"] == 3
+
+    def test_a_redelivery_is_logged_and_handed_on_once(self, make_bridge: Any) -> None:
+        bridge = make_bridge(connect=False)
+        meta = {"message_id": str(uuid.uuid4())}
+        assert bridge.add_event(EVENT_TYPE, PAYLOAD, meta=meta) is True
+        assert bridge.add_event(EVENT_TYPE, PAYLOAD, meta=meta) is True
+        assert [e["id"] for e in queued(bridge)] == [meta["message_id"]]
+        assert bridge.status()["duplicates"] == 1
+
+    def test_a_full_hand_off_queue_drops_the_oldest_waiting_but_logs_all(
+        self, make_bridge: Any, caplog_bridge: Any
+    ) -> None:
+        bridge = make_bridge(connect=False, queue_size=2)
+        for n in range(4):
+            assert bridge.add_event(EVENT_TYPE, {"n": n}) is True
+        assert [e["payload"]["n"] for e in queued(bridge)] == [2, 3]
+        assert bridge.dropped_events == 2
+        assert len(logged(caplog_bridge, logging.WARNING)) == 1  # rate-limited
+        # Still in the log: a client can resume from it.
+        assert len(bridge._memory_log.read_after(None, 10)) == 4
+
+    def test_replay_reads_the_memory_log(self, make_bridge: Any) -> None:
+        bridge = make_bridge(connect=False)
+        for n in range(4):
+            bridge.add_event(EVENT_TYPE, {"n": n})
+        first = queued(bridge)[0]["id"]
+        replay = bridge.replay(first, 10)
+        assert [e.event["payload"]["n"] for e in replay.entries] == [1, 2, 3]
+        assert (replay.recovered, replay.oldest_id) == (True, first)
+
+
+class TestReplay:
+    """EventBridge.replay delegates to the current log."""
+
+    def test_replay_reads_the_redis_log(self, live: EventBridge) -> None:
+        ids = [str(uuid.uuid4()) for _ in range(3)]
+        for event_id in ids:
+            live.add_event(EVENT_TYPE, PAYLOAD, meta={"message_id": event_id})
+        replay = live.replay(ids[0], 10)
+        assert [e.event["id"] for e in replay.entries] == ids[1:]
+        assert replay.recovered is True
+
+    def test_replay_without_a_log_or_with_redis_down_recovers_nothing(
+        self,
+        live: EventBridge,
+        server: fakeredis.FakeServer,
+        caplog_bridge: Any,
+    ) -> None:
+        server.connected = False
+        assert live.replay(str(uuid.uuid4()), 10) == ([], False, None)
+        assert logged(caplog_bridge, logging.WARNING)[0].startswith(
+            "Cannot read the event log for a resume"
+        )
+        live._redis_log = None
+        assert live.replay(str(uuid.uuid4()), 10) == ([], False, None)
+
+
+def envelope_of(event_type: str = EVENT_TYPE, **extra: Any) -> Dict[str, Any]:
+    return {"event_type": event_type, "payload": PAYLOAD, **extra}
+
+
+class TestProcessSingleEvent:
+    """EventBridge._process_single_event: where threads meet asyncio."""
+
+    def test_without_manager_warns_and_returns(
+        self, bridge: EventBridge, caplog_bridge: Any
+    ) -> None:
+        bridge._process_single_event(envelope_of())
+        assert logged(caplog_bridge, logging.WARNING) == [
+            "No WebSocket manager available; event dropped"
+        ]
+        assert logged(caplog_bridge, logging.ERROR) == []
+
+    @pytest.mark.asyncio
+    async def test_hands_the_coroutine_to_the_manager_loop(
+        self, bridge: EventBridge
+    ) -> None:
+        manager = MagicMock()
+        manager.loop = asyncio.get_running_loop()
+        manager.broadcast_event_from_notification = AsyncMock()
+        bridge._websocket_manager = manager
+        meta = {"service": "ironic"}
+        bridge._process_single_event(
+            envelope_of(id="e1", timestamp="2026-01-01T00:00:00Z", meta=meta)
+            | {"stream_id": "5-0"}
+        )
+        await async_wait_until(
+            lambda: manager.broadcast_event_from_notification.await_count == 1
+        )
+        manager.broadcast_event_from_notification.assert_awaited_once_with(
+            EVENT_TYPE,
+            PAYLOAD,
+            meta=meta,
+            event_id="e1",
+            timestamp="2026-01-01T00:00:00Z",
+            position="5-0",
+        )
+
+    @pytest.mark.asyncio
+    async def test_a_plain_seed_message_and_missing_keys(
+        self, bridge: EventBridge
+    ) -> None:
+        manager = MagicMock()
+        manager.loop = asyncio.get_running_loop()
+        manager.broadcast_event_from_notification = AsyncMock()
+        bridge._websocket_manager = manager
+        bridge._process_single_event({"event_type": EVENT_TYPE, "payload": PAYLOAD})
+        bridge._process_single_event({})
+        await async_wait_until(
+            lambda: manager.broadcast_event_from_notification.await_count == 2
+        )
+        calls = manager.broadcast_event_from_notification.await_args_list
+        none = dict(meta=None, event_id=None, timestamp=None, position=None)
+        assert calls == [call(EVENT_TYPE, PAYLOAD, **none), call("", {}, **none)]
+
+    @pytest.mark.asyncio
+    async def test_a_real_manager_gets_the_events_in_order_with_their_ids(
+        self, make_bridge: Any
+    ) -> None:
+        bridge = make_bridge(connect=False)
+        manager = WebSocketManager()
+        manager.loop = asyncio.get_running_loop()
+        bridge._websocket_manager = manager
+        for n in range(5):
+            bridge.add_event(EVENT_TYPE, {"n": n})
+        handed = queued(bridge)
+        for event in handed:
+            bridge._process_single_event(event)
+        await async_wait_until(lambda: manager.event_queue.qsize() == 5)
+        events = [manager.event_queue.get_nowait() for _ in range(5)]
+        assert [e.data["n"] for e in events] == [0, 1, 2, 3, 4]
+        assert [e.id for e in events] == [e["id"] for e in handed]
+        assert [e.position for e in events] == [e["stream_id"] for e in handed]
+        assert [e.timestamp for e in events] == [e["timestamp"] for e in handed]
+
+    @pytest.mark.parametrize(
+        "loop", [None, "not-running", "closed", "not-a-loop"], ids=str
+    )
+    def test_without_a_running_loop_the_event_is_counted_not_run(
+        self, bridge: EventBridge, caplog_bridge: Any, loop: Any
+    ) -> None:
+        manager = MagicMock()
+        if loop == "not-running":
+            manager.loop = asyncio.new_event_loop()
+        elif loop == "closed":
+            manager.loop = asyncio.new_event_loop()
+            manager.loop.close()
+        elif loop == "not-a-loop":
+            manager.loop = "loop"
+        else:
+            manager.loop = None
+        bridge._websocket_manager = manager
+        try:
+            bridge._process_single_event(envelope_of())
+            bridge._process_single_event(envelope_of())
+        finally:
+            if isinstance(manager.loop, asyncio.AbstractEventLoop):
+                manager.loop.close()
+        manager.broadcast_event_from_notification.assert_not_called()
+        assert bridge.dropped_events == 2
+        assert len(logged(caplog_bridge, logging.WARNING)) == 1
+
+    @pytest.mark.asyncio
+    async def test_a_failing_coroutine_is_logged(
+        self, bridge: EventBridge, caplog_bridge: Any
+    ) -> None:
+        manager = MagicMock()
+        manager.loop = asyncio.get_running_loop()
+        manager.broadcast_event_from_notification = AsyncMock(
+            side_effect=RuntimeError("broken")
+        )
+        bridge._websocket_manager = manager
+        bridge._process_single_event(envelope_of())
+        await async_wait_until(
+            lambda: "Error broadcasting an event: broken"
+            in logged(caplog_bridge, logging.ERROR)
+        )
+
+
+class TestSubscriberCatchesUp:
+    """The subscriber loop on fakeredis: after every (re)subscribe it reads
+    the log from the last position it delivered, then continues live, with
+    no gap and no duplicate. Without a manager, what it delivers lands on the
+    local queue, where the test reads it."""
+
+    def drive(self, bridge: EventBridge, steps: List[Callable[[], None]]) -> None:
+        """Run the loop; before each get_message the next step runs; after
+        the last one, shutdown."""
+        subscriber = bridge._redis_subscriber
+        real = subscriber.get_message
+        pending = list(steps)
+
+        def get_message(timeout: float) -> Any:
+            if not pending:
+                bridge._shutdown_event.set()
+                return None
+            pending.pop(0)()
+            return real(timeout=0.01)
+
+        subscriber.get_message = get_message
+        bridge._redis_subscriber_loop()
+
+    def test_the_first_subscribe_starts_at_the_tail_then_goes_live(
+        self, live: EventBridge
+    ) -> None:
+        live.add_event(EVENT_TYPE, {"n": "before"})
+        self.drive(
+            live,
+            [
+                lambda: None,  # the confirmation: nothing to catch up
+                lambda: live.add_event(EVENT_TYPE, {"n": 1}),
+                lambda: live.add_event(EVENT_TYPE, {"n": 2}),
+            ],
+        )
+        assert [e["payload"]["n"] for e in queued(live)] == [1, 2]
+        assert live.status()["caught_up"] == 0
+
+    def test_a_resubscribe_delivers_the_gap_then_live_without_duplicates(
+        self, live: EventBridge, redis_view: fakeredis.FakeRedis
+    ) -> None:
+        # Delivered up to the first event; two more came while away.
+        live.add_event(EVENT_TYPE, {"n": 0})
+        live._feed.started = True
+        live._feed.position = live._redis_log.last_position()
+        live.add_event(EVENT_TYPE, {"n": 1})
+        live.add_event(EVENT_TYPE, {"n": 2})
+        self.drive(
+            live,
+            [
+                # Published while the loop catches up: in the log and on the
+                # channel, so it must come once.
+                lambda: live.add_event(EVENT_TYPE, {"n": 3}),
+                lambda: live.add_event(EVENT_TYPE, {"n": 4}),
+                lambda: None,
+                lambda: None,
+            ],
+        )
+        assert [e["payload"]["n"] for e in queued(live)] == [1, 2, 3, 4]
+        status = live.status()
+        assert status["caught_up"] == 3
+        assert status["last_position"] == live._redis_log.last_position()
+
+    def test_a_plain_seed_message_is_delivered_as_it_is(
+        self, live: EventBridge, redis_view: fakeredis.FakeRedis
+    ) -> None:
+        plain = {"event_type": EVENT_TYPE, "payload": PAYLOAD}
+        self.drive(
+            live,
+            [
+                lambda: None,
+                lambda: redis_view.publish(CHANNEL, json.dumps(plain)),
+                lambda: None,
+            ],
+        )
+        assert queued(live) == [plain]
+
+    def test_a_dead_connection_found_by_the_health_check_takes_the_retry_path(
+        self, bridge: EventBridge, no_wait: StopEvent, mocker: Any
+    ) -> None:
+        sub = MagicMock(name="pubsub")
+        bridge._redis_subscriber = sub
+        init = mocker.patch.object(bridge, "_init_redis")
+        check = mocker.patch.object(
+            bridge._feed,
+            "check_health",
+            side_effect=[None, DeadConnection("no pong"), None],
+        )
+        sub.get_message.side_effect = stop_on_last(no_wait, SUBSCRIBED, None, None)
+        seen: List[bool] = []
+        init.side_effect = lambda: seen.append(bridge._subscribed)
+        bridge._redis_subscriber_loop()
+        assert check.call_count == 3
+        assert seen == [False]  # not ready while it reconnects
+        assert sub.subscribe.call_count == 2

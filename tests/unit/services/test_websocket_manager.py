@@ -1568,31 +1568,39 @@ class TestHeartbeatAtFullQueue:
             assert manager.status()["skipped_heartbeats"] == 2
 
     @pytest.mark.asyncio
-    async def test_skipped_heartbeat_is_logged_as_warning(
+    async def test_heartbeat_takes_no_place_behind_queued_events(
         self, fake_websocket: WebSocketFactory, ws_logs: pytest.LogCaptureFixture
     ) -> None:
-        async with fresh_manager(queue_size=1) as manager:
-            register(manager, fake_websocket())
-            manager.enqueue(make_event())
-
-            await manager.send_heartbeat()
-
-            assert log_messages(ws_logs, logging.WARNING) == [
-                "Event queue full (1): heartbeat skipped, 1 skipped so far"
-            ]
-
-    @pytest.mark.asyncio
-    async def test_heartbeat_is_queued_while_there_is_room(
-        self, fake_websocket: WebSocketFactory
-    ) -> None:
-        async with fresh_manager(queue_size=2) as manager:
+        async with fresh_manager(queue_size=3) as manager:
             register(manager, fake_websocket())
             event = make_event()
             manager.enqueue(event)
 
             await manager.send_heartbeat()
+            # The queue fills up later: every place went to a real event.
+            manager.enqueue(make_event("second"))
+            manager.enqueue(make_event("third"))
 
             assert manager.event_queue.get_nowait() is event
+            assert [manager.event_queue.get_nowait().event_type for _ in range(2)] == [
+                "second",
+                "third",
+            ]
+            assert manager.skipped_heartbeats == 1
+            assert manager.dropped_events == 0
+            assert log_messages(ws_logs, logging.DEBUG)[-1] == (
+                "Heartbeat skipped: 1 events queued (1 skipped so far)"
+            )
+
+    @pytest.mark.asyncio
+    async def test_heartbeat_is_queued_when_nothing_else_is(
+        self, fake_websocket: WebSocketFactory
+    ) -> None:
+        async with fresh_manager(queue_size=1) as manager:
+            register(manager, fake_websocket())
+
+            await manager.send_heartbeat()
+
             assert manager.event_queue.get_nowait().event_type == "heartbeat"
             assert manager.skipped_heartbeats == 0
 

@@ -1,0 +1,151 @@
+"""The bridge's side of Redis: appending to the log, closing subscribers, and
+the watcher that looks for Redis from an API process started without it.
+
+A mixin of ``EventBridge`` (event_bridge.py), which owns the attributes.
+"""
+
+import logging
+import threading
+from typing import Any, Optional
+
+import redis
+
+from osism import settings
+from osism.services.backoff import Backoff
+from osism.services.event_log import Envelope
+from osism.services.ratelimit import RateLimitedLog
+from osism.services.redis_connection import RedisSettings, create_client
+from osism.services.redis_log import RedisEventLog
+
+logger = logging.getLogger("osism.event_bridge")
+
+CHANNEL = settings.EVENTS_PREFIX
+
+
+class RedisLink:
+    """Appending to the Redis log; closing subscribers; watching for Redis."""
+
+    RESTART_MIN_DELAY = 1.0
+
+    _redis_client: Optional[Any]
+    _redis_subscriber: Optional[Any]
+    _redis_log: Optional[RedisEventLog]
+    _redis_settings: Optional[RedisSettings]
+    _close_lock: threading.Lock
+    _shutdown_event: threading.Event
+    _websocket_manager: Optional[Any]
+    _subscriber_thread: Optional[threading.Thread]
+    _down_log: RateLimitedLog
+    published: int
+
+    def _init_redis(self, with_subscriber: bool = True) -> None:
+        raise NotImplementedError  # EventBridge's
+
+    def _start_redis_subscriber(self) -> None:
+        raise NotImplementedError  # EventBridge's
+
+    def _append_to_redis(self, envelope: Envelope) -> bool:
+        log = self._redis_log if self._redis_client is not None else None
+        if log is None:
+            self._init_redis(with_subscriber=False)
+            log = self._redis_log if self._redis_client is not None else None
+            if log is None:
+                return False
+        try:
+            entry = log.append(envelope)
+        except redis.ConnectionError as exc:
+            logger.warning("Appending %s failed: %s", envelope["event_type"], exc)
+            self._init_redis(with_subscriber=False)
+            log = self._redis_log if self._redis_client is not None else None
+            if log is None:
+                return False
+            try:
+                entry = log.append(envelope)
+            except redis.RedisError as again:
+                logger.warning("Appending after reconnecting failed: %s", again)
+                return False
+            logger.info("Appended %s after reconnecting to Redis", envelope["id"])
+        except redis.RedisError as exc:
+            self._down_log.warning(
+                "Redis did not take %s: %s; not taken",
+                envelope["event_type"],
+                exc,
+            )
+            return False
+        if entry is not None:
+            self.published += 1
+            logger.debug(
+                "Logged %s as %s at %s (%d subscribers)",
+                envelope["event_type"],
+                entry.event.get("id"),
+                entry.position,
+                log.receivers,
+            )
+        return entry is not None
+
+    def _close_subscriber(self) -> None:
+        subscriber, self._redis_subscriber = self._redis_subscriber, None
+        error = self._close_pubsub(subscriber)
+        if error is not None:
+            logger.debug("Closing the old Redis subscriber failed: %s", error)
+
+    def _close_pubsub(self, subscriber: Optional[Any]) -> Optional[Exception]:
+        """Close a PubSub (None: nothing to close); the error, if it failed.
+
+        shutdown() may close the subscriber while its thread closes it too, and
+        redis-py's PubSub.close() is not safe to run twice at once.
+        """
+        if subscriber is None:
+            return None
+        try:
+            with self._close_lock:
+                subscriber.close()
+        except Exception as exc:
+            return exc
+        return None
+
+    def _watch_redis(self) -> None:
+        cfg = self._redis_settings
+        where = cfg.describe() if cfg is not None else "?"
+        backoff = Backoff(self.RESTART_MIN_DELAY, settings.SUBSCRIBER_RESTART_MAX_DELAY)
+        told = False
+        while not self._shutdown_event.is_set():
+            if _redis_answers():
+                self._init_redis()
+                if self._redis_client is not None:
+                    if (
+                        self._websocket_manager is not None
+                        and self._subscriber_thread is None
+                    ):
+                        self._start_redis_subscriber()
+                    logger.info("Redis at %s answers: events go through it", where)
+                    return
+            if not told:
+                told = True
+                logger.info(
+                    "No Redis answers at %s: events stay in this process "
+                    "(embedded mode). Set REDIS_HOST, REDIS_PORT and REDIS_DB to "
+                    "share them with the listener and other API processes; "
+                    "looking for Redis there in the background",
+                    where,
+                )
+            if self._shutdown_event.wait(backoff.next()):
+                return
+
+
+def _redis_answers() -> bool:
+    """A quiet, quick check (one try, no retries, no error log) for the watcher."""
+    cfg = RedisSettings.from_env()
+    try:
+        client = create_client(cfg, probe=True)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception as exc:
+        logger.debug("Redis at %s does not answer yet: %s", cfg.describe(), exc)
+        return False
+
+
+def _alive(thread: Optional[threading.Thread]) -> bool:
+    return thread is not None and thread.is_alive()
