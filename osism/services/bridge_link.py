@@ -32,6 +32,7 @@ class RedisLink:
     _redis_log: Optional[RedisEventLog]
     _redis_settings: Optional[RedisSettings]
     _close_lock: threading.Lock
+    _redis_lock: threading.RLock
     _shutdown_event: threading.Event
     _websocket_manager: Optional[Any]
     _subscriber_thread: Optional[threading.Thread]
@@ -39,24 +40,22 @@ class RedisLink:
     published: int
 
     def _init_redis(self, with_subscriber: bool = True) -> None:
-        raise NotImplementedError  # EventBridge's
+        raise NotImplementedError  # pragma: no cover - EventBridge's
 
     def _start_redis_subscriber(self) -> None:
-        raise NotImplementedError  # EventBridge's
+        raise NotImplementedError  # pragma: no cover - EventBridge's
 
     def _append_to_redis(self, envelope: Envelope) -> bool:
         log = self._redis_log if self._redis_client is not None else None
         if log is None:
-            self._init_redis(with_subscriber=False)
-            log = self._redis_log if self._redis_client is not None else None
+            log = self._reconnect()
             if log is None:
                 return False
         try:
             entry = log.append(envelope)
         except redis.ConnectionError as exc:
             logger.warning("Appending %s failed: %s", envelope["event_type"], exc)
-            self._init_redis(with_subscriber=False)
-            log = self._redis_log if self._redis_client is not None else None
+            log = self._reconnect()
             if log is None:
                 return False
             try:
@@ -82,6 +81,20 @@ class RedisLink:
                 log.receivers,
             )
         return entry is not None
+
+    def _reconnect(self) -> Optional[RedisEventLog]:
+        """Connect again for a publisher; None while Redis does not answer.
+
+        A thread that is (re)connecting already holds the lock: waiting for
+        it could add its timeout to ours, so the caller gets None at once.
+        """
+        if not self._redis_lock.acquire(blocking=False):
+            return None
+        try:
+            self._init_redis(with_subscriber=False)
+        finally:
+            self._redis_lock.release()
+        return self._redis_log if self._redis_client is not None else None
 
     def _close_subscriber(self) -> None:
         subscriber, self._redis_subscriber = self._redis_subscriber, None

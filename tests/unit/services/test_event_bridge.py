@@ -1351,6 +1351,18 @@ class TestAddEvent:
             client.ping.side_effect = ConnectionError("refused")
         assert bridge.add_event(EVENT_TYPE, PAYLOAD) is False
 
+    def test_a_publisher_does_not_wait_for_another_threads_reconnect(
+        self, bridge: EventBridge, mocker: Any
+    ) -> None:
+        bridge._redis_client = None
+        lock = MagicMock()
+        lock.acquire.return_value = False  # the subscriber is reconnecting
+        bridge._redis_lock = lock
+        init = mocker.patch.object(bridge, "_init_redis")
+        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is False
+        lock.acquire.assert_called_once_with(blocking=False)
+        init.assert_not_called()
+
     def test_a_timeout_is_not_retried(
         self, bridge: EventBridge, redis_cls: MagicMock, mocker: Any
     ) -> None:
