@@ -7,6 +7,7 @@ is when the test starts publishing.
 
 import asyncio
 import json
+import signal
 import sys
 import uuid
 from typing import List, Optional, Tuple
@@ -226,3 +227,18 @@ async def test_resumes_without_a_gap_from_the_event_log(start_api: StartApi) -> 
     events = [json.loads(line) for line in lines]
     assert [e["data"]["resource_id"] for e in events] == ["1", "2", "3", "4", "5"]
     assert not watch.said("events may be missing")
+
+
+@pytest.mark.asyncio
+async def test_ctrl_c_ends_it_with_130_and_no_traceback(start_api: StartApi) -> None:
+    api = start_api()
+    watch = await Watch.start(api)
+    try:
+        await watch.watching()
+        watch.process.send_signal(signal.SIGINT)
+        status, lines = await watch.finish()
+    finally:
+        await watch.kill()
+    assert status == 130 and lines == []
+    assert not any("Traceback" in line for line in watch.stderr), watch.stderr
+    await async_wait_until(lambda: api.has_connections(0), 5.0)
