@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from osism import settings
 from osism.metrics import ApiMetrics
+from osism.page import PAGE_PATH, install_page
 from osism.protocol import error_reply, filter_reply, parse_client_message, resume_id
 from osism.security import (
     BodySizeLimit,
@@ -21,14 +22,13 @@ from osism.security import (
     presented_token,
 )
 from osism.services.event_bridge import EventBridge, event_bridge
-from osism.page import PAGE_PATH, install_page
-from osism.system_channel import SYSTEM_PATH, SystemState, serve_system_client
 from osism.services.websocket_manager import (
     CLOSE_TRY_AGAIN_LATER,
     WebSocketManager,
     close_quietly,
     websocket_manager,
 )
+from osism.system_channel import SYSTEM_PATH, SystemState, serve_system_client
 
 logger = logging.getLogger("osism.api")
 
@@ -95,7 +95,7 @@ def create_app(
     app.state.manager = mgr
     app.state.bridge = brg
     app.state.security = cfg
-    metrics = ApiMetrics(mgr.status, brg.status)
+    metrics = ApiMetrics(lambda: mgr.status(), lambda: brg.status())
     app.state.metrics = metrics
 
     @app.get("/")
