@@ -231,11 +231,12 @@
     updateCounter();
   }
 
-  function cell(tr, text) {
-    const td = document.createElement("td");
-    td.textContent = text == null ? "" : String(text);
-    td.title = td.textContent;
-    tr.appendChild(td);
+  function cell(row, text) {
+    const span = document.createElement("span");
+    span.setAttribute("role", "cell");
+    span.textContent = text == null ? "" : String(text);
+    row.appendChild(span);
+    return span;
   }
 
   // "2026-11-23T12:03:14.123456Z" -> "12:03:14.123" (UTC, as the server sends it)
@@ -244,21 +245,23 @@
     return match ? match[1] : String(timestamp);
   }
 
+  // A row is a grid of spans, not a table row: rows out of view then cost no
+  // layout or paint (content-visibility), which keeps a busy list cheap.
   function row(ev) {
-    const tr = document.createElement("tr");
+    const div = document.createElement("div");
     const data = ev.data && typeof ev.data === "object" ? ev.data : {};
     const meta = data._osism && typeof data._osism === "object" ? data._osism : {};
     const priority = meta.priority || "";
-    tr.dataset.id = ev.id;
-    tr.className = priority ? "prio-" + String(priority).toLowerCase() : "";
-    cell(tr, clockTime(ev.timestamp));
-    tr.firstChild.title = String(ev.timestamp);
-    cell(tr, priority);
-    cell(tr, ev.event_type);
-    cell(tr, ev.node_name);
-    cell(tr, data.resource_id);
-    tr.osismEvent = ev;
-    return tr;
+    div.setAttribute("role", "row");
+    div.dataset.id = ev.id;
+    div.className = "row" + (priority ? " prio-" + String(priority).toLowerCase() : "");
+    cell(div, clockTime(ev.timestamp)).title = String(ev.timestamp);
+    cell(div, priority);
+    cell(div, ev.event_type);
+    cell(div, ev.node_name);
+    cell(div, data.resource_id);
+    div.osismEvent = ev;
+    return div;
   }
 
   let counterScheduled = false;
@@ -281,12 +284,12 @@
   }
 
   rows.addEventListener("click", (e) => {
-    const tr = e.target.closest("tr");
-    if (!tr || !tr.osismEvent) return;
+    const div = e.target.closest(".row");
+    if (!div || !div.osismEvent) return;
     if (state.selected) state.selected.classList.remove("selected");
-    tr.classList.add("selected");
-    state.selected = tr;
-    $("detail").textContent = JSON.stringify(tr.osismEvent, null, 2);
+    div.classList.add("selected");
+    state.selected = div;
+    $("detail").textContent = JSON.stringify(div.osismEvent, null, 2);
   });
 
   $("pause").addEventListener("click", () => {

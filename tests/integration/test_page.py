@@ -74,8 +74,8 @@ class Page:
 
     async def wait_row(self, node: str, timeout: float = 5.0) -> None:
         await self.page.wait_for_function(
-            "node => [...document.querySelectorAll('#rows tr td:nth-child(4)')]"
-            ".some(td => td.textContent === node)",
+            "node => [...document.querySelectorAll('#rows .row span:nth-child(4)')]"
+            ".some(c => c.textContent === node)",
             arg=node,
             timeout=timeout * 1000,
         )
@@ -83,7 +83,7 @@ class Page:
     async def nodes(self) -> List[str]:
         """The node column, top (newest) first."""
         result: List[str] = await self.page.eval_on_selector_all(
-            "#rows tr td:nth-child(4)", "tds => tds.map(td => td.textContent)"
+            "#rows .row span:nth-child(4)", "cells => cells.map(c => c.textContent)"
         )
         return result
 
@@ -150,7 +150,7 @@ async def test_live_list_filters_and_the_servers_reply(
     assert time.monotonic() - posted < 1.0
 
     # Its full JSON on click.
-    await page.page.click("#rows tr")
+    await page.page.click("#rows .row")
     detail = await page.text("#detail")
     assert f'"node_name": "{first}"' in detail and '"resource_id": "r-1"' in detail
 
@@ -310,22 +310,22 @@ async def test_the_list_stays_bounded_and_fast_after_100000_events(
     await page.wait_text("#counter", f"{count} events", timeout=60.0)
     took = await page.page.evaluate("window.__floodDone - window.__floodStart")
     await page.page.wait_for_function(
-        "document.querySelectorAll('#rows tr').length === 500", timeout=5000
+        "() => document.querySelectorAll('#rows .row').length === 500", timeout=5000
     )
     nodes = await page.nodes()
     assert nodes[0] == f"node-{count - 1}" and nodes[-1] == f"node-{count - 500}"
 
     # Still responsive: a click shows the event at once.
     clicked = time.monotonic()
-    await page.page.click("#rows tr")
+    await page.page.click("#rows .row")
     await page.wait_text("#detail", f'"node_name": "node-{count - 1}"', timeout=1.0)
     report_figure("page took 100,000 events in", f"{took / 1000:.2f}", "s")
     report_figure(
         "click to detail after 100,000 events", f"{time.monotonic() - clicked:.3f}", "s"
     )
-    # Generous: the machine may be shared; a list that is not bounded takes
-    # minutes here, and the click above shows the page did not freeze.
-    assert took < 30_000
+    # About 2.5 s here (a table of 500 rows took 15-25 s: each frame laid
+    # out every row); generous, since the machine may be shared.
+    assert took < 10_000
     assert page.errors == []
 
 
