@@ -15,7 +15,7 @@ import pytest
 import websockets
 from websockets.frames import Close
 
-from osism import watch
+from osism import watch, watch_args
 from osism.main import build_parser, main
 from osism.watch import Watcher, format_event, set_filters_message, websocket_url
 
@@ -130,7 +130,7 @@ class TestArguments:
             ["watch", "--event", "compute.*", "--event", "a.b", "--node", "n1"]
             + ["--service", "nova", "--priority", "ERROR"]
         )
-        assert watch.filters_of(args) == {
+        assert watch_args.filters_of(args) == {
             "event_filters": ["compute.*", "a.b"],
             "node_filters": ["n1"],
             "service_filters": ["nova"],
@@ -139,7 +139,7 @@ class TestArguments:
 
     def test_kinds_not_given_are_left_out(self) -> None:
         args = build_parser().parse_args(["watch", "--node", "n1"])
-        assert watch.filters_of(args) == {"node_filters": ["n1"]}
+        assert watch_args.filters_of(args) == {"node_filters": ["n1"]}
 
     @pytest.mark.parametrize(
         "argv", [["--count", "0"], ["--timeout", "0"], ["--count", "x"], ["--bad"]]
