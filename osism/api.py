@@ -79,7 +79,16 @@ def create_app(
             # that does not resolve can take seconds), quietly.
             brg.watch_for_redis()
         heartbeat = asyncio.create_task(_heartbeat(mgr, interval)) if interval else None
-        logger.info("osism API started; event bridge in %s mode", brg.status()["mode"])
+        state = brg.status()
+        logger.info(
+            "osism API started; event bridge in %s mode%s",
+            state["mode"],
+            (
+                f", looking for Redis at {state['redis']}"
+                if state["watching_for_redis"]
+                else ""
+            ),
+        )
         try:
             yield
         finally:

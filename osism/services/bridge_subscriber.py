@@ -11,6 +11,7 @@ import time
 from typing import Any, Dict, Optional
 
 from osism import settings
+from osism.services import bridge_link
 from osism.services.backoff import Backoff
 from osism.services.bridge_link import CHANNEL
 from osism.services.event_log import Envelope
@@ -18,6 +19,9 @@ from osism.services.redis_log import RedisEventLog
 from osism.services.subscription import Subscription, decode
 
 logger = logging.getLogger("osism.event_bridge")
+
+# Seconds between quiet probes for Redis while a restart waits.
+PROBE_INTERVAL = 1.0
 
 
 class RedisSubscriber:
@@ -60,10 +64,29 @@ class RedisSubscriber:
                 delay,
                 self.subscriber_restarts,
             )
-            if self._shutdown_event.wait(delay):
+            if self._back_off(delay):
                 break
             self._init_redis()
         logger.info("Redis subscriber stopped for shutdown")
+
+    def _back_off(self, delay: float) -> bool:
+        """Wait ``delay`` s before a restart, less once Redis answers a quiet
+        probe (one every PROBE_INTERVAL s); True when shutdown came meanwhile.
+
+        So a subscriber that gave up during a long outage is back within about
+        a second of Redis, not after the rest of a back-off of up to
+        SUBSCRIBER_RESTART_MAX_DELAY.
+        """
+        remaining = delay
+        while remaining > 0:
+            step = min(remaining, PROBE_INTERVAL)
+            if self._shutdown_event.wait(step):
+                return True
+            remaining -= step
+            if remaining > 0 and bridge_link._redis_answers():
+                logger.info("Redis answers again; restarting the subscriber now")
+                return False
+        return False
 
     def _redis_subscriber_loop(self) -> None:
         if self._redis_subscriber is None:

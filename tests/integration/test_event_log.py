@@ -92,11 +92,16 @@ async def receive_nodes(
     return received
 
 
-async def nothing_more_before(user: User, rabbit: Broker, exchange: str) -> None:
+async def nothing_more_before(
+    user: User,
+    rabbit: Broker,
+    exchange: str,
+    ignore: Optional[Dict[str, Any]] = None,
+) -> None:
     """A last notification is the very next event: nothing came twice."""
     node = f"sentinel-{uuid.uuid4().hex[:6]}"
     await publish_all(rabbit, exchange, [notification(node)])
-    await user.expect(event(POWER_SET, node=node), within=30.0)
+    await user.expect(event(POWER_SET, node=node), within=30.0, ignore=ignore)
 
 
 def kill(process: ListenerProcess) -> None:
@@ -317,6 +322,11 @@ async def test_a_frozen_redis_blocks_no_call_beyond_its_timeout(
         arrived = time.monotonic() - thawed_at
         assert [m["node_name"] for m in received] == nodes
         ready_again = await ready_becomes(api, True, timeout=30.0)
+        # What the listener retried after a timeout (Redis ran it once it
+        # resumed) was logged once: nothing comes twice. (The event osism
+        # publish was refused may still come once: Redis ran it on SIGCONT.)
+        cli = {"node_name": lambda node: str(node).startswith("cli-")}
+        await nothing_more_before(operator, rabbit, exchange, ignore=cli)
 
     report_figure(
         "osism publish answered during the freeze in", f"{publish_took:.2f}", "s"

@@ -799,6 +799,9 @@ class TestSuperviseSubscriber:
         self, mocker: Any, bridge: EventBridge, monkeypatch: pytest.MonkeyPatch
     ) -> SimpleNamespace:
         monkeypatch.setattr(settings, "SUBSCRIBER_RESTART_MAX_DELAY", self.MAX_DELAY)
+        # One wait per back-off (probes are tested on their own below).
+        monkeypatch.setattr("osism.services.bridge_subscriber.PROBE_INTERVAL", 100.0)
+        mocker.patch("osism.services.bridge_link._redis_answers", return_value=False)
         clock = mocker.patch("osism.services.bridge_subscriber.time")
         clock.monotonic.return_value = 0.0
         journal: List[Any] = []
@@ -899,6 +902,38 @@ class TestSuperviseSubscriber:
         runs.loop.assert_called_once_with()
         runs.init.assert_not_called()
         assert event.waits == [1.0]
+
+
+class TestRestartBackOff:
+    """The supervisor's back-off ends early once Redis answers a probe."""
+
+    @pytest.fixture
+    def answers(self, mocker: Any) -> MagicMock:
+        return mocker.patch("osism.services.bridge_link._redis_answers")
+
+    def test_probes_each_second_and_restarts_once_redis_answers(
+        self, bridge: EventBridge, no_wait: StopEvent, answers: MagicMock
+    ) -> None:
+        answers.side_effect = [False, False, True]
+        assert bridge._back_off(8.0) is False
+        assert no_wait.waits == [1.0, 1.0, 1.0]
+        assert answers.call_count == 3
+
+    def test_waits_the_whole_delay_while_redis_is_silent(
+        self, bridge: EventBridge, no_wait: StopEvent, answers: MagicMock
+    ) -> None:
+        answers.return_value = False
+        assert bridge._back_off(2.5) is False
+        assert no_wait.waits == [1.0, 1.0, 0.5]
+        assert answers.call_count == 2  # none after the last slice
+
+    def test_a_shutdown_ends_it(
+        self, bridge: EventBridge, stop_event: Any, answers: MagicMock
+    ) -> None:
+        event = stop_event(bridge, stop_on_wait=2)
+        answers.return_value = False
+        assert bridge._back_off(8.0) is True
+        assert event.waits == [1.0, 1.0]
 
 
 def loop_state(running: bool, closed: bool) -> MagicMock:
@@ -1122,13 +1157,21 @@ class TestWatchForRedis:
         stop_event: Any,
         answers: MagicMock,
         monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
     ) -> None:
         monkeypatch.setattr(settings, "SUBSCRIBER_RESTART_MAX_DELAY", self.MAX_DELAY)
         bridge = make_bridge(connect=False)
         event = stop_event(bridge, stop_on_wait=5)
         answers.return_value = False
-        bridge._watch_redis()
+        with caplog.at_level(logging.DEBUG, "osism.event_bridge"):
+            bridge._watch_redis()
         assert event.waits == [1.0, 2.0, 4.0, 4.0, 4.0]
+        # One INFO line says where events stay and how to point at Redis;
+        # nothing louder while the default Redis is absent.
+        [info] = logged(caplog, logging.INFO)
+        assert info.startswith("No Redis answers at redis:6379/0: events stay")
+        assert "REDIS_HOST" in info
+        assert logged(caplog, logging.WARNING) + logged(caplog, logging.ERROR) == []
         # The first look is at once: an API serves before Redis is found.
         assert answers.call_count == 5
         assert bridge._redis_client is None
