@@ -88,7 +88,12 @@ def integration(session: nox.Session) -> None:
         )
         env["OSISM_REDIS_SERVER"] = str(binary).strip()
     session.run(
-        "pytest", "tests/integration", "-m", "integration", *session.posargs, env=env
+        "pytest",
+        "tests/integration",
+        "-m",
+        "integration and not browser",
+        *session.posargs,
+        env=env,
     )
 
 
@@ -110,3 +115,38 @@ def mutation(session: nox.Session) -> None:
     """
     install_project(session, *TEST_TOOLS, "mutmut")
     session.run("python", "tools/mutation.py", *session.posargs)
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@nox.session
+def browser(session: nox.Session) -> None:
+    """The events page in Debian's headless Chromium, driven by Playwright.
+
+    Needs Debian's chromium package (``apt-get install -y chromium``; .ci/run
+    installs it) and redis-server; Playwright only drives the browser, it
+    downloads none. Screenshots go to $OSISM_SCREENSHOTS when it is set.
+    """
+    chromium = os.environ.get("OSISM_CHROMIUM", CHROMIUM)
+    if not (os.path.isfile(chromium) and os.access(chromium, os.X_OK)):
+        session.error(
+            f"{chromium} not found: the browser tests need Debian's chromium "
+            "(apt-get install -y chromium) or OSISM_CHROMIUM pointing at one"
+        )
+    redis_server = os.environ.get("OSISM_REDIS_SERVER") or shutil.which("redis-server")
+    if not redis_server:
+        session.error("redis-server not found: apt-get install -y redis-server")
+    install_project(session, *TEST_TOOLS, "playwright")
+    session.run(
+        "pytest",
+        "tests/integration",
+        "-m",
+        "browser",
+        *session.posargs,
+        env={"OSISM_CHROMIUM": chromium, "OSISM_REDIS_SERVER": redis_server},
+    )
+
+
+# Bare `nox` runs the browser tests too.
+nox.options.sessions.append("browser")

@@ -2,14 +2,18 @@
 
 import asyncio
 import logging
+import time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable, Dict, List, Mapping, Optional
 
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, field_validator
 
 from osism import settings
+from osism.metrics import ApiMetrics
+from osism.page import PAGE_PATH, install_page
 from osism.protocol import error_reply, filter_reply, parse_client_message, resume_id
 from osism.security import (
     BodySizeLimit,
@@ -27,6 +31,7 @@ from osism.services.websocket_manager import (
     close_quietly,
     websocket_manager,
 )
+from osism.system_channel import SYSTEM_PATH, SystemState, serve_system_client
 
 logger = logging.getLogger("osism.api")
 
@@ -132,6 +137,8 @@ def create_app(
     app.state.manager = mgr
     app.state.bridge = brg
     app.state.security = cfg
+    metrics = ApiMetrics(lambda: mgr.status(), lambda: brg.status())
+    app.state.metrics = metrics
 
     @app.get("/")
     @app.get("/v1")
@@ -143,6 +150,9 @@ def create_app(
         return {
             "websocket": EVENTS_PATH,
             "publish": f"POST {EVENTS_PATH}",
+            "page": PAGE_PATH,
+            "system": SYSTEM_PATH,
+            "metrics": "/metrics",
             "event_fields": [
                 "id",
                 "timestamp",
@@ -204,7 +214,12 @@ def create_app(
             )
         meta = event.meta()
         extra = {"meta": meta} if meta else {}
-        if not brg.add_event(event.event_type, event.payload, **extra):
+        started = time.perf_counter()
+        taken = brg.add_event(event.event_type, event.payload, **extra)
+        metrics.publish_seconds.labels("accepted" if taken else "refused").observe(
+            time.perf_counter() - started
+        )
+        if not taken:
             return JSONResponse(
                 {"result": "dropped", "error": "event could not be queued"}, 503
             )
@@ -250,6 +265,25 @@ def create_app(
         finally:
             await mgr.disconnect(websocket)
 
+    # Looked up at each sample, so a replaced bridge or manager status counts.
+    system_state = SystemState(lambda: mgr.status(), lambda: brg.status())
+    app.state.system_state = system_state
+
+    @app.websocket(SYSTEM_PATH)
+    async def system(websocket: WebSocket) -> None:
+        if not await _admit(websocket, mgr, cfg):
+            return
+        await websocket.accept()
+        await serve_system_client(websocket, system_state)
+        await close_quietly(websocket, 1000, "bye")
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        return Response(
+            generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST
+        )
+
+    install_page(app)
     return app
 
 

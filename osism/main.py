@@ -99,6 +99,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--emitted-at", help="when it was emitted, ISO 8601 (no zone: UTC)"
     )
     publish.set_defaults(run=run_publish)
+
+    from osism import watch as watch_command
+    from osism.watch_args import add_arguments as add_watch_arguments
+
+    watch = commands.add_parser(
+        "watch",
+        help="print the events of a running API, one line each",
+        description=(watch_command.__doc__ or "").replace("``", ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_watch_arguments(watch, DEFAULT_URL)
+    watch.set_defaults(run=watch_command.run)
     return parser
 
 

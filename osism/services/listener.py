@@ -61,6 +61,8 @@ from osism.services.notification_parsing import (
     Notification,
     parse_notification,
 )
+from osism.services.listener_metrics import ListenerMetrics, exchanges_of
+from osism.services.listener_metrics import start_from_env as start_metrics_server
 from osism.services.ratelimit import RateLimitedLog
 
 __all__ = [
@@ -140,9 +142,11 @@ class NotificationListener(ConsumerMixin):
         self._stopped = threading.Event()
         self._wait = self._stopped.wait if wait is None else wait
         self._consumer_connection: Optional[Any] = None
+        self._exchange = "?"  # of the message being handed over, for metrics
         self.acknowledged = 0
         self.retried = 0
         self.rejected = 0
+        self.metrics = ListenerMetrics(exchanges_of(config.bindings))
         self._malformed_log = RateLimitedLog(logger, interval=10.0)
         self._requeue_log = RateLimitedLog(logger, interval=10.0)
         # exchange -> the service whose notifications arrive on it
@@ -188,6 +192,7 @@ class NotificationListener(ConsumerMixin):
             except _StopRequested:
                 break
             except Exception:
+                self.metrics.set_ready(False)
                 logger.exception("Listener failed; restarting in %.1f s", delay)
                 if self._wait(delay):
                     break
@@ -257,6 +262,7 @@ class NotificationListener(ConsumerMixin):
                 _close(channel)
 
     def on_connection_error(self, exc: BaseException, interval: float) -> None:
+        self.metrics.set_ready(False)
         logger.warning(
             "Cannot reach RabbitMQ at %s: %s; retrying in %.1f s",
             self.connection.as_uri(),
@@ -271,6 +277,7 @@ class NotificationListener(ConsumerMixin):
         self, connection: Any, channel: Any, consumers: Any, **kwargs: Any
     ) -> None:
         self._consumer_connection = connection
+        self.metrics.set_ready(True)
         for item in self.config.bindings:
             logger.info(
                 "Consuming %s from exchange %s (%s) on queue %s",
@@ -285,6 +292,7 @@ class NotificationListener(ConsumerMixin):
         info = message.delivery_info or {}
         exchange = info.get("exchange", "?")
         routing_key = info.get("routing_key", "?")
+        self.metrics.count(exchange, "consumed")
         try:
             notification = parse_notification(
                 message.body, self._services.get(exchange)
@@ -301,13 +309,16 @@ class NotificationListener(ConsumerMixin):
                 self.rejected,
             )
             message.reject(requeue=False)
+            self.metrics.count(exchange, "rejected")
             return
+        self._exchange = exchange
         if not self._hand_over(notification, routing_key):
             # Stopping: the message stays unacknowledged, so RabbitMQ
             # redelivers it, in its place, once this connection closes.
             return
         message.ack()
         self.acknowledged += 1
+        self.metrics.count(exchange, "acked")
         logger.debug(
             "Acknowledged %s from %s (message %s)",
             notification.event_type,
@@ -347,6 +358,7 @@ class NotificationListener(ConsumerMixin):
                 since = time.monotonic()
             delay = backoff.next()
             self.retried += 1
+            self.metrics.count(self._exchange, "requeued")
             self._requeue_log.warning(
                 "The bridge did not take %s from %s (is Redis down?); keeping it "
                 "unacknowledged, RabbitMQ holds the rest; trying again in %.1f s "
@@ -428,6 +440,7 @@ def run(
     # Installed first, so a stop during the (retrying) Redis connect is clean.
     previous = install_signal_handlers(listener)
     thread = threading.Thread(target=listener.serve, name="osism-listener", daemon=True)
+    metrics_server = start_metrics_server(listener.metrics)
     try:
         if not bridge.use_redis():
             logger.warning(
@@ -446,6 +459,8 @@ def run(
         elif not requested:
             logger.error("Listener ended without being asked to")
     finally:
+        if metrics_server is not None:
+            metrics_server.stop()
         bridge.shutdown()
         for signum, handler in previous.items():
             signal.signal(signum, handler)

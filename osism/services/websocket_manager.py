@@ -77,6 +77,7 @@ class WebSocketManager:
         # The event log a resuming client is replayed from (the API sets it
         # to the bridge's replay); blocking, so it is called in a thread.
         self.replay_source: Optional[replay.ReplaySource] = None
+        self.received = 0
         self._broadcaster_task: Optional["asyncio.Task[None]"] = None
         self._closing: Set["asyncio.Task[None]"] = set()
         self._drop_log = RateLimitedLog(logger, interval=10.0)
@@ -234,6 +235,7 @@ class WebSocketManager:
                 position=position,
             )
             self.enqueue(event)
+            self.received += 1
             logger.debug("Queued %s for node %s", event_type, node_name)
         except Exception as exc:
             logger.error("Cannot broadcast notification %r: %s", event_type, exc)
@@ -268,6 +270,7 @@ class WebSocketManager:
             "skipped_heartbeats": self.skipped_heartbeats,
             "resumes": self.resumes,
             "replayed_events": self.replayed_events,
+            "received": self.received,
         }
 
     async def _broadcast_events(self) -> None:

@@ -1421,6 +1421,7 @@ class TestStatus:
                 "skipped_heartbeats": 0,
                 "resumes": 0,
                 "replayed_events": 0,
+                "received": 0,
             }
 
     @pytest.mark.asyncio
