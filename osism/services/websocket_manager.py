@@ -8,7 +8,7 @@ with code 1013 and counted. A client that asked for batched frames gets what
 is queued for it as one JSON array per frame instead of one frame per message.
 
 The event itself is in event_message.py, a client's filters and outbox in
-connection.py; both are importable from here as well.
+connection.py (both importable from here as well), the writer in writer.py.
 """
 
 import asyncio
@@ -22,17 +22,19 @@ from osism.services import replay
 from osism.services.connection import WebSocketConnection, close_quietly
 from osism.services.event_message import EventMessage, utc_timestamp
 from osism.services.notifications import event_fields
-from osism.services.outbox import Outbox, batch_frame, text_size
+from osism.services.outbox import Outbox, text_size
 from osism.services.ratelimit import RateLimitedLog
-from osism.ws_protocol import TEXTS, sends_texts
+from osism.services.writer import write_loop
 
 __all__ = [
     "CLOSE_TRY_AGAIN_LATER",
     "EventMessage",
+    "Outbox",
     "WebSocketConnection",
     "WebSocketDisconnect",
     "WebSocketManager",
     "close_quietly",
+    "text_size",
     "utc_timestamp",
     "websocket_manager",
 ]
@@ -48,8 +50,8 @@ class WebSocketManager:
     # Most events fanned out before the writers get a turn (see _batch_size).
     FANOUT_BATCH = 16
 
-    # Most frames a writer hands to the server in one ASGI message, and the
-    # characters after which it stops adding more.
+    # Most frames a writer (writer.py) hands to the server in one ASGI
+    # message, and the characters after which it stops adding more.
     WRITE_MANY = 256
     WRITE_MANY_CHARS = 262144
     # Longest batched frame a writer builds, in characters of JSON; a single
@@ -355,54 +357,7 @@ class WebSocketManager:
             writer.cancel()
 
     async def _write(self, connection: WebSocketConnection) -> None:
-        websocket = connection.websocket
-        outbox = connection.outbox
-        send = websocket.send_text
-        try:
-            if sends_texts(websocket):
-                await self._write_many(connection)
-            while True:
-                text = await outbox.get()
-                if connection.batch:
-                    await send(self._batch_frame(text, outbox))
-                    while not outbox.empty():
-                        await send(self._batch_frame(outbox.get_nowait(), outbox))
-                    continue
-                await send(text)
-                # Send what else is queued without a get() coroutine per item.
-                while not outbox.empty():
-                    await send(outbox.get_nowait())
-        except WebSocketDisconnect:
-            logger.info("WebSocket went away while sending; removing it")
-        except Exception as exc:
-            logger.error("Error sending event to WebSocket: %s; removing it", exc)
-        await self.disconnect(websocket)
-
-    async def _write_many(self, connection: WebSocketConnection) -> None:
-        """The writer under a server with ``osism.websocket.send_texts``: what
-        is queued goes out in one ASGI message, one frame per text (or per
-        batched array), in one write."""
-        send = connection.websocket.send
-        outbox = connection.outbox
-        limit, chars = self.WRITE_MANY, self.WRITE_MANY_CHARS
-        batch = connection.batch
-        while True:
-            first = await outbox.get()
-            text = self._batch_frame(first, outbox) if batch else first
-            texts = [text]
-            # What the writer holds while the server may wait for the socket
-            # is out of the outbox's count: keep it small.
-            size = len(text)
-            while size < chars and len(texts) < limit and not outbox.empty():
-                text = outbox.get_nowait()
-                if batch:
-                    text = self._batch_frame(text, outbox)
-                texts.append(text)
-                size += len(text)
-            await send({"type": "websocket.send", TEXTS: texts})
-
-    def _batch_frame(self, first: str, outbox: Outbox) -> str:
-        return batch_frame(first, outbox, self.BATCH_FRAME_CHARS)
+        await write_loop(self, connection)
 
     def _evict_slow(self, connection: WebSocketConnection) -> None:
         websocket = connection.websocket
