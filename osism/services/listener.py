@@ -7,8 +7,9 @@ exchange and hands every notification to the bridge, which publishes it on
 Redis for the API processes.
 
 Where it binds and the environment that says so: listener_config.py; what
-it makes of a message: notification_parsing.py. Both names are importable
-from here as well.
+it makes of a message: notification_parsing.py; the process around the
+consumer (signals, thread, shutdown): listener_process.py. Their names are
+importable from here as well.
 
 Queues are durable and never auto-deleted: notifications that arrive while
 the listener restarts or is redeployed wait in them, and several listener
@@ -34,11 +35,9 @@ connection is re-established with a capped back-off.
 """
 
 import logging
-import signal
 import threading
 import time
 from contextlib import contextmanager
-from types import FrameType
 from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol
 
 from kombu import Connection, Exchange, Queue, binding
@@ -62,7 +61,7 @@ from osism.services.notification_parsing import (
     parse_notification,
 )
 from osism.services.listener_metrics import ListenerMetrics, exchanges_of
-from osism.services.listener_metrics import start_from_env as start_metrics_server
+from osism.services.listener_process import install_signal_handlers, run
 from osism.services.ratelimit import RateLimitedLog
 
 __all__ = [
@@ -87,8 +86,6 @@ __all__ = [
 
 logger = logging.getLogger("osism.listener")
 
-JOIN_TIMEOUT = 10.0
-POLL_INTERVAL = 0.5
 REQUEUE_MIN_DELAY = 0.1
 REQUEUE_MAX_DELAY = 5.0
 # Longest wait between two heartbeat checks while a message waits for Redis.
@@ -406,63 +403,3 @@ def _close(channel: Any) -> None:
         channel.close()
     except Exception as exc:
         logger.debug("Closing a channel failed: %s", exc)
-
-
-def install_signal_handlers(listener: NotificationListener) -> Dict[int, Any]:
-    """Stop ``listener`` on SIGTERM and SIGINT; returns the previous handlers."""
-
-    def handle(signum: int, frame: Optional[FrameType]) -> None:
-        logger.info("Received %s, stopping", signal.Signals(signum).name)
-        listener.stop()
-
-    previous: Dict[int, Any] = {}
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        previous[signum] = signal.signal(signum, handle)
-    return previous
-
-
-def run(
-    config: Optional[ListenerConfig] = None, bridge: Optional[EventSink] = None
-) -> int:
-    """Run the listener until SIGTERM or SIGINT; 0 after a requested stop."""
-    config = ListenerConfig.from_env() if config is None else config
-    if bridge is None:
-        from osism.services.event_bridge import event_bridge
-
-        bridge = event_bridge
-    amqp_logger = logging.getLogger("amqp")
-    if amqp_logger.level == logging.NOTSET:
-        # py-amqp logs every heartbeat tick at DEBUG, once a second; keep
-        # --log-level debug about our messages unless amqp's level was set.
-        amqp_logger.setLevel(logging.INFO)
-    logger.info("Listener starting\n%s", config.describe())
-    listener = NotificationListener(Connection(config.url), bridge, config)
-    # Installed first, so a stop during the (retrying) Redis connect is clean.
-    previous = install_signal_handlers(listener)
-    thread = threading.Thread(target=listener.serve, name="osism-listener", daemon=True)
-    metrics_server = start_metrics_server(listener.metrics)
-    try:
-        if not bridge.use_redis():
-            logger.warning(
-                "Redis does not answer yet; notifications wait in RabbitMQ "
-                "until it does"
-            )
-        thread.start()
-        while thread.is_alive() and not listener.wait_stopped(POLL_INTERVAL):
-            pass
-        requested = listener.should_stop
-        listener.stop()
-        thread.join(JOIN_TIMEOUT)
-        stopped = not thread.is_alive()
-        if not stopped:
-            logger.error("Listener did not stop within %.0f s", JOIN_TIMEOUT)
-        elif not requested:
-            logger.error("Listener ended without being asked to")
-    finally:
-        if metrics_server is not None:
-            metrics_server.stop()
-        bridge.shutdown()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    logger.info("Listener exiting")
-    return 0 if requested and stopped else 1
