@@ -21,7 +21,7 @@ from osism import settings
 from osism.services import replay
 from osism.services.connection import WebSocketConnection, close_quietly
 from osism.services.event_message import EventMessage, utc_timestamp
-from osism.services.notifications import event_fields
+from osism.services.intake import EventIntake
 from osism.services.outbox import Outbox, text_size
 from osism.services.ratelimit import RateLimitedLog
 from osism.services.writer import write_loop
@@ -44,8 +44,12 @@ logger = logging.getLogger("osism.websocket")
 CLOSE_TRY_AGAIN_LATER = 1013
 
 
-class WebSocketManager:
-    """Registry of connections plus the broadcaster that feeds them."""
+class WebSocketManager(EventIntake):
+    """Registry of connections plus the broadcaster that feeds them.
+
+    How events come in (add_event, add_notification, send_heartbeat, the
+    bounded queue) is in intake.py.
+    """
 
     # Most events fanned out before the writers get a turn (see _batch_size).
     FANOUT_BATCH = 16
@@ -185,79 +189,6 @@ class WebSocketManager:
             self._evict_slow(connection)
             return False
         return True
-
-    async def add_event(self, event: EventMessage) -> None:
-        self.enqueue(event)
-
-    def enqueue(self, event: EventMessage) -> None:
-        """Put an event on the bounded queue; at the bound the oldest is dropped."""
-        try:
-            self.event_queue.put_nowait(event)
-            return
-        except asyncio.QueueFull:
-            pass
-        self.event_queue.get_nowait()
-        self.event_queue.put_nowait(event)
-        self.dropped_events += 1
-        self._drop_log.warning(
-            "Event queue full (%d): dropped the oldest event, %d dropped so far",
-            self.event_queue.maxsize,
-            self.dropped_events,
-        )
-
-    async def broadcast_event_from_notification(
-        self, event_type: str, payload: Dict[str, Any], **logged: Any
-    ) -> None:
-        self.add_notification(event_type, payload, **logged)
-
-    def add_notification(
-        self,
-        event_type: str,
-        payload: Dict[str, Any],
-        meta: Optional[Dict[str, Any]] = None,
-        event_id: Optional[str] = None,
-        timestamp: Optional[str] = None,
-        position: Optional[str] = None,
-    ) -> None:
-        """Turn an OpenStack notification into an EventMessage and queue it.
-
-        ``meta``, ``event_id``, ``timestamp`` and ``position`` come from the
-        event log (see event_log.Envelope). Never raises: a payload that cannot
-        be turned into an event is logged.
-        """
-        try:
-            data, node_name = event_fields(event_type, payload, meta)
-            event = EventMessage(
-                event_type,
-                "openstack",
-                data,
-                node_name,
-                event_id=event_id,
-                timestamp=timestamp,
-                position=position,
-            )
-            self.enqueue(event)
-            self.received += 1
-            logger.debug("Queued %s for node %s", event_type, node_name)
-        except Exception as exc:
-            logger.error("Cannot broadcast notification %r: %s", event_type, exc)
-
-    async def send_heartbeat(self) -> None:
-        if not self.connections:
-            return
-        if not self.event_queue.empty():
-            # Events are on their way, which says as much as a ping: a
-            # heartbeat never takes a place a real event needs, so it can
-            # never push one out of a full queue.
-            self.skipped_heartbeats += 1
-            logger.debug(
-                "Heartbeat skipped: %d events queued (%d skipped so far)",
-                self.event_queue.qsize(),
-                self.skipped_heartbeats,
-            )
-            return
-        heartbeat = EventMessage("heartbeat", "osism", {"message": "ping"})
-        await self.add_event(heartbeat)
 
     def status(self) -> Dict[str, Any]:
         task = self._broadcaster_task
