@@ -18,7 +18,8 @@ from osism.services.listener_config import ListenerConfig
 from osism.services.listener_metrics import start_from_env as start_metrics_server
 
 if TYPE_CHECKING:  # pragma: no cover - import for type hints only
-    from osism.services.listener import EventSink, NotificationListener
+    from osism.services.listener import NotificationListener
+    from osism.services.listener_handover import EventSink
 
 logger = logging.getLogger("osism.listener")
 
