@@ -58,6 +58,7 @@ from osism.services.notification_parsing import (
     Notification,
     parse_notification,
 )
+from osism.services.listener_exchanges import declare_exchanges
 from osism.services.listener_handover import (
     HEARTBEAT_SLICE,
     REQUEUE_MAX_DELAY,
@@ -225,33 +226,7 @@ class NotificationListener(HandOver, ConsumerMixin):
 
     def declare_exchanges(self, conn: Connection) -> None:
         """Use each exchange as it exists; declare the missing ones like oslo."""
-        for exchange in self.exchanges.values():
-            channel = conn.channel()
-            try:
-                channel.exchange_declare(
-                    exchange=exchange.name, type=exchange.type, passive=True
-                )
-                continue
-            except conn.channel_errors as exc:
-                if str(getattr(exc, "reply_code", "")) != "404":
-                    raise
-            finally:
-                _close(channel)
-            channel = conn.channel()
-            try:
-                Exchange(
-                    exchange.name,
-                    type=exchange.type,
-                    durable=exchange.durable,
-                    auto_delete=False,
-                ).declare(channel=channel)
-                logger.info(
-                    "Declared missing exchange %s (topic, %s)",
-                    exchange.name,
-                    "durable" if exchange.durable else "transient",
-                )
-            finally:
-                _close(channel)
+        declare_exchanges(conn, self.exchanges.values())
 
     def on_connection_error(self, exc: BaseException, interval: float) -> None:
         self.metrics.set_ready(False)
@@ -321,10 +296,3 @@ class NotificationListener(HandOver, ConsumerMixin):
     def _raise_if_stopping(self) -> None:
         if self.should_stop:
             raise _StopRequested()
-
-
-def _close(channel: Any) -> None:
-    try:
-        channel.close()
-    except Exception as exc:
-        logger.debug("Closing a channel failed: %s", exc)
