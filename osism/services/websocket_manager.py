@@ -8,7 +8,8 @@ with code 1013 and counted. A client that asked for batched frames gets what
 is queued for it as one JSON array per frame instead of one frame per message.
 
 The event itself is in event_message.py, a client's filters and outbox in
-connection.py (both importable from here as well), the writer in writer.py.
+connection.py (both importable from here as well), the writer in writer.py,
+the fan-out step in fanout.py, how events are queued in intake.py.
 """
 
 import asyncio
@@ -18,7 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Set
 from fastapi import WebSocket, WebSocketDisconnect
 
 from osism import settings
-from osism.services import replay
+from osism.services import fanout, replay
 from osism.services.connection import WebSocketConnection, close_quietly
 from osism.services.event_message import EventMessage, utc_timestamp
 from osism.services.intake import EventIntake
@@ -51,7 +52,7 @@ class WebSocketManager(EventIntake):
     bounded queue) is in intake.py.
     """
 
-    # Most events fanned out before the writers get a turn (see _batch_size).
+    # Most events fanned out before the writers get a turn (see fanout.py).
     FANOUT_BATCH = 16
 
     # Most frames a writer (writer.py) hands to the server in one ASGI
@@ -210,14 +211,14 @@ class WebSocketManager(EventIntake):
         self.loop = asyncio.get_running_loop()
         logger.info("Event broadcaster started")
         queue = self.event_queue
-        batch = self._batch_size()
-        budget = self._byte_budget()
+        batch = fanout.batch_size(self)
+        budget = fanout.byte_budget(self)
         while True:
             try:
                 event = await queue.get()
                 if not self.connections:
                     continue
-                spent = self._fan_out(event)
+                spent = fanout.fan_out(self, event)
                 # Events that are already queued go out in the same turn, so
                 # each writer wakes once per batch rather than once per event;
                 # a batch is at most half an outbox, in count and in bytes, so
@@ -225,7 +226,7 @@ class WebSocketManager(EventIntake):
                 for _ in range(batch - 1):
                     if queue.empty() or not self.connections or spent >= budget:
                         break
-                    spent += self._fan_out(queue.get_nowait())
+                    spent += fanout.fan_out(self, queue.get_nowait())
                 # get() does not suspend while events are queued: yield so the
                 # writers drain their outboxes, or a burst longer than an outbox
                 # would evict clients that are keeping up.
@@ -235,41 +236,6 @@ class WebSocketManager(EventIntake):
                 break
             except Exception:
                 logger.exception("Error in event broadcaster; continuing")
-
-    def _batch_size(self) -> int:
-        """Events fanned out per turn of the loop: FANOUT_BATCH, at most half
-        an outbox and at least one."""
-        size = settings.OUTBOX_SIZE if self.outbox_size is None else self.outbox_size
-        return max(1, min(self.FANOUT_BATCH, size // 2))
-
-    def _byte_budget(self) -> int:
-        """Bytes fanned out per turn of the loop: half an outbox's byte bound."""
-        size = settings.OUTBOX_BYTES if self.outbox_bytes is None else self.outbox_bytes
-        return max(1, size // 2)
-
-    def _fan_out(self, event: EventMessage) -> int:
-        """Offer the event to every matching client; the bytes of its text."""
-        text = event.to_json()
-        is_heartbeat = event.event_type == "heartbeat" and event.source == "osism"
-        sent = 0
-        for connection in list(self.connections.values()):
-            if not (is_heartbeat or connection.matches_filters(event)):
-                continue
-            self._start_writer(connection)
-            if connection.resume is not None:
-                # Paused for a resume: hold it (a heartbeat is not needed).
-                if not is_heartbeat and not connection.resume.hold(
-                    event.position, text
-                ):
-                    self._evict_slow(connection)
-                continue
-            if connection.offer(text):
-                sent += 1
-            else:
-                self._evict_slow(connection)
-        self.delivered += sent
-        logger.debug("Event %s offered to %d clients", event.event_type, sent)
-        return text_size(text)
 
     def _ensure_broadcaster(self) -> None:
         task = self._broadcaster_task
