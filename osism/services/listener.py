@@ -7,8 +7,9 @@ exchange and hands every notification to the bridge, which publishes it on
 Redis for the API processes.
 
 Where it binds and the environment that says so: listener_config.py; what
-it makes of a message: notification_parsing.py. Both names are importable
-from here as well.
+it makes of a message: notification_parsing.py; the process around the
+consumer (signals, thread, shutdown): listener_process.py. Their names are
+importable from here as well.
 
 Queues are durable and never auto-deleted: notifications that arrive while
 the listener restarts or is redeployed wait in them, and several listener
@@ -34,17 +35,13 @@ connection is re-established with a capped back-off.
 """
 
 import logging
-import signal
 import threading
-import time
 from contextlib import contextmanager
-from types import FrameType
 from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol
 
 from kombu import Connection, Exchange, Queue, binding
 from kombu.mixins import ConsumerMixin
 
-from osism.services.backoff import Backoff
 from osism.services.listener_config import (
     DEFAULT_QUEUE_PREFIX,
     DEFAULT_TOPICS,
@@ -61,8 +58,16 @@ from osism.services.notification_parsing import (
     Notification,
     parse_notification,
 )
+from osism.services.listener_exchanges import declare_exchanges
+from osism.services.listener_handover import (
+    HEARTBEAT_SLICE,
+    REQUEUE_MAX_DELAY,
+    REQUEUE_MIN_DELAY,
+    EventSink,
+    HandOver,
+)
 from osism.services.listener_metrics import ListenerMetrics, exchanges_of
-from osism.services.listener_metrics import start_from_env as start_metrics_server
+from osism.services.listener_process import install_signal_handlers, run
 from osism.services.ratelimit import RateLimitedLog
 
 __all__ = [
@@ -70,6 +75,9 @@ __all__ = [
     "DEFAULT_TOPICS",
     "DEFAULT_URL",
     "FALLBACK_TOPIC",
+    "HEARTBEAT_SLICE",
+    "REQUEUE_MAX_DELAY",
+    "REQUEUE_MIN_DELAY",
     "SERVICES",
     "Binding",
     "Body",
@@ -87,12 +95,6 @@ __all__ = [
 
 logger = logging.getLogger("osism.listener")
 
-JOIN_TIMEOUT = 10.0
-POLL_INTERVAL = 0.5
-REQUEUE_MIN_DELAY = 0.1
-REQUEUE_MAX_DELAY = 5.0
-# Longest wait between two heartbeat checks while a message waits for Redis.
-HEARTBEAT_SLICE = 1.0
 RESTART_MIN_DELAY = 1.0
 
 
@@ -109,24 +111,15 @@ class ReceivedMessage(Protocol):
     def requeue(self) -> None: ...
 
 
-class EventSink(Protocol):
-    """What the listener needs of the event bridge."""
-
-    def use_redis(self) -> bool: ...
-
-    def add_event(
-        self, event_type: str, payload: Any, meta: Optional[Dict[str, Any]] = None
-    ) -> bool: ...
-
-    def shutdown(self) -> None: ...
-
-
 class _StopRequested(Exception):
     """Raised inside kombu's connection retries once a stop was requested."""
 
 
-class NotificationListener(ConsumerMixin):
-    """Consumes the notification queues and hands every event to the bridge."""
+class NotificationListener(HandOver, ConsumerMixin):
+    """Consumes the notification queues and hands every event to the bridge.
+
+    How an event is handed over while Redis is down: listener_handover.py.
+    """
 
     def __init__(
         self,
@@ -233,33 +226,7 @@ class NotificationListener(ConsumerMixin):
 
     def declare_exchanges(self, conn: Connection) -> None:
         """Use each exchange as it exists; declare the missing ones like oslo."""
-        for exchange in self.exchanges.values():
-            channel = conn.channel()
-            try:
-                channel.exchange_declare(
-                    exchange=exchange.name, type=exchange.type, passive=True
-                )
-                continue
-            except conn.channel_errors as exc:
-                if str(getattr(exc, "reply_code", "")) != "404":
-                    raise
-            finally:
-                _close(channel)
-            channel = conn.channel()
-            try:
-                Exchange(
-                    exchange.name,
-                    type=exchange.type,
-                    durable=exchange.durable,
-                    auto_delete=False,
-                ).declare(channel=channel)
-                logger.info(
-                    "Declared missing exchange %s (topic, %s)",
-                    exchange.name,
-                    "durable" if exchange.durable else "transient",
-                )
-            finally:
-                _close(channel)
+        declare_exchanges(conn, self.exchanges.values())
 
     def on_connection_error(self, exc: BaseException, interval: float) -> None:
         self.metrics.set_ready(False)
@@ -326,143 +293,6 @@ class NotificationListener(ConsumerMixin):
             notification.message_id,
         )
 
-    def _hand_over(self, notification: Notification, routing_key: str) -> bool:
-        """Give one event to the bridge until the log has it; False on stop.
-
-        While the bridge does not take it (Redis down), the message is kept,
-        unacknowledged, and offered again with a capped back-off: RabbitMQ
-        keeps the rest of the queue, in order, and nothing waits in memory.
-        """
-        backoff = Backoff(REQUEUE_MIN_DELAY, REQUEUE_MAX_DELAY)
-        since: Optional[float] = None
-        while True:
-            try:
-                taken = self.bridge.add_event(
-                    notification.event_type,
-                    notification.payload,
-                    meta=notification.meta(),
-                )
-            except Exception as exc:
-                logger.error("Bridge failed on %s: %s", notification.event_type, exc)
-                taken = False
-            if taken:
-                if since is not None:
-                    logger.info(
-                        "The bridge takes events again after %.1f s; consuming",
-                        time.monotonic() - since,
-                    )
-                return True
-            if self.should_stop:
-                return False
-            if since is None:
-                since = time.monotonic()
-            delay = backoff.next()
-            self.retried += 1
-            self.metrics.count(self._exchange, "requeued")
-            self._requeue_log.warning(
-                "The bridge did not take %s from %s (is Redis down?); keeping it "
-                "unacknowledged, RabbitMQ holds the rest; trying again in %.1f s "
-                "(%d retries so far)",
-                notification.event_type,
-                routing_key,
-                delay,
-                self.retried,
-            )
-            if self._pause(delay):
-                return False
-
-    def _pause(self, delay: float) -> bool:
-        """Wait ``delay`` s, keeping the broker connection alive; True on stop."""
-        remaining = delay
-        while remaining > 0:
-            step = min(remaining, HEARTBEAT_SLICE)
-            if self._wait(step):
-                return True
-            self._heartbeat()
-            remaining -= step
-        return self.should_stop
-
-    def _heartbeat(self) -> None:
-        """Send our heartbeats while no frames are read (inside on_message).
-
-        The broker's own heartbeats wait unread meanwhile, so py-amqp may
-        report them missed; that only says we did not read, so it is ignored.
-        """
-        connection = self._consumer_connection
-        if connection is None:
-            return
-        try:
-            connection.heartbeat_check()
-        except Exception as exc:
-            logger.debug("Heartbeat check while waiting: %s", exc)
-
     def _raise_if_stopping(self) -> None:
         if self.should_stop:
             raise _StopRequested()
-
-
-def _close(channel: Any) -> None:
-    try:
-        channel.close()
-    except Exception as exc:
-        logger.debug("Closing a channel failed: %s", exc)
-
-
-def install_signal_handlers(listener: NotificationListener) -> Dict[int, Any]:
-    """Stop ``listener`` on SIGTERM and SIGINT; returns the previous handlers."""
-
-    def handle(signum: int, frame: Optional[FrameType]) -> None:
-        logger.info("Received %s, stopping", signal.Signals(signum).name)
-        listener.stop()
-
-    previous: Dict[int, Any] = {}
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        previous[signum] = signal.signal(signum, handle)
-    return previous
-
-
-def run(
-    config: Optional[ListenerConfig] = None, bridge: Optional[EventSink] = None
-) -> int:
-    """Run the listener until SIGTERM or SIGINT; 0 after a requested stop."""
-    config = ListenerConfig.from_env() if config is None else config
-    if bridge is None:
-        from osism.services.event_bridge import event_bridge
-
-        bridge = event_bridge
-    amqp_logger = logging.getLogger("amqp")
-    if amqp_logger.level == logging.NOTSET:
-        # py-amqp logs every heartbeat tick at DEBUG, once a second; keep
-        # --log-level debug about our messages unless amqp's level was set.
-        amqp_logger.setLevel(logging.INFO)
-    logger.info("Listener starting\n%s", config.describe())
-    listener = NotificationListener(Connection(config.url), bridge, config)
-    # Installed first, so a stop during the (retrying) Redis connect is clean.
-    previous = install_signal_handlers(listener)
-    thread = threading.Thread(target=listener.serve, name="osism-listener", daemon=True)
-    metrics_server = start_metrics_server(listener.metrics)
-    try:
-        if not bridge.use_redis():
-            logger.warning(
-                "Redis does not answer yet; notifications wait in RabbitMQ "
-                "until it does"
-            )
-        thread.start()
-        while thread.is_alive() and not listener.wait_stopped(POLL_INTERVAL):
-            pass
-        requested = listener.should_stop
-        listener.stop()
-        thread.join(JOIN_TIMEOUT)
-        stopped = not thread.is_alive()
-        if not stopped:
-            logger.error("Listener did not stop within %.0f s", JOIN_TIMEOUT)
-        elif not requested:
-            logger.error("Listener ended without being asked to")
-    finally:
-        if metrics_server is not None:
-            metrics_server.stop()
-        bridge.shutdown()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    logger.info("Listener exiting")
-    return 0 if requested and stopped else 1

@@ -8,7 +8,8 @@ with code 1013 and counted. A client that asked for batched frames gets what
 is queued for it as one JSON array per frame instead of one frame per message.
 
 The event itself is in event_message.py, a client's filters and outbox in
-connection.py; both are importable from here as well.
+connection.py (both importable from here as well), the writer in writer.py,
+the fan-out step in fanout.py, how events are queued in intake.py.
 """
 
 import asyncio
@@ -18,21 +19,23 @@ from typing import Any, Callable, Dict, List, Optional, Set
 from fastapi import WebSocket, WebSocketDisconnect
 
 from osism import settings
-from osism.services import replay
+from osism.services import fanout, replay
 from osism.services.connection import WebSocketConnection, close_quietly
 from osism.services.event_message import EventMessage, utc_timestamp
-from osism.services.notifications import event_fields
-from osism.services.outbox import Outbox, batch_frame, text_size
+from osism.services.intake import EventIntake
+from osism.services.outbox import Outbox, text_size
 from osism.services.ratelimit import RateLimitedLog
-from osism.ws_protocol import TEXTS, sends_texts
+from osism.services.writer import write_loop
 
 __all__ = [
     "CLOSE_TRY_AGAIN_LATER",
     "EventMessage",
+    "Outbox",
     "WebSocketConnection",
     "WebSocketDisconnect",
     "WebSocketManager",
     "close_quietly",
+    "text_size",
     "utc_timestamp",
     "websocket_manager",
 ]
@@ -42,14 +45,18 @@ logger = logging.getLogger("osism.websocket")
 CLOSE_TRY_AGAIN_LATER = 1013
 
 
-class WebSocketManager:
-    """Registry of connections plus the broadcaster that feeds them."""
+class WebSocketManager(EventIntake):
+    """Registry of connections plus the broadcaster that feeds them.
 
-    # Most events fanned out before the writers get a turn (see _batch_size).
+    How events come in (add_event, add_notification, send_heartbeat, the
+    bounded queue) is in intake.py.
+    """
+
+    # Most events fanned out before the writers get a turn (see fanout.py).
     FANOUT_BATCH = 16
 
-    # Most frames a writer hands to the server in one ASGI message, and the
-    # characters after which it stops adding more.
+    # Most frames a writer (writer.py) hands to the server in one ASGI
+    # message, and the characters after which it stops adding more.
     WRITE_MANY = 256
     WRITE_MANY_CHARS = 262144
     # Longest batched frame a writer builds, in characters of JSON; a single
@@ -184,79 +191,6 @@ class WebSocketManager:
             return False
         return True
 
-    async def add_event(self, event: EventMessage) -> None:
-        self.enqueue(event)
-
-    def enqueue(self, event: EventMessage) -> None:
-        """Put an event on the bounded queue; at the bound the oldest is dropped."""
-        try:
-            self.event_queue.put_nowait(event)
-            return
-        except asyncio.QueueFull:
-            pass
-        self.event_queue.get_nowait()
-        self.event_queue.put_nowait(event)
-        self.dropped_events += 1
-        self._drop_log.warning(
-            "Event queue full (%d): dropped the oldest event, %d dropped so far",
-            self.event_queue.maxsize,
-            self.dropped_events,
-        )
-
-    async def broadcast_event_from_notification(
-        self, event_type: str, payload: Dict[str, Any], **logged: Any
-    ) -> None:
-        self.add_notification(event_type, payload, **logged)
-
-    def add_notification(
-        self,
-        event_type: str,
-        payload: Dict[str, Any],
-        meta: Optional[Dict[str, Any]] = None,
-        event_id: Optional[str] = None,
-        timestamp: Optional[str] = None,
-        position: Optional[str] = None,
-    ) -> None:
-        """Turn an OpenStack notification into an EventMessage and queue it.
-
-        ``meta``, ``event_id``, ``timestamp`` and ``position`` come from the
-        event log (see event_log.Envelope). Never raises: a payload that cannot
-        be turned into an event is logged.
-        """
-        try:
-            data, node_name = event_fields(event_type, payload, meta)
-            event = EventMessage(
-                event_type,
-                "openstack",
-                data,
-                node_name,
-                event_id=event_id,
-                timestamp=timestamp,
-                position=position,
-            )
-            self.enqueue(event)
-            self.received += 1
-            logger.debug("Queued %s for node %s", event_type, node_name)
-        except Exception as exc:
-            logger.error("Cannot broadcast notification %r: %s", event_type, exc)
-
-    async def send_heartbeat(self) -> None:
-        if not self.connections:
-            return
-        if not self.event_queue.empty():
-            # Events are on their way, which says as much as a ping: a
-            # heartbeat never takes a place a real event needs, so it can
-            # never push one out of a full queue.
-            self.skipped_heartbeats += 1
-            logger.debug(
-                "Heartbeat skipped: %d events queued (%d skipped so far)",
-                self.event_queue.qsize(),
-                self.skipped_heartbeats,
-            )
-            return
-        heartbeat = EventMessage("heartbeat", "osism", {"message": "ping"})
-        await self.add_event(heartbeat)
-
     def status(self) -> Dict[str, Any]:
         task = self._broadcaster_task
         return {
@@ -277,14 +211,14 @@ class WebSocketManager:
         self.loop = asyncio.get_running_loop()
         logger.info("Event broadcaster started")
         queue = self.event_queue
-        batch = self._batch_size()
-        budget = self._byte_budget()
+        batch = fanout.batch_size(self)
+        budget = fanout.byte_budget(self)
         while True:
             try:
                 event = await queue.get()
                 if not self.connections:
                     continue
-                spent = self._fan_out(event)
+                spent = fanout.fan_out(self, event)
                 # Events that are already queued go out in the same turn, so
                 # each writer wakes once per batch rather than once per event;
                 # a batch is at most half an outbox, in count and in bytes, so
@@ -292,7 +226,7 @@ class WebSocketManager:
                 for _ in range(batch - 1):
                     if queue.empty() or not self.connections or spent >= budget:
                         break
-                    spent += self._fan_out(queue.get_nowait())
+                    spent += fanout.fan_out(self, queue.get_nowait())
                 # get() does not suspend while events are queued: yield so the
                 # writers drain their outboxes, or a burst longer than an outbox
                 # would evict clients that are keeping up.
@@ -302,41 +236,6 @@ class WebSocketManager:
                 break
             except Exception:
                 logger.exception("Error in event broadcaster; continuing")
-
-    def _batch_size(self) -> int:
-        """Events fanned out per turn of the loop: FANOUT_BATCH, at most half
-        an outbox and at least one."""
-        size = settings.OUTBOX_SIZE if self.outbox_size is None else self.outbox_size
-        return max(1, min(self.FANOUT_BATCH, size // 2))
-
-    def _byte_budget(self) -> int:
-        """Bytes fanned out per turn of the loop: half an outbox's byte bound."""
-        size = settings.OUTBOX_BYTES if self.outbox_bytes is None else self.outbox_bytes
-        return max(1, size // 2)
-
-    def _fan_out(self, event: EventMessage) -> int:
-        """Offer the event to every matching client; the bytes of its text."""
-        text = event.to_json()
-        is_heartbeat = event.event_type == "heartbeat" and event.source == "osism"
-        sent = 0
-        for connection in list(self.connections.values()):
-            if not (is_heartbeat or connection.matches_filters(event)):
-                continue
-            self._start_writer(connection)
-            if connection.resume is not None:
-                # Paused for a resume: hold it (a heartbeat is not needed).
-                if not is_heartbeat and not connection.resume.hold(
-                    event.position, text
-                ):
-                    self._evict_slow(connection)
-                continue
-            if connection.offer(text):
-                sent += 1
-            else:
-                self._evict_slow(connection)
-        self.delivered += sent
-        logger.debug("Event %s offered to %d clients", event.event_type, sent)
-        return text_size(text)
 
     def _ensure_broadcaster(self) -> None:
         task = self._broadcaster_task
@@ -355,54 +254,7 @@ class WebSocketManager:
             writer.cancel()
 
     async def _write(self, connection: WebSocketConnection) -> None:
-        websocket = connection.websocket
-        outbox = connection.outbox
-        send = websocket.send_text
-        try:
-            if sends_texts(websocket):
-                await self._write_many(connection)
-            while True:
-                text = await outbox.get()
-                if connection.batch:
-                    await send(self._batch_frame(text, outbox))
-                    while not outbox.empty():
-                        await send(self._batch_frame(outbox.get_nowait(), outbox))
-                    continue
-                await send(text)
-                # Send what else is queued without a get() coroutine per item.
-                while not outbox.empty():
-                    await send(outbox.get_nowait())
-        except WebSocketDisconnect:
-            logger.info("WebSocket went away while sending; removing it")
-        except Exception as exc:
-            logger.error("Error sending event to WebSocket: %s; removing it", exc)
-        await self.disconnect(websocket)
-
-    async def _write_many(self, connection: WebSocketConnection) -> None:
-        """The writer under a server with ``osism.websocket.send_texts``: what
-        is queued goes out in one ASGI message, one frame per text (or per
-        batched array), in one write."""
-        send = connection.websocket.send
-        outbox = connection.outbox
-        limit, chars = self.WRITE_MANY, self.WRITE_MANY_CHARS
-        batch = connection.batch
-        while True:
-            first = await outbox.get()
-            text = self._batch_frame(first, outbox) if batch else first
-            texts = [text]
-            # What the writer holds while the server may wait for the socket
-            # is out of the outbox's count: keep it small.
-            size = len(text)
-            while size < chars and len(texts) < limit and not outbox.empty():
-                text = outbox.get_nowait()
-                if batch:
-                    text = self._batch_frame(text, outbox)
-                texts.append(text)
-                size += len(text)
-            await send({"type": "websocket.send", TEXTS: texts})
-
-    def _batch_frame(self, first: str, outbox: Outbox) -> str:
-        return batch_frame(first, outbox, self.BATCH_FRAME_CHARS)
+        await write_loop(self, connection)
 
     def _evict_slow(self, connection: WebSocketConnection) -> None:
         websocket = connection.websocket

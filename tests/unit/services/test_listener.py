@@ -20,6 +20,7 @@ from kombu import Connection
 
 from osism import main as cli
 from osism.services import listener as listener_module
+from osism.services import listener_process
 from osism.services.listener import (
     DEFAULT_TOPICS,
     REQUEUE_MAX_DELAY,
@@ -900,7 +901,7 @@ class TestRun:
             return thread
 
         fake_threading = types.SimpleNamespace(Thread=make, Event=threading.Event)
-        monkeypatch.setattr(listener_module, "threading", fake_threading)
+        monkeypatch.setattr(listener_process, "threading", fake_threading)
         saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
         yield started
         for signum, handler in saved.items():
@@ -937,7 +938,7 @@ class TestRun:
         assert bridge.calls == ["use_redis", "shutdown"]
         assert served[0].bridge is bridge
         assert threads[0].daemon is True and threads[0].name == "osism-listener"
-        assert threads[0].joined == [listener_module.JOIN_TIMEOUT]
+        assert threads[0].joined == [listener_process.JOIN_TIMEOUT]
         assert signal.getsignal(signal.SIGTERM) is before
         assert "Listener starting" in caplog.text
         assert "Listener exiting" in caplog.text
@@ -976,7 +977,7 @@ class TestRun:
         monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture,
     ) -> None:
-        monkeypatch.setattr(listener_module, "POLL_INTERVAL", 0.001)
+        monkeypatch.setattr(listener_process, "POLL_INTERVAL", 0.001)
         monkeypatch.setattr(InlineThread, "alive_answers", [True, True, False])
         self.serve_as(monkeypatch, lambda listener: None)
         with caplog.at_level(logging.ERROR, LOGGER):
