@@ -4,17 +4,24 @@ import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Callable, Dict, List, Mapping, Optional
+from typing import Any, AsyncIterator, Dict, Optional
 
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field, field_validator
 
 from osism import settings
 from osism.metrics import ApiMetrics
 from osism.page import PAGE_PATH, install_page
-from osism.protocol import error_reply, filter_reply, parse_client_message, resume_id
+from osism.client_session import (
+    admit,
+    handle_client_message,
+    peer,
+    resume_reply,
+    wants_batches,
+)
+from osism.protocol import error_reply, resume_id
+from osism.publish_request import PublishRequest
 from osism.security import (
     BodySizeLimit,
     SecurityConfig,
@@ -23,8 +30,6 @@ from osism.security import (
 )
 from osism.server_settings import ServerSettings
 from osism.services.event_bridge import EventBridge, event_bridge
-from osism.services.metadata import check_priority, iso_utc
-from osism.services.notifications import META_FIELDS
 from osism.services.websocket_manager import (
     CLOSE_TRY_AGAIN_LATER,
     WebSocketManager,
@@ -36,42 +41,6 @@ from osism.system_channel import SYSTEM_PATH, SystemState, serve_system_client
 logger = logging.getLogger("osism.api")
 
 EVENTS_PATH = "/v1/events/openstack"
-
-
-class PublishRequest(BaseModel):
-    """An OpenStack notification to hand to the bridge, with its metadata
-    (each optional; see notifications.META_FIELDS)."""
-
-    event_type: str = Field(min_length=1, max_length=255)
-    payload: Dict[str, Any]
-    priority: Optional[str] = None
-    message_id: Optional[str] = Field(None, min_length=1, max_length=255)
-    publisher_id: Optional[str] = Field(None, min_length=1, max_length=255)
-    service: Optional[str] = Field(
-        None, min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_-]*$"
-    )
-    emitted_at: Optional[str] = None
-
-    @field_validator("priority")
-    @classmethod
-    def _priority(cls, value: Optional[str]) -> Optional[str]:
-        return None if value is None else check_priority(value)
-
-    @field_validator("emitted_at")
-    @classmethod
-    def _emitted_at(cls, value: Optional[str]) -> Optional[str]:
-        return None if value is None else iso_utc(value)
-
-    def meta(self) -> Optional[Dict[str, Any]]:
-        """The metadata given, None when there is none."""
-        found = {
-            key: getattr(self, key)
-            for key in META_FIELDS
-            if getattr(self, key) is not None
-        }
-        if "service" in found:
-            found["service"] = found["service"].lower()
-        return found or None
 
 
 def create_app(
@@ -205,7 +174,7 @@ def create_app(
         # Redis never blocks the event loop.
         if not cfg.token_accepted(presented_token(request.headers, {})):
             logger.warning(
-                "Refused publish from %s: missing or invalid token", _peer(request)
+                "Refused publish from %s: missing or invalid token", peer(request)
             )
             return JSONResponse(
                 {"detail": "missing or invalid token"},
@@ -227,7 +196,7 @@ def create_app(
 
     @app.websocket(EVENTS_PATH)
     async def events(websocket: WebSocket) -> None:
-        if not await _admit(websocket, mgr, cfg):
+        if not await admit(websocket, mgr, cfg):
             return
         last_event_id, resume_error = resume_id(
             websocket.query_params.get("last_event_id")
@@ -238,7 +207,7 @@ def create_app(
             # no live event before its reply.
             if last_event_id is not None:
                 resumed = await mgr.resume(
-                    websocket, last_event_id, _resume_reply(mgr, websocket)
+                    websocket, last_event_id, resume_reply(mgr, websocket)
                 )
             else:
                 resumed = resume_error is None or mgr.send_to(
@@ -250,7 +219,7 @@ def create_app(
                 message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":
                     break
-                reply = await _handle_client_message(mgr, websocket, message)
+                reply = await handle_client_message(mgr, websocket, message)
                 if reply is None:
                     continue
                 if not mgr.send_to(websocket, reply):
@@ -271,7 +240,7 @@ def create_app(
 
     @app.websocket(SYSTEM_PATH)
     async def system(websocket: WebSocket) -> None:
-        if not await _admit(websocket, mgr, cfg):
+        if not await admit(websocket, mgr, cfg):
             return
         await websocket.accept()
         await serve_system_client(websocket, system_state)
@@ -285,104 +254,6 @@ def create_app(
 
     install_page(app)
     return app
-
-
-async def _admit(
-    websocket: WebSocket, manager: WebSocketManager, cfg: SecurityConfig
-) -> bool:
-    """Refuse a foreign origin (before accept), a bad token or one too many."""
-    origin = websocket.headers.get("origin")
-    if not cfg.origin_allowed(origin, websocket.headers.get("host")):
-        logger.warning(
-            "Refused WebSocket from %s: origin %r is not this site nor in "
-            "ALLOWED_ORIGINS",
-            _peer(websocket),
-            origin,
-        )
-        await websocket.close(code=1008)
-        return False
-    token = presented_token(websocket.headers, websocket.query_params)
-    if not cfg.token_accepted(token):
-        logger.warning(
-            "Refused WebSocket from %s: missing or invalid token", _peer(websocket)
-        )
-        await websocket.accept()
-        await websocket.close(code=1008, reason="missing or invalid token")
-        return False
-    if len(manager.connections) >= cfg.max_connections:
-        logger.warning(
-            "Refused WebSocket from %s: %d connections, the limit (MAX_CONNECTIONS)",
-            _peer(websocket),
-            cfg.max_connections,
-        )
-        await websocket.accept()
-        await websocket.close(code=1013, reason="too many connections")
-        return False
-    return True
-
-
-def wants_batches(query: Mapping[str, str]) -> bool:
-    """``?batch=1`` (or ``true``/``yes``): the client takes batched frames, a
-    JSON array of messages per frame; anything else is one message per frame."""
-    return query.get("batch", "").strip().lower() in ("1", "true", "yes")
-
-
-def _peer(connection: Any) -> str:
-    client = connection.client
-    return f"{client.host}:{client.port}" if client else "unknown peer"
-
-
-async def _handle_client_message(
-    manager: WebSocketManager, websocket: WebSocket, message: Mapping[str, Any]
-) -> Optional[str]:
-    """The reply to a client message; None when it was queued already (a
-    resume queues its reply itself, before the replayed events)."""
-    parsed, error = parse_client_message(message.get("text", message.get("bytes")))
-    if parsed is None:
-        logger.debug("Rejected client message: %s", error)
-        return error_reply(str(error))
-    await manager.update_filters(
-        websocket,
-        event_filters=parsed.event_filters,
-        node_filters=parsed.node_filters,
-        service_filters=parsed.service_filters,
-        priority_filters=parsed.priority_filters,
-    )
-    connection = manager.connections.get(websocket)
-    if connection is None:
-        return error_reply("connection is closing")
-    if parsed.last_event_id is not None:
-        await manager.resume(
-            websocket, parsed.last_event_id, _resume_reply(manager, websocket)
-        )
-        return None
-    return filter_reply(
-        {
-            "event_filters": connection.event_filters,
-            "node_filters": connection.node_filters,
-            "service_filters": connection.service_filters,
-            "priority_filters": connection.priority_filters,
-        }
-    )
-
-
-def _resume_reply(
-    manager: WebSocketManager, websocket: WebSocket
-) -> Callable[[Dict[str, Any]], str]:
-    """The filter_update reply of a resume: the filters in force plus its keys."""
-
-    def reply(resume_keys: Dict[str, Any]) -> str:
-        connection = manager.connections.get(websocket)
-        filters: Dict[str, List[str]] = {}
-        if connection is not None:
-            filters = {
-                "event_filters": connection.event_filters,
-                "node_filters": connection.node_filters,
-                "service_filters": connection.service_filters,
-            }
-        return filter_reply({**filters, **resume_keys})
-
-    return reply
 
 
 async def _heartbeat(manager: WebSocketManager, interval: float) -> None:

@@ -536,7 +536,7 @@ class TestHandlerEdges:
         async def gone(*args: Any) -> str:
             raise WebSocketDisconnect(1001)
 
-        monkeypatch.setattr(api, "_handle_client_message", gone)
+        monkeypatch.setattr(api, "handle_client_message", gone)
         with client.websocket_connect(PATH) as ws:
             wait_until(lambda: len(app.manager.connections) == 1)
             ws.send_text("{}")
@@ -547,7 +547,7 @@ class TestHandlerEdges:
         self, fake_websocket: Callable[[], MagicMock]
     ) -> None:
         message = {"type": "websocket.receive", "text": '{"action": "set_filters"}'}
-        reply = await api._handle_client_message(
+        reply = await api.handle_client_message(
             WebSocketManager(), fake_websocket(), message
         )
         assert json.loads(reply) == {"type": "error", "error": "connection is closing"}

@@ -92,6 +92,7 @@ def resume_reply(
         "event_filters": filters.get("event_filters", []),
         "node_filters": filters.get("node_filters", []),
         "service_filters": filters.get("service_filters", []),
+        "priority_filters": filters.get("priority_filters", []),
         "recovered": recovered,
         "replayed": replayed,
         "oldest_id": oldest_id,
