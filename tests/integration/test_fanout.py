@@ -6,7 +6,6 @@ import asyncio
 import json
 from typing import Any, List
 
-import psutil
 import pytest
 import redis.asyncio
 
@@ -15,14 +14,10 @@ from tests.integration.conftest import ReportFigure, StartApi
 from tests.integration.scenario import (
     User,
     connect,
-    connect_many,
     ironic,
-    publish,
-    run_users,
-    small_window_socket,
 )
-from tests.integration.servers import ApiServer, RedisServer
-from tests.integration.test_slow_client import RssSampler
+from tests.integration.servers import RedisServer
+from tests.integration.stall import Stall, run_stall
 
 pytestmark = pytest.mark.integration
 
@@ -30,9 +25,15 @@ EVENT = "baremetal.node.power_set.end"
 DONE = "baremetal.node.done"
 COUNT = 300
 OUTBOX_BYTES = 1 << 20
-BLOB = "x" * 65536
-MAX_EVENTS = 400  # 25 MiB of events: far beyond the byte bound
 AFTER_EVICTION = 20
+STALL = Stall(
+    event_type=EVENT,
+    readers=10,
+    max_events=400,  # 25 MiB of events: far beyond the byte bound
+    after_eviction=AFTER_EVICTION,
+    within=60.0,
+    evicted_within=50.0,
+)
 # The stalled client may pin OUTBOX_BYTES; what else grows is the allocator's
 # slack and the other clients' in-flight events.
 RSS_BUDGET = OUTBOX_BYTES + (16 << 20)
@@ -129,29 +130,10 @@ async def test_stalled_client_is_closed_at_the_byte_bound_and_nobody_waits(
             "WEBSOCKET_OUTBOX_BYTES": str(OUTBOX_BYTES),
         }
     )
-    server = psutil.Process(api.pid)
-    redis = redis_server.async_client()
-    try:
-        async with connect_many(api.ws_url, 10, prefix="reader") as readers:
-            sock = small_window_socket(api.host, api.port)
-            async with connect(
-                api.ws_url, "stalled", sock=sock, max_queue=1
-            ) as stalled:
-                await async_wait_until(lambda: api.has_connections(11), timeout=10.0)
-                baseline = server.memory_info().rss
-                sampler = RssSampler(server)
-                published, (stalled_seqs, *reader_seqs) = await asyncio.gather(
-                    _publish_until_evicted(redis, api),
-                    run_users(
-                        _drain_once_evicted(stalled, api),
-                        *(_read_until_done(reader) for reader in readers),
-                        within=60.0,
-                    ),
-                )
-                peak = await sampler.stop()
-            status = await api.astatus()
-    finally:
-        await redis.aclose()
+    outcome = await run_stall(api, redis_server, STALL)
+    published, stalled_seqs = outcome.published, outcome.stalled_seqs
+    reader_seqs, status = outcome.reader_seqs, outcome.status
+    baseline, peak = outcome.baseline_rss, outcome.peak_rss
 
     for seqs in reader_seqs:
         assert seqs == list(range(published))
@@ -166,39 +148,3 @@ async def test_stalled_client_is_closed_at_the_byte_bound_and_nobody_waits(
     )
     assert growth < RSS_BUDGET
     assert api.tracebacks() == []
-
-
-async def _publish_until_evicted(client: redis.asyncio.Redis, api: ApiServer) -> int:
-    seq = 0
-    while seq < MAX_EVENTS:
-        await publish(client, EVENT, ironic("node-1", seq=seq, blob=BLOB))
-        seq += 1
-        if seq % 5 == 0 and await _slow_disconnects(api):
-            break
-    else:
-        pytest.fail(f"the stalled client was not closed after {MAX_EVENTS} events")
-    for _ in range(AFTER_EVICTION):
-        await publish(client, EVENT, ironic("node-1", seq=seq, blob=BLOB))
-        seq += 1
-    await publish(client, DONE, ironic("node-1"))
-    return seq
-
-
-async def _read_until_done(reader: User) -> List[int]:
-    seqs = []
-    while True:
-        message = await reader.expect({"source": "openstack"}, within=30.0)
-        if message["event_type"] == DONE:
-            return seqs
-        seqs.append(message["data"]["seq"])
-
-
-async def _drain_once_evicted(stalled: User, api: ApiServer) -> List[int]:
-    await async_wait_until(lambda: _slow_disconnects(api), timeout=50.0, interval=0.02)
-    await stalled.expect_closed(1013, within=20.0)
-    return [message["data"]["seq"] for message in stalled.received]
-
-
-async def _slow_disconnects(api: ApiServer) -> bool:
-    status = await api.astatus()
-    return bool(status["websocket"]["slow_disconnects"])
