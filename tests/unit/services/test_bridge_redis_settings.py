@@ -31,20 +31,6 @@ def caplog_bridge(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
-@pytest.fixture
-def redis_cls(mocker: Any) -> MagicMock:
-    cls: MagicMock = mocker.patch("osism.services.redis_connection.redis.Redis")
-    return cls
-
-
-@pytest.fixture
-def sentinel_cls(mocker: Any) -> MagicMock:
-    cls: MagicMock = mocker.patch(
-        "osism.services.redis_connection.redis.sentinel.Sentinel"
-    )
-    return cls
-
-
 def test_url_with_password_connects_and_status_masks_it(
     monkeypatch: pytest.MonkeyPatch, redis_cls: MagicMock, caplog_bridge: Any
 ) -> None:

@@ -7,7 +7,7 @@ No test opens a connection: clients are built with ``redis.Redis`` or
 import logging
 import ssl
 from pathlib import Path
-from typing import Any, Dict
+from typing import Dict
 from unittest.mock import MagicMock
 
 import pytest
@@ -35,20 +35,6 @@ def tls_files(tmp_path: Path) -> Dict[str, str]:
         path.write_text("-----BEGIN X-----\n")
         files[name] = str(path)
     return files
-
-
-@pytest.fixture
-def redis_cls(mocker: Any) -> MagicMock:
-    cls: MagicMock = mocker.patch("osism.services.redis_connection.redis.Redis")
-    return cls
-
-
-@pytest.fixture
-def sentinel_cls(mocker: Any) -> MagicMock:
-    cls: MagicMock = mocker.patch(
-        "osism.services.redis_connection.redis.sentinel.Sentinel"
-    )
-    return cls
 
 
 class TestSeedSettings:
