@@ -7,6 +7,7 @@ resource_id).
 """
 
 import json
+import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +15,11 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
-SAMPLES_DIR = (
-    Path(__file__).resolve().parents[1] / ".." / "shared" / "openstack-samples"
+# OSISM_SAMPLES_DIR points elsewhere when the tests run from a copy of the
+# tree (tools/mutation.py runs them from mutants/).
+SAMPLES_DIR = Path(
+    os.environ.get("OSISM_SAMPLES_DIR")
+    or Path(__file__).resolve().parents[1] / ".." / "shared" / "openstack-samples"
 ).resolve()
 MISSING = "<samples missing>"
 

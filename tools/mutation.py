@@ -35,6 +35,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 DEFAULT_THRESHOLD = 95.0
 THRESHOLD_ENV = "MUTATION_THRESHOLD"
 MUTANTS = Path("mutants")
+SAMPLES_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "openstack-samples"
 LOG_METHODS = frozenset({"debug", "info", "warning", "error", "exception", "critical"})
 
 # mutmut 3.8.1's exit codes (mutmut/stats.py status_by_exit_code), grouped by
@@ -431,7 +432,10 @@ def main(argv: Sequence[str]) -> int:
     if not args.report_only:
         shutil.rmtree(root / MUTANTS, ignore_errors=True)
         command = [mutmut_script(), "run", "--max-children", str(args.max_children)]
-        completed = subprocess.run(command, cwd=root)
+        # The tests run from mutants/: tell them where the samples are.
+        env = dict(os.environ)
+        env.setdefault("OSISM_SAMPLES_DIR", str(SAMPLES_DIR.resolve()))
+        completed = subprocess.run(command, cwd=root, env=env)
         if completed.returncode != 0:
             print(f"mutmut run failed (exit {completed.returncode})", file=sys.stderr)
             return completed.returncode

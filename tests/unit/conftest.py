@@ -22,13 +22,19 @@ def fake_websocket() -> Callable[[], MagicMock]:
     return make_fake_websocket
 
 
-# `nox -s mutation` (mutmut) runs the unit suite many times in one process:
-# hypothesis would then see a test method called from several instances, and
-# a random search could kill a mutant in one run and miss it in the next. The
-# profile keeps the examples the same in every run; tools/mutation.py selects
-# it with --hypothesis-profile=mutation.
+# The property tests search 300 examples each in the unit suite.
+settings.register_profile("default", max_examples=300)
+settings.load_profile("default")
+
+# `nox -s mutation` (mutmut) runs the selected tests once per mutant: a
+# random search could kill a mutant in one run and miss it in the next, and
+# hypothesis would see a test method called from several instances. This
+# profile keeps the examples the same in every run, and fewer of them (the
+# property tests run for every mutant of the modules they reach);
+# tools/mutation.py selects it with --hypothesis-profile=mutation.
 settings.register_profile(
     "mutation",
+    max_examples=60,
     derandomize=True,
     database=None,
     suppress_health_check=[HealthCheck.differing_executors],

@@ -84,7 +84,7 @@ def reference_matches(
 
 
 class TestMatchesFiltersProperty:
-    @settings(max_examples=300, deadline=None)
+    @settings(deadline=None)
     @given(
         filter_lists,
         filter_lists,
@@ -111,7 +111,7 @@ class TestMatchesFiltersProperty:
 
 
 class TestAddNotificationProperty:
-    @settings(max_examples=300, deadline=None)
+    @settings(deadline=None)
     @given(event_types, payloads)
     def test_never_raises_never_mutates_always_queues_a_well_formed_event(
         self, event_type: str, payload: Any
@@ -136,7 +136,7 @@ class TestAddNotificationProperty:
 
 
 class TestParseClientMessageProperty:
-    @settings(max_examples=300, deadline=None)
+    @settings(deadline=None)
     @given(st.one_of(st.text(), json_values.map(json.dumps)))
     def test_any_text_gives_a_message_or_a_reason(self, text: str) -> None:
         parsed, error = parse_client_message(text)
@@ -144,7 +144,7 @@ class TestParseClientMessageProperty:
         assert parsed is None or isinstance(parsed, SetFilters)
         assert error is None or (isinstance(error, str) and error)
 
-    @settings(max_examples=300, deadline=None)
+    @settings(deadline=None)
     @given(
         st.dictionaries(
             st.sampled_from(["event_filters", "node_filters", "service_filters"]),
