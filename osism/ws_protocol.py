@@ -7,14 +7,14 @@ extension ``osism.websocket.send_texts`` in the connection's scope: a
 ``text`` sends each string as its own text frame, all in one transport write.
 The frames on the wire are exactly those of one ``send_text`` per string; the
 saving is the per-message work of the ASGI send path (one await, one state
-check, one write for many frames). With permessage-deflate negotiated each
+check, one write for many frames). A FramedText brings its frame along, built
+once for every connection it is sent to. With permessage-deflate negotiated each
 frame goes through websockets' compressor as before.
 
 An app checks ``EXTENSION in scope["extensions"]`` before using it; under
 any other server it sends one message per frame.
 """
 
-import struct
 from typing import Any, List
 
 from uvicorn.protocols.utils import ClientDisconnected
@@ -24,26 +24,10 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import (
 from websockets.http11 import Request
 from websockets.protocol import State
 
+from osism.ws_frames import FramedText, text_frame_parts
+
 EXTENSION = "osism.websocket.send_texts"
 TEXTS = "osism.texts"
-
-_HEADER_16 = struct.Struct("!BBH")
-_HEADER_64 = struct.Struct("!BBQ")
-_FIN_TEXT = 0x81
-
-
-def text_frame_parts(text: str, out: List[bytes]) -> None:
-    """Append the header and payload of one unmasked, final text frame (what
-    a server sends, RFC 6455 section 5.2) to ``out``."""
-    payload = text.encode()
-    length = len(payload)
-    if length < 126:
-        out.append(bytes((_FIN_TEXT, length)))
-    elif length < 65536:
-        out.append(_HEADER_16.pack(_FIN_TEXT, 126, length))
-    else:
-        out.append(_HEADER_64.pack(_FIN_TEXT, 127, length))
-    out.append(payload)
 
 
 def sends_texts(websocket: Any) -> bool:
@@ -84,5 +68,8 @@ class FanoutProtocol(WebSocketsSansIOProtocol):
             return
         parts: List[bytes] = []
         for text in texts:
-            text_frame_parts(text, parts)
+            if type(text) is FramedText:
+                parts.append(text.frame)
+            else:
+                text_frame_parts(text, parts)
         self.transport.write(b"".join(parts))

@@ -35,7 +35,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 DEFAULT_THRESHOLD = 95.0
 THRESHOLD_ENV = "MUTATION_THRESHOLD"
 MUTANTS = Path("mutants")
-SAMPLES_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "openstack-samples"
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES_DIR = ROOT / ".." / "shared" / "openstack-samples"
 LOG_METHODS = frozenset({"debug", "info", "warning", "error", "exception", "critical"})
 
 # mutmut 3.8.1's exit codes (mutmut/stats.py status_by_exit_code), grouped by

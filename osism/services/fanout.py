@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from osism import settings
 from osism.services.event_message import EventMessage
 from osism.services.outbox import text_size
+from osism.ws_frames import framed
 
 if TYPE_CHECKING:  # pragma: no cover - import for type hints only
     from osism.services.websocket_manager import WebSocketManager
@@ -37,13 +38,16 @@ def byte_budget(manager: "WebSocketManager") -> int:
 
 def fan_out(manager: "WebSocketManager", event: EventMessage) -> int:
     """Offer the event to every matching client; the bytes of its text."""
-    text = event.to_json()
+    # The frame is built once here rather than once per client (ws_protocol).
+    text = framed(event.to_json())
     is_heartbeat = event.event_type == "heartbeat" and event.source == "osism"
     sent = 0
     for connection in list(manager.connections.values()):
         if not (is_heartbeat or connection.matches_filters(event)):
             continue
-        manager._start_writer(connection)
+        if connection.writer is None:
+            # connect() starts it; a connection added otherwise gets it here.
+            manager._start_writer(connection)
         if connection.resume is not None:
             # Paused for a resume: hold it (a heartbeat is not needed).
             if not is_heartbeat and not connection.resume.hold(event.position, text):

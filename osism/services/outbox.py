@@ -1,7 +1,9 @@
 """A client's outbox: texts waiting for its writer, bounded in count and in bytes."""
 
 import asyncio
+from collections import deque
 from sys import getsizeof
+from typing import Deque, Optional
 
 __all__ = ["Outbox", "batch_frame", "text_size"]
 
@@ -12,56 +14,100 @@ def text_size(text: str) -> int:
     return getsizeof(text)
 
 
-class Outbox(asyncio.Queue[str]):
+class Outbox:
     """A queue of texts for one client, bounded in count and in bytes.
 
-    ``put_nowait`` raises QueueFull when the text would take the queue over
-    ``max_bytes`` (one text alone is always taken, so that an event larger
-    than the bound still reaches a client that keeps up); ``put`` waits while
-    the queue is full by either bound. ``bytes`` is what it holds now.
-    ``put_nowait`` and ``get_nowait``, once per delivery each, do the work of
-    asyncio.Queue's in one call instead of four (same semantics).
+    Producers: the broadcaster (``put_nowait``, which raises
+    asyncio.QueueFull when the text would take the queue over ``maxsize``
+    texts or ``max_bytes`` bytes; one text alone is always taken, so that an
+    event larger than the bound still reaches a client that keeps up) and a
+    resume (``put``, which waits until the text fits). The one consumer is
+    the connection's writer (``get``, ``get_nowait``, ``peek``). ``bytes``
+    is what it holds now.
+
+    Not an asyncio.Queue: a delivery costs one put and one get, and the
+    queue's join/task_done bookkeeping and waiter lists cost more than the
+    rest of the outbox's work.
     """
 
     def __init__(self, maxsize: int, max_bytes: int) -> None:
-        super().__init__(maxsize)
+        self.maxsize = maxsize
         self.max_bytes = max_bytes
         self.bytes = 0
+        self._items: Deque[str] = deque()
+        # The writer, waiting in get() for a text.
+        self._getter: "Optional[asyncio.Future[None]]" = None
+        # Callers of put() waiting for space, oldest first.
+        self._putters: "Deque[asyncio.Future[None]]" = deque()
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def empty(self) -> bool:
+        return not self._items
 
     def full(self) -> bool:
-        return super().full() or self.bytes >= self.max_bytes
+        return 0 < self.maxsize <= len(self._items) or self.bytes >= self.max_bytes
+
+    def peek(self) -> str:
+        """The text get_nowait would return, left in place."""
+        if not self._items:
+            raise asyncio.QueueEmpty
+        return self._items[0]
 
     def put_nowait(self, item: str) -> None:
         size = getsizeof(item)
-        queue = self._queue  # type: ignore[attr-defined]
+        items = self._items
         held = self.bytes
-        if 0 < self._maxsize <= len(queue) or (  # type: ignore[attr-defined]
-            held and held + size > self.max_bytes
-        ):
+        if 0 < self.maxsize <= len(items) or (held and held + size > self.max_bytes):
             raise asyncio.QueueFull
-        queue.append(item)
+        items.append(item)
         self.bytes = held + size
-        self._unfinished_tasks += 1  # type: ignore[attr-defined]
-        self._finished.clear()  # type: ignore[attr-defined]
-        self._wakeup_next(self._getters)  # type: ignore[attr-defined]
+        getter = self._getter
+        if getter is not None:
+            self._getter = None
+            if not getter.done():
+                getter.set_result(None)
+
+    async def put(self, item: str) -> None:
+        """Queue ``item`` once it fits (in count and in bytes)."""
+        while True:
+            try:
+                self.put_nowait(item)
+                return
+            except asyncio.QueueFull:
+                waiter = asyncio.get_running_loop().create_future()
+                self._putters.append(waiter)
+                try:
+                    await waiter
+                finally:
+                    if waiter in self._putters:
+                        self._putters.remove(waiter)
 
     def get_nowait(self) -> str:
-        queue = self._queue  # type: ignore[attr-defined]
-        if not queue:
+        items = self._items
+        if not items:
             raise asyncio.QueueEmpty
-        item: str = queue.popleft()
+        item = items.popleft()
         self.bytes -= getsizeof(item)
-        self._wakeup_next(self._putters)  # type: ignore[attr-defined]
+        putters = self._putters
+        if putters:
+            waiter = putters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
         return item
 
-    def _put(self, item: str) -> None:
-        self.bytes += getsizeof(item)
-        self._queue.append(item)  # type: ignore[attr-defined]
-
-    def _get(self) -> str:
-        item: str = self._queue.popleft()  # type: ignore[attr-defined]
-        self.bytes -= getsizeof(item)
-        return item
+    async def get(self) -> str:
+        """The oldest text, once there is one."""
+        while not self._items:
+            getter = asyncio.get_running_loop().create_future()
+            self._getter = getter
+            try:
+                await getter
+            finally:
+                if self._getter is getter:
+                    self._getter = None
+        return self.get_nowait()
 
 
 def batch_frame(first: str, outbox: Outbox, limit: int) -> str:
@@ -72,7 +118,7 @@ def batch_frame(first: str, outbox: Outbox, limit: int) -> str:
     parts = [first]
     size = len(first)
     while not outbox.empty():
-        following = outbox._queue[0]  # type: ignore[attr-defined]
+        following = outbox.peek()
         size += len(following) + 1
         if size > limit:
             break

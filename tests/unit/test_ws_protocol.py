@@ -12,13 +12,8 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.streams import StreamReader
 
-from osism.ws_protocol import (
-    EXTENSION,
-    TEXTS,
-    FanoutProtocol,
-    sends_texts,
-    text_frame_parts,
-)
+from osism.ws_frames import framed, text_frame_parts
+from osism.ws_protocol import EXTENSION, TEXTS, FanoutProtocol, sends_texts
 from tests.conftest import async_wait_until
 from tests.unit.services.test_fanout import events
 from tests.unit.services.test_websocket_manager import fresh_manager
@@ -63,6 +58,23 @@ class TestTextFrames:
         assert [frame.data.decode() for frame in frames] == texts
 
 
+class TestFramedText:
+    @pytest.mark.parametrize("size", [0, 125, 126, 70_000])
+    def test_carries_the_frame_websockets_would_send(self, size: int) -> None:
+        text = "ü" * size
+        expected = Frame(Opcode.TEXT, text.encode()).serialize(
+            mask=False, extensions=[]
+        )
+        assert framed(text).frame == expected
+
+    def test_is_the_same_text(self) -> None:
+        text = '{"event_type": "compute.instance.create.end"}'
+        result = framed(text)
+        assert isinstance(result, str)
+        assert result == text
+        assert json.loads(result) == json.loads(text)
+
+
 def open_protocol() -> FanoutProtocol:
     """A FanoutProtocol past its handshake, writing to a fake transport."""
     protocol = FanoutProtocol.__new__(FanoutProtocol)
@@ -91,6 +103,26 @@ class TestSendTexts:
         await protocol.send({"type": "websocket.send", TEXTS: texts})
         assert protocol.transport.write.call_count == 1
         assert [f.data.decode() for f in parse_frames(written(protocol))] == texts
+
+    @pytest.mark.asyncio
+    async def test_a_framed_text_goes_out_with_the_frame_it_carries(self) -> None:
+        protocol = open_protocol()
+        carried = framed('{"n": 1}')
+        # A frame unlike the one the text would give shows which was written.
+        carried.frame = Frame(Opcode.TEXT, b'{"n": 9}').serialize(
+            mask=False, extensions=[]
+        )
+        await protocol.send({"type": "websocket.send", TEXTS: [carried, '{"n": 2}']})
+        frames = parse_frames(written(protocol))
+        assert [f.data.decode() for f in frames] == ['{"n": 9}', '{"n": 2}']
+
+    @pytest.mark.asyncio
+    async def test_with_deflate_a_framed_text_is_compressed_as_text(self) -> None:
+        protocol = open_protocol()
+        protocol.conn.extensions = [MagicMock()]
+        protocol.conn.data_to_send.return_value = [b"z"]
+        await protocol.send({"type": "websocket.send", TEXTS: [framed("x")]})
+        assert [c.args[0] for c in protocol.conn.send_text.call_args_list] == [b"x"]
 
     @pytest.mark.asyncio
     async def test_with_deflate_each_text_goes_through_websockets(self) -> None:
