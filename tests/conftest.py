@@ -1,6 +1,7 @@
 """Helpers shared by every test: waiting for a condition with a deadline."""
 
 import asyncio
+import os
 import time
 from typing import Awaitable, Callable, Union
 
@@ -8,9 +9,14 @@ import pytest
 
 Predicate = Callable[[], bool]
 
+# How long a wait gives its condition unless the test says otherwise.
+# tools/mutation.py sets OSISM_TEST_WAIT=1: a mutant that breaks delivery
+# fails such a wait, and each one otherwise costs the full deadline.
+WAIT_TIMEOUT = float(os.environ.get("OSISM_TEST_WAIT") or 5.0)
+
 
 def wait_until(
-    predicate: Predicate, timeout: float = 5.0, interval: float = 0.01
+    predicate: Predicate, timeout: float = WAIT_TIMEOUT, interval: float = 0.01
 ) -> None:
     """Return once ``predicate()`` is true; fail the test after ``timeout`` s."""
     deadline = time.monotonic() + timeout
@@ -22,7 +28,7 @@ def wait_until(
 
 async def async_wait_until(
     predicate: Union[Predicate, Callable[[], Awaitable[bool]]],
-    timeout: float = 5.0,
+    timeout: float = WAIT_TIMEOUT,
     interval: float = 0.005,
 ) -> None:
     """Like :func:`wait_until`, yielding to the event loop between checks."""

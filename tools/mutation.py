@@ -436,6 +436,8 @@ def main(argv: Sequence[str]) -> int:
         # The tests run from mutants/: tell them where the samples are.
         env = dict(os.environ)
         env.setdefault("OSISM_SAMPLES_DIR", str(SAMPLES_DIR.resolve()))
+        # In-process conditions take milliseconds: fail a wait after 1 s.
+        env.setdefault("OSISM_TEST_WAIT", "1")
         completed = subprocess.run(command, cwd=root, env=env)
         if completed.returncode != 0:
             print(f"mutmut run failed (exit {completed.returncode})", file=sys.stderr)
