@@ -4,7 +4,7 @@ import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Dict, Optional
+from typing import Any, AsyncIterator, Dict
 
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response
@@ -44,43 +44,40 @@ EVENTS_PATH = "/v1/events/openstack"
 
 
 def create_app(
-    manager: Optional[WebSocketManager] = None,
-    bridge: Optional[EventBridge] = None,
-    connect_redis: bool = True,
-    heartbeat_interval: Optional[float] = None,
-    security: Optional[SecurityConfig] = None,
+    manager: WebSocketManager,
+    bridge: EventBridge,
+    *,
+    security: SecurityConfig,
+    heartbeat_interval: float,
+    connect_redis: bool,
 ) -> FastAPI:
-    """An app serving ``manager`` and fed by ``bridge`` (the singletons by default).
+    """An app serving ``manager`` and fed by ``bridge``.
 
-    ``security`` defaults to the environment (API_TOKEN, ALLOWED_ORIGINS, ...).
+    ``heartbeat_interval``: seconds between heartbeats, 0 for none;
+    ``connect_redis``: look for Redis in the background while ``bridge`` has none.
     """
-    mgr = websocket_manager if manager is None else manager
-    brg = event_bridge if bridge is None else bridge
-    cfg = SecurityConfig.from_env() if security is None else security
-    interval = (
-        settings.HEARTBEAT_INTERVAL
-        if heartbeat_interval is None
-        else heartbeat_interval
-    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         install_log_redaction()
-        if cfg.token is None:
+        if security.token is None:
             logger.warning(
                 "API_TOKEN is not set: anyone who can reach this port can watch "
                 "events and publish them"
             )
-        await mgr.start()
-        brg.set_websocket_manager(mgr)
-        if hasattr(mgr, "replay_source"):
-            mgr.replay_source = brg.replay
-        if connect_redis and brg.status()["mode"] == "local":
+        await manager.start()
+        bridge.set_websocket_manager(manager)
+        manager.replay_source = bridge.replay
+        if connect_redis and bridge.status()["mode"] == "local":
             # Serve at once: Redis is looked for in the background (a name
             # that does not resolve can take seconds), quietly.
-            brg.watch_for_redis()
-        heartbeat = asyncio.create_task(_heartbeat(mgr, interval)) if interval else None
-        state = brg.status()
+            bridge.watch_for_redis()
+        heartbeat = (
+            asyncio.create_task(_heartbeat(manager, heartbeat_interval))
+            if heartbeat_interval
+            else None
+        )
+        state = bridge.status()
         logger.info(
             "osism API started; event bridge in %s mode%s",
             state["mode"],
@@ -96,18 +93,14 @@ def create_app(
             if heartbeat is not None:
                 heartbeat.cancel()
                 await asyncio.gather(heartbeat, return_exceptions=True)
-            await asyncio.to_thread(brg.shutdown)
-            await mgr.stop()
+            await asyncio.to_thread(bridge.shutdown)
+            await manager.stop()
             logger.info("osism API stopped")
 
     app = FastAPI(title="osism events", lifespan=lifespan)
-    app.add_middleware(BodySizeLimit, max_bytes=cfg.max_publish_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=security.max_publish_bytes)
     app.add_middleware(ServerSettings)
-    app.state.manager = mgr
-    app.state.bridge = brg
-    app.state.security = cfg
-    metrics = ApiMetrics(lambda: mgr.status(), lambda: brg.status())
-    app.state.metrics = metrics
+    metrics = ApiMetrics(lambda: manager.status(), lambda: bridge.status())
 
     @app.get("/")
     @app.get("/v1")
@@ -159,8 +152,8 @@ def create_app(
 
     @app.get("/v1/status")
     async def status() -> Dict[str, Any]:
-        bridge_status = brg.status()
-        manager_status = mgr.status()
+        bridge_status = bridge.status()
+        manager_status = manager.status()
         ready = (
             manager_status["broadcaster_running"]
             and bridge_status["processor_alive"]
@@ -172,7 +165,7 @@ def create_app(
     def publish(event: PublishRequest, request: Request) -> Any:
         # A plain function: FastAPI runs it in its thread pool, so a slow
         # Redis never blocks the event loop.
-        if not cfg.token_accepted(presented_token(request.headers, {})):
+        if not security.token_accepted(presented_token(request.headers, {})):
             logger.warning(
                 "Refused publish from %s: missing or invalid token", peer(request)
             )
@@ -184,7 +177,7 @@ def create_app(
         meta = event.meta()
         extra = {"meta": meta} if meta else {}
         started = time.perf_counter()
-        taken = brg.add_event(event.event_type, event.payload, **extra)
+        taken = bridge.add_event(event.event_type, event.payload, **extra)
         metrics.publish_seconds.labels("accepted" if taken else "refused").observe(
             time.perf_counter() - started
         )
@@ -196,21 +189,21 @@ def create_app(
 
     @app.websocket(EVENTS_PATH)
     async def events(websocket: WebSocket) -> None:
-        if not await admit(websocket, mgr, cfg):
+        if not await admit(websocket, manager, security):
             return
         last_event_id, resume_error = resume_id(
             websocket.query_params.get("last_event_id")
         )
-        await mgr.connect(websocket, batch=wants_batches(websocket.query_params))
+        await manager.connect(websocket, batch=wants_batches(websocket.query_params))
         try:
             # Straight after connect (no await between): a resuming client gets
             # no live event before its reply.
             if last_event_id is not None:
-                resumed = await mgr.resume(
-                    websocket, last_event_id, resume_reply(mgr, websocket)
+                resumed = await manager.resume(
+                    websocket, last_event_id, resume_reply(manager, websocket)
                 )
             else:
-                resumed = resume_error is None or mgr.send_to(
+                resumed = resume_error is None or manager.send_to(
                     websocket, error_reply(resume_error)
                 )
             if not resumed:
@@ -219,10 +212,10 @@ def create_app(
                 message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":
                     break
-                reply = await handle_client_message(mgr, websocket, message)
+                reply = await handle_client_message(manager, websocket, message)
                 if reply is None:
                     continue
-                if not mgr.send_to(websocket, reply):
+                if not manager.send_to(websocket, reply):
                     # Too slow to take its replies. Returning at once would
                     # drop the connection before its 1013 close frame is sent.
                     await close_quietly(
@@ -232,15 +225,14 @@ def create_app(
         except WebSocketDisconnect:
             pass
         finally:
-            await mgr.disconnect(websocket)
+            await manager.disconnect(websocket)
 
     # Looked up at each sample, so a replaced bridge or manager status counts.
-    system_state = SystemState(lambda: mgr.status(), lambda: brg.status())
-    app.state.system_state = system_state
+    system_state = SystemState(lambda: manager.status(), lambda: bridge.status())
 
     @app.websocket(SYSTEM_PATH)
     async def system(websocket: WebSocket) -> None:
-        if not await admit(websocket, mgr, cfg):
+        if not await admit(websocket, manager, security):
             return
         await websocket.accept()
         await serve_system_client(websocket, system_state)
@@ -262,4 +254,10 @@ async def _heartbeat(manager: WebSocketManager, interval: float) -> None:
         await manager.send_heartbeat()
 
 
-app = create_app()
+app = create_app(
+    websocket_manager,
+    event_bridge,
+    security=SecurityConfig.from_env(),
+    heartbeat_interval=settings.HEARTBEAT_INTERVAL,
+    connect_redis=True,
+)

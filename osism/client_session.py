@@ -59,7 +59,8 @@ async def admit(
 def wants_batches(query: Mapping[str, str]) -> bool:
     """``?batch=1`` (or ``true``/``yes``): the client takes batched frames, a
     JSON array of messages per frame; anything else is one message per frame."""
-    return query.get("batch", "").strip().lower() in ("1", "true", "yes")
+    value = query.get("batch")
+    return value is not None and value.strip().lower() in ("1", "true", "yes")
 
 
 def peer(connection: Any) -> str:
@@ -72,7 +73,9 @@ async def handle_client_message(
 ) -> Optional[str]:
     """The reply to a client message; None when it was queued already (a
     resume queues its reply itself, before the replayed events)."""
-    parsed, error = parse_client_message(message.get("text", message.get("bytes")))
+    # A binary frame carries "bytes" and no text: parse_client_message
+    # answers that only JSON text is taken.
+    parsed, error = parse_client_message(message.get("text"))
     if parsed is None:
         logger.debug("Rejected client message: %s", error)
         return error_reply(str(error))

@@ -135,7 +135,8 @@ def filter_reply(filters: Dict[str, Any]) -> str:
 
 def _describe(exc: ValidationError) -> str:
     error = exc.errors()[0]
-    field = ".".join(str(part) for part in error["loc"][:1]) or "message"
+    # The top-level field; none when the message itself is not an object.
+    field = str(error["loc"][0]) if error["loc"] else "message"
     if error["type"] == "extra_forbidden":
         return f"unknown field {field!r}"
     if field in FILTER_KINDS:

@@ -33,12 +33,11 @@ class PublishRequest(BaseModel):
         return None if value is None else iso_utc(value)
 
     def meta(self) -> Optional[Dict[str, Any]]:
-        """The metadata given, None when there is none."""
+        """The metadata given, None when there is none; as given: an event's
+        metadata is normalised where it is read (notification_meta)."""
         found = {
             key: getattr(self, key)
             for key in META_FIELDS
             if getattr(self, key) is not None
         }
-        if "service" in found:
-            found["service"] = found["service"].lower()
         return found or None

@@ -27,6 +27,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s\"']+", re.IGNORECASE)
 
+# The limits when MAX_CONNECTIONS / MAX_PUBLISH_BYTES set none.
+DEFAULT_MAX_CONNECTIONS = 1000
+DEFAULT_MAX_PUBLISH_BYTES = 1 << 20
+
 
 @dataclass(frozen=True)
 class SecurityConfig:
@@ -34,16 +38,20 @@ class SecurityConfig:
 
     token: Optional[str] = field(default=None, repr=False)
     allowed_origins: Tuple[str, ...] = ()
-    max_connections: int = 1000
-    max_publish_bytes: int = 1 << 20
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_publish_bytes: int = DEFAULT_MAX_PUBLISH_BYTES
 
     @classmethod
     def from_env(cls) -> "SecurityConfig":
         return cls(
             token=os.environ.get("API_TOKEN") or None,
             allowed_origins=settings.env_list("ALLOWED_ORIGINS"),
-            max_connections=settings.env_int("MAX_CONNECTIONS", 1000, minimum=1),
-            max_publish_bytes=settings.env_int("MAX_PUBLISH_BYTES", 1 << 20, 1),
+            max_connections=settings.env_int(
+                "MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, minimum=1
+            ),
+            max_publish_bytes=settings.env_int(
+                "MAX_PUBLISH_BYTES", DEFAULT_MAX_PUBLISH_BYTES, minimum=1
+            ),
         )
 
     def origin_allowed(self, origin: Optional[str], host: Optional[str]) -> bool:
@@ -67,10 +75,11 @@ def presented_token(
     headers: Mapping[str, str], query: Mapping[str, str]
 ) -> Optional[str]:
     """The token a client sent: ``Authorization: Bearer …`` or ``?token=…``."""
-    authorization = headers.get("authorization", "")
-    scheme, _, value = authorization.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
+    authorization = headers.get("authorization")
+    if authorization is not None:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
     return query.get("token") or None
 
 

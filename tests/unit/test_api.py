@@ -2,6 +2,7 @@
 
 import json
 import logging
+from types import SimpleNamespace
 from typing import Any, Callable, Dict, Iterator, List
 from unittest.mock import MagicMock
 
@@ -11,6 +12,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from osism import api, protocol
 from osism.api import create_app
+from osism.client_session import peer, resume_reply
 from osism.security import SecurityConfig
 from osism.services.event_bridge import EventBridge
 from osism.services.websocket_manager import WebSocketManager, close_quietly
@@ -81,6 +83,9 @@ class TestHttp:
     def test_health_answers_ok(self, client: TestClient, path: str) -> None:
         assert client.get(path).json() == {"result": "ok"}
 
+    def test_the_api_documents_itself_as_osism_events(self, client: TestClient) -> None:
+        assert client.get("/openapi.json").json()["info"]["title"] == "osism events"
+
     def test_events_info_names_the_websocket_endpoint(self, client: TestClient) -> None:
         info = client.get("/v1/events").json()
         assert info["websocket"] == PATH
@@ -125,11 +130,12 @@ class TestHttp:
         assert response.status_code == 503
         assert response.json()["result"] == "dropped"
 
-    def test_shutdown_joins_the_bridge_threads(self, app: App) -> None:
-        with TestClient(app.app):
-            thread = app.bridge._processor_thread
-            assert thread is not None and thread.is_alive()
-        assert not thread.is_alive()
+    def test_shutdown_stops_the_bridge_and_the_broadcaster(self, app: App) -> None:
+        with TestClient(app.app) as client:
+            running = client.get("/v1/status").json()
+        assert running["bridge"]["processor_alive"] is True
+        assert running["websocket"]["broadcaster_running"] is True
+        assert app.bridge.status()["processor_alive"] is False
         assert app.manager.status()["broadcaster_running"] is False
 
 
@@ -258,6 +264,17 @@ class TestWebSocketProtocol:
             ws.send_text(text)
             assert json.loads(ws.receive_text()) == {"type": "error", "error": error}
             assert_still_serves(client, ws)
+
+    def test_a_rejected_message_is_logged_at_debug_with_its_reason(
+        self, client: TestClient, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.DEBUG, logger="osism.api")
+        with client.websocket_connect(PATH) as ws:
+            ws.send_text("not json")
+            ws.receive_text()
+        assert "Rejected client message: message is not valid JSON" in [
+            record.getMessage() for record in caplog.records
+        ]
 
     def test_binary_frame_gets_an_error_and_the_connection_keeps_serving(
         self, client: TestClient
@@ -450,6 +467,54 @@ class TestSecurity:
         assert response.status_code == 413
         assert "limit" in response.json()["detail"]
 
+    @pytest.mark.parametrize(
+        "config, query, headers, held, line",
+        [
+            (
+                {},
+                "",
+                {"origin": "https://evil.example"},
+                0,
+                "origin 'https://evil.example' is not this site nor in "
+                "ALLOWED_ORIGINS",
+            ),
+            ({"token": TOKEN}, "?token=wrong", {}, 0, "missing or invalid token"),
+            (
+                {"max_connections": 1},
+                "",
+                {},
+                1,
+                "1 connections, the limit (MAX_CONNECTIONS)",
+            ),
+        ],
+        ids=["origin", "token", "connections"],
+    )
+    def test_a_refused_websocket_is_logged_with_its_peer_and_why(
+        self,
+        caplog: pytest.LogCaptureFixture,
+        config: Dict[str, Any],
+        query: str,
+        headers: Dict[str, str],
+        held: int,
+        line: str,
+    ) -> None:
+        caplog.set_level(logging.WARNING, logger="osism.api")
+        with TestClient(App(**config).app) as client:
+            open_ones = [client.websocket_connect(PATH) for _ in range(held)]
+            for ws in open_ones:
+                ws.__enter__()
+            try:
+                self.refused(client, PATH + query, headers=headers)
+            finally:
+                for ws in open_ones:
+                    ws.__exit__(None, None, None)
+        refusals = [
+            record.getMessage()
+            for record in caplog.records
+            if record.getMessage().startswith("Refused WebSocket")
+        ]
+        assert refusals == [f"Refused WebSocket from testclient:50000: {line}"]
+
     def test_no_token_configured_warns_once_at_startup(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
@@ -474,39 +539,43 @@ class TestSecurity:
         assert TOKEN not in text
 
 
-class TestLifespanRedis:
-    def test_startup_serves_at_once_and_looks_for_redis_in_the_background(
-        self, mocker: Any
-    ) -> None:
-        bridge = EventBridge(connect=False)
-        connect = mocker.patch.object(bridge, "connect")
-        watch = mocker.patch.object(bridge, "watch_for_redis")
-        manager = WebSocketManager()
-        manager.replay_source = None  # type: ignore[attr-defined]
-        app = create_app(
-            manager, bridge, heartbeat_interval=0, security=SecurityConfig()
-        )
-        with TestClient(app):
-            pass
-        # Nothing blocks the startup on resolving or connecting to Redis.
-        connect.assert_not_called()
-        watch.assert_called_once_with()
-        # Resuming clients read the bridge's log.
-        assert manager.replay_source == bridge.replay  # type: ignore[attr-defined]
+def bridge_reporting(bridge: EventBridge, **changes: Any) -> EventBridge:
+    """``bridge`` with its status saying ``changes`` (a Redis link in a unit test)."""
+    real = bridge.status
+    bridge.status = lambda: {**real(), **changes}  # type: ignore[method-assign]
+    return bridge
 
-    def test_no_redis_wanted_means_no_watcher(self, mocker: Any) -> None:
-        bridge = EventBridge(connect=False)
-        watch = mocker.patch.object(bridge, "watch_for_redis")
+
+class TestLifespanRedis:
+    @pytest.fixture(autouse=True)
+    def no_redis_answers(self, mocker: Any) -> None:
+        """The watcher's probe finds no Redis, without a network."""
+        mocker.patch("osism.services.bridge_link._redis_answers", return_value=False)
+
+    @pytest.mark.parametrize(
+        "connect_redis, mode, watching",
+        [(True, "local", True), (False, "local", False), (True, "redis", False)],
+        ids=["wanted", "not-wanted", "on-redis-already"],
+    )
+    def test_serves_at_once_and_looks_for_redis_in_the_background_when_wanted(
+        self, connect_redis: bool, mode: str, watching: bool
+    ) -> None:
+        bridge = bridge_reporting(
+            EventBridge(connect=False), mode=mode, subscribed=True
+        )
         app = create_app(
             WebSocketManager(),
             bridge,
-            connect_redis=False,
+            connect_redis=connect_redis,
             heartbeat_interval=0,
             security=SecurityConfig(),
         )
-        with TestClient(app):
-            pass
-        watch.assert_not_called()
+        with TestClient(app) as client:
+            status = client.get("/v1/status").json()
+        assert status["ready"] is True
+        assert status["bridge"]["watching_for_redis"] is watching
+        # The watcher ends with the app.
+        assert bridge.status()["watching_for_redis"] is False
 
     @pytest.mark.parametrize(
         "mode, subscribed, ready",
@@ -514,14 +583,17 @@ class TestLifespanRedis:
         ids=["redis-not-subscribed", "redis-subscribed", "embedded"],
     )
     def test_ready_needs_a_live_subscription_in_redis_mode(
-        self, mocker: Any, mode: str, subscribed: bool, ready: bool
+        self, mode: str, subscribed: bool, ready: bool
     ) -> None:
-        bridge = EventBridge(connect=False)
-        mocker.patch.object(bridge, "watch_for_redis")
-        bridge._redis_mode = mode == "redis"
-        bridge._subscribed = subscribed
+        bridge = bridge_reporting(
+            EventBridge(connect=False), mode=mode, subscribed=subscribed
+        )
         app = create_app(
-            WebSocketManager(), bridge, heartbeat_interval=0, security=SecurityConfig()
+            WebSocketManager(),
+            bridge,
+            connect_redis=False,
+            heartbeat_interval=0,
+            security=SecurityConfig(),
         )
         with TestClient(app) as client:
             status = client.get("/v1/status").json()
@@ -552,6 +624,17 @@ class TestHandlerEdges:
         )
         assert json.loads(reply) == {"type": "error", "error": "connection is closing"}
 
+    def test_a_resume_reply_for_a_connection_gone_has_the_resume_keys_only(
+        self, fake_websocket: Callable[[], MagicMock]
+    ) -> None:
+        keys = {"recovered": False, "replayed": 0, "oldest_id": None}
+        reply = resume_reply(WebSocketManager(), fake_websocket())(keys)
+        assert json.loads(reply) == {
+            "type": "filter_update",
+            "status": "success",
+            **keys,
+        }
+
     @pytest.mark.asyncio
     async def test_closing_a_closed_websocket_is_quiet(
         self, fake_websocket: Callable[[], MagicMock], caplog: pytest.LogCaptureFixture
@@ -560,5 +643,19 @@ class TestHandlerEdges:
         websocket = fake_websocket()
         websocket.close.side_effect = RuntimeError("already closed")
         await close_quietly(websocket, 1013, "client too slow")
-        websocket.close.assert_awaited_once_with(code=1013, reason="client too slow")
         assert "Closing WebSocket with 1013 failed: already closed" in caplog.text
+
+
+class TestPeer:
+    @pytest.mark.parametrize(
+        "client, expected",
+        [
+            (SimpleNamespace(host="10.0.0.7", port=51234), "10.0.0.7:51234"),
+            (None, "unknown peer"),
+        ],
+        ids=["address", "no-address"],
+    )
+    def test_names_the_client_address_or_says_it_is_unknown(
+        self, client: Any, expected: str
+    ) -> None:
+        assert peer(SimpleNamespace(client=client)) == expected

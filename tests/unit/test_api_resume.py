@@ -17,7 +17,7 @@ from osism import settings
 from osism.protocol import LAST_EVENT_ID_ERROR
 from osism.services.event_log import LogEntry, Replay
 from tests.conftest import wait_until
-from tests.unit.test_api import IRONIC, PATH, App, assert_still_serves, publish
+from tests.unit.test_api import IRONIC, PATH, App, publish, set_filters
 
 NOVA = {"nova_object.data": {"host": "host1"}}
 
@@ -45,10 +45,8 @@ class FakeLog:
 
     def __init__(self, entries: List[LogEntry]) -> None:
         self.entries = entries
-        self.calls: List[Any] = []
 
     def replay(self, last_event_id: str, limit: int) -> Replay:
-        self.calls.append((last_event_id, limit))
         known = [entry.event["id"] for entry in self.entries]
         oldest = known[0] if known else None
         if last_event_id in known:
@@ -83,6 +81,21 @@ def event_number(message: Dict[str, Any]) -> int:
     return uuid.UUID(message["id"]).int
 
 
+def assert_serves_live_only(client: TestClient, ws: Any) -> None:
+    """No resume was started: the next set_filters gets a plain reply and the
+    next event is a live one, not one of the log's."""
+    assert set(set_filters(ws)) == {
+        "type",
+        "status",
+        "event_filters",
+        "node_filters",
+        "service_filters",
+        "priority_filters",
+    }
+    publish(client, "baremetal.node.power_set.end")
+    assert receive(ws)["id"] not in {event_id(n) for n in range(4)}
+
+
 def resume_reply(
     recovered: bool, replayed: int, oldest_id: Optional[str], **filters: Any
 ) -> Dict[str, Any]:
@@ -101,7 +114,7 @@ def resume_reply(
 
 class TestResumeAtConnect:
     def test_reply_comes_unasked_then_the_missed_events_then_live(
-        self, client: TestClient, log: FakeLog
+        self, client: TestClient
     ) -> None:
         with client.websocket_connect(f"{PATH}?last_event_id={event_id(1)}") as ws:
             reply = receive(ws)
@@ -113,7 +126,17 @@ class TestResumeAtConnect:
         assert replayed == [2, 3]
         assert live["node_name"] == "node1"
         assert live["id"] not in {event_id(n) for n in range(4)}
-        assert log.calls == [(event_id(1), settings.REPLAY_LIMIT)]
+
+    def test_more_missed_than_the_replay_limit_are_the_newest_not_recovered(
+        self, client: TestClient, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(settings, "REPLAY_LIMIT", 1)
+        with client.websocket_connect(f"{PATH}?last_event_id={event_id(1)}") as ws:
+            reply = receive(ws)
+            replayed = event_number(receive(ws))
+
+        assert reply == resume_reply(False, 1, event_id(1))
+        assert replayed == 3
 
     def test_an_id_the_log_no_longer_holds_is_not_recovered(
         self, client: TestClient
@@ -126,24 +149,20 @@ class TestResumeAtConnect:
         assert reply == resume_reply(False, 3, event_id(1))
         assert replayed == [1, 2, 3]
 
-    def test_the_id_is_taken_in_any_uuid_spelling(
-        self, client: TestClient, log: FakeLog
-    ) -> None:
+    def test_the_id_is_taken_in_any_uuid_spelling(self, client: TestClient) -> None:
         spelled = event_id(2).upper()
         with client.websocket_connect(f"{PATH}?last_event_id={spelled}") as ws:
             reply = receive(ws)
             assert event_number(receive(ws)) == 3
 
         assert reply["replayed"] == 1
-        assert log.calls == [(event_id(2), settings.REPLAY_LIMIT)]
 
     def test_a_bad_id_gets_an_error_and_the_connection_serves_live(
-        self, client: TestClient, log: FakeLog
+        self, client: TestClient
     ) -> None:
         with client.websocket_connect(f"{PATH}?last_event_id=not-a-uuid") as ws:
             assert receive(ws) == {"type": "error", "error": LAST_EVENT_ID_ERROR}
-            assert_still_serves(client, ws)
-        assert log.calls == []
+            assert_serves_live_only(client, ws)
 
     def test_an_empty_id_is_a_plain_connect(self, client: TestClient) -> None:
         with client.websocket_connect(f"{PATH}?last_event_id=") as ws:
@@ -199,9 +218,7 @@ class TestResumeInSetFilters:
         assert live["event_type"] == "compute.instance.update"
         assert live["id"] != event_id(2)
 
-    def test_a_bad_id_in_the_message_changes_nothing(
-        self, client: TestClient, log: FakeLog
-    ) -> None:
+    def test_a_bad_id_in_the_message_changes_nothing(self, client: TestClient) -> None:
         with client.websocket_connect(PATH) as ws:
             ws.send_text(
                 json.dumps(
@@ -213,8 +230,7 @@ class TestResumeInSetFilters:
                 )
             )
             assert receive(ws) == {"type": "error", "error": LAST_EVENT_ID_ERROR}
-            assert_still_serves(client, ws)
-        assert log.calls == []
+            assert_serves_live_only(client, ws)
 
 
 class TestEventsInfo:
@@ -241,3 +257,20 @@ class TestTooSlowToResume:
                 ws.receive_text()
         assert closed.value.code == 1013
         wait_until(lambda: app.manager.connections == {})
+
+
+class TestResumeFromTheBridge:
+    def test_a_resuming_client_is_replayed_what_the_bridge_logged(self) -> None:
+        app = App()
+        with TestClient(app.app) as client:
+            with client.websocket_connect(PATH) as ws:
+                publish(client, "baremetal.node.power_set.end")
+                publish(client, "baremetal.node.create.end")
+                first, second = receive(ws), receive(ws)
+            resume = f"{PATH}?last_event_id={first['id']}"
+            with client.websocket_connect(resume) as ws:
+                reply = receive(ws)
+                replayed = receive(ws)
+
+        assert (reply["recovered"], reply["replayed"]) == (True, 1)
+        assert replayed == second

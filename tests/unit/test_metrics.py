@@ -99,10 +99,15 @@ class TestCollector:
 
 
 @pytest.fixture
-def client() -> Iterator[TestClient]:
+def bridge() -> EventBridge:
+    return EventBridge(connect=False)
+
+
+@pytest.fixture
+def client(bridge: EventBridge) -> Iterator[TestClient]:
     app = create_app(
         WebSocketManager(),
-        EventBridge(connect=False),
+        bridge,
         connect_redis=False,
         heartbeat_interval=0,
         security=SecurityConfig(),
@@ -132,9 +137,10 @@ class TestEndpoint:
         [info] = [k for k in found if k[0] == "osism_api_info"]
         assert ("mode", "local") in info[1]
 
-    def test_a_refused_publish_is_observed_as_refused(self, client: TestClient) -> None:
-        app: Any = client.app
-        app.state.bridge.add_event = lambda *a, **k: False
+    def test_a_refused_publish_is_observed_as_refused(
+        self, client: TestClient, bridge: EventBridge
+    ) -> None:
+        bridge.add_event = lambda *a, **k: False  # type: ignore[method-assign]
         body = {"event_type": "x.y", "payload": {}}
         assert client.post("/v1/events/openstack", json=body).status_code == 503
         found = samples(client.get("/metrics").text)

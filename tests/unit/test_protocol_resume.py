@@ -84,6 +84,12 @@ class TestResumeId:
     def test_rejected(self, value: str) -> None:
         assert resume_id(value) == (None, LAST_EVENT_ID_ERROR)
 
+    def test_a_spelling_of_64_characters_is_taken_one_of_65_is_not(self) -> None:
+        # uuid.UUID drops any hyphen: a valid spelling can be that long.
+        digits = ID.replace("-", "")
+        assert resume_id("-" * 32 + digits) == (ID, None)
+        assert resume_id("-" * 33 + digits) == (None, LAST_EVENT_ID_ERROR)
+
 
 class TestResumeReply:
     def test_filter_reply_carries_the_resume_keys(self) -> None:

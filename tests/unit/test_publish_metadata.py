@@ -1,7 +1,6 @@
 """POST /v1/events/openstack and ``osism publish`` take the notification
 metadata (optional, validated); the bridge carries it to the manager."""
 
-import asyncio
 import json
 from typing import Any, Dict, Iterator
 from unittest.mock import MagicMock
@@ -14,7 +13,6 @@ from osism.api import create_app
 from osism.security import SecurityConfig
 from osism.services.event_bridge import EventBridge
 from osism.services.websocket_manager import WebSocketManager
-from tests.conftest import async_wait_until
 
 PATH = "/v1/events/openstack"
 IRONIC = {"ironic_object.data": {"name": "node1", "uuid": "abc-123"}}
@@ -24,6 +22,15 @@ META = {
     "publisher_id": "ironic-conductor.host1",
     "service": "Ironic",
     "emitted_at": "2016-01-27 20:41:06.204573",
+}
+
+# What a client sees of META.
+NORMALISED = {
+    "service": "ironic",
+    "priority": "ERROR",
+    "message_id": "0c28cec1-b947-42af-a4b9-36976b4b76b0",
+    "publisher_id": "ironic-conductor.host1",
+    "emitted_at": "2016-01-27T20:41:06.204573Z",
 }
 
 
@@ -53,13 +60,7 @@ class TestPost:
             assert post(client, **META).status_code == 202
             event = json.loads(ws.receive_text())
         assert event["node_name"] == "node1"
-        assert event["data"]["_osism"] == {
-            "service": "ironic",
-            "priority": "ERROR",
-            "message_id": "0c28cec1-b947-42af-a4b9-36976b4b76b0",
-            "publisher_id": "ironic-conductor.host1",
-            "emitted_at": "2016-01-27T20:41:06.204573Z",
-        }
+        assert event["data"]["_osism"] == NORMALISED
 
     def test_some_metadata_the_rest_derived_or_none(self, client: TestClient) -> None:
         with client.websocket_connect(PATH) as ws:
@@ -103,28 +104,19 @@ class TestPost:
         assert says in detail["msg"]
 
 
-class TestBridgeCarriesMeta:
-    def test_logged_with_the_event(self) -> None:
-        bridge = EventBridge(connect=False)  # embedded mode: the in-memory log
-        assert bridge.add_event("a.b", {"x": 1}, meta={"priority": "INFO"})
-        (entry,) = bridge._memory_log.read_after(None, 10)
-        assert entry.event["event_type"] == "a.b"
-        assert entry.event["payload"] == {"x": 1}
-        assert entry.event["meta"] == {"priority": "INFO"}
-
-    @pytest.mark.asyncio
-    async def test_handed_to_the_managers_loop(self) -> None:
-        manager = WebSocketManager()
-        # The manager's loop, without a broadcaster that would take the event.
-        manager.loop = asyncio.get_running_loop()
-        bridge = EventBridge(connect=False)
-        bridge._websocket_manager = manager
-        bridge._process_single_event(
-            {"event_type": "a.b", "payload": {}, "meta": {"priority": "ERROR"}}
-        )
-        await async_wait_until(lambda: manager.event_queue.qsize() == 1)
-        event = manager.event_queue.get_nowait()
-        assert event.data["_osism"]["priority"] == "ERROR"
+class TestLoggedWithTheEvent:
+    def test_a_resuming_client_gets_the_metadata_of_an_event_it_missed(
+        self, client: TestClient
+    ) -> None:
+        with client.websocket_connect(PATH) as ws:
+            post(client)
+            seen = json.loads(ws.receive_text())
+        assert post(client, **META).status_code == 202
+        with client.websocket_connect(f"{PATH}?last_event_id={seen['id']}") as ws:
+            reply = json.loads(ws.receive_text())
+            missed = json.loads(ws.receive_text())
+        assert (reply["recovered"], reply["replayed"]) == (True, 1)
+        assert missed["data"]["_osism"] == NORMALISED
 
 
 class TestCli:

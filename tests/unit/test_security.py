@@ -25,6 +25,10 @@ class PathObject:
         return self.path
 
 
+REDACTED_LOGGERS = ("uvicorn.error", "uvicorn.access", "osism")
+ENV_SETTINGS = ("API_TOKEN", "ALLOWED_ORIGINS", "MAX_CONNECTIONS", "MAX_PUBLISH_BYTES")
+
+
 class TestSecurityConfig:
     def test_from_env_reads_every_setting(
         self, monkeypatch: pytest.MonkeyPatch
@@ -40,11 +44,15 @@ class TestSecurityConfig:
             max_publish_bytes=512,
         )
 
-    def test_from_env_defaults(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        for name in ("API_TOKEN", "ALLOWED_ORIGINS", "MAX_CONNECTIONS"):
+    def test_from_env_without_settings_is_open_with_default_limits(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        for name in ENV_SETTINGS:
             monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv("MAX_PUBLISH_BYTES", raising=False)
-        assert SecurityConfig.from_env() == SecurityConfig()
+        config = SecurityConfig.from_env()
+        assert (config.token, config.allowed_origins) == (None, ())
+        assert config.max_connections == 1000
+        assert config.max_publish_bytes == 1048576
 
     @pytest.mark.parametrize(
         "name, field", [("MAX_CONNECTIONS", 1000), ("MAX_PUBLISH_BYTES", 1 << 20)]
@@ -103,6 +111,7 @@ class TestPresentedToken:
             ({"authorization": "bearer  abc "}, {}, "abc"),
             ({"authorization": "Basic abc"}, {"token": "q"}, "q"),
             ({"authorization": "Bearer "}, {}, None),
+            ({}, {"token": "q"}, "q"),
             ({}, {"token": ""}, None),
             ({}, {}, None),
         ],
@@ -181,18 +190,24 @@ class TestRedactTokens:
             assert sum(isinstance(f, RedactTokens) for f in filters) == 1, target.name
         assert not any(isinstance(f, RedactTokens) for f in logging.root.filters)
 
-    def test_installed_filter_redacts_what_the_osism_logger_writes(
+    @pytest.mark.parametrize("name", REDACTED_LOGGERS)
+    def test_installed_filter_redacts_what_each_logger_writes(
         self,
         without_redaction: List[logging.Logger],
         caplog: pytest.LogCaptureFixture,
+        name: str,
     ) -> None:
         install_log_redaction()
-        caplog.set_level(logging.INFO, logger="osism")
-        logging.getLogger("osism").info("GET %s", "/v1?token=secret")
-        assert [r.getMessage() for r in caplog.records] == ["GET /v1?token=***"]
-
-
-REDACTED_LOGGERS = ("uvicorn.error", "uvicorn.access", "osism")
+        caplog.set_level(logging.INFO, logger=name)
+        target = logging.getLogger(name)
+        # uvicorn's logging config may keep its loggers from propagating.
+        target.addHandler(caplog.handler)
+        try:
+            target.info("GET %s", "/v1?token=secret")
+        finally:
+            target.removeHandler(caplog.handler)
+        assert "GET /v1?token=***" in [r.getMessage() for r in caplog.records]
+        assert "secret" not in caplog.text
 
 
 @pytest.fixture
