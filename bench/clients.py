@@ -352,7 +352,7 @@ def _scan_events(
             if end - pos < 4:
                 break
             start = pos + 4
-            length = int.from_bytes(buf[pos + 2 : start], "big")
+            length = (buf[pos + 2] << 8) | buf[pos + 3]
         else:  # 127, or a masked frame (>= 128): not ours to parse here
             break
         stop = start + length
