@@ -18,6 +18,7 @@ import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Dict, Iterable, Iterator, Mapping, Optional, Tuple
+from urllib.parse import urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -54,10 +55,6 @@ class ListenerMetrics(Collector):
     def set_ready(self, ready: bool) -> None:
         self.ready = ready
 
-    def value(self, service: str, outcome: str) -> int:
-        with self._lock:
-            return self._counts.get((service, outcome), 0)
-
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             counts = dict(self._counts)
@@ -82,7 +79,6 @@ class MetricsServer:
     """``/metrics`` and ``/ready`` in a daemon thread; ``stop`` ends it."""
 
     def __init__(self, metrics: ListenerMetrics, host: str, port: int) -> None:
-        self.metrics = metrics
         self.registry = CollectorRegistry()
         self.registry.register(metrics)
         handler = _handler(self.registry, metrics)
@@ -107,9 +103,9 @@ class MetricsServer:
         )
 
     def stop(self) -> None:
-        self._server.shutdown()
+        self._server.shutdown()  # returns once serve_forever has returned
         self._server.server_close()
-        self._thread.join(timeout=5.0)
+        self._thread.join()
 
 
 def _handler(
@@ -117,7 +113,7 @@ def _handler(
 ) -> "type[BaseHTTPRequestHandler]":
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-            path = self.path.split("?", 1)[0]
+            path = urlsplit(self.path).path
             if path == "/metrics":
                 self._answer(200, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif path == "/ready":
@@ -144,7 +140,7 @@ def start_from_env(
 ) -> Optional[MetricsServer]:
     """Start the server on LISTENER_METRICS_PORT; None when it is 0 or unset."""
     port = settings.env_int("LISTENER_METRICS_PORT", 0, env=env)
-    if not port:
+    if port == 0:
         return None
     host = (os.environ if env is None else env).get("LISTENER_METRICS_HOST", "0.0.0.0")
     try:

@@ -1,6 +1,8 @@
-"""Fixtures of the service tests: Redis client classes replaced by mocks."""
+"""Fixtures of the service tests: Redis client classes replaced by mocks, a
+busy port."""
 
-from typing import Any
+import socket
+from typing import Any, Iterator
 from unittest.mock import MagicMock
 
 import pytest
@@ -18,3 +20,12 @@ def sentinel_cls(mocker: Any) -> MagicMock:
         "osism.services.redis_connection.redis.sentinel.Sentinel"
     )
     return cls
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A loopback port that another socket listens on: binding it fails."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
