@@ -75,17 +75,20 @@ class ListenerMetrics(Collector):
         )
 
 
+# How often the serving thread looks for a stop: stop() returns within it.
+POLL_INTERVAL = 0.1
+
+
 class MetricsServer:
     """``/metrics`` and ``/ready`` in a daemon thread; ``stop`` ends it."""
 
     def __init__(self, metrics: ListenerMetrics, host: str, port: int) -> None:
-        self.registry = CollectorRegistry()
-        self.registry.register(metrics)
-        handler = _handler(self.registry, metrics)
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
+        registry = CollectorRegistry()
+        registry.register(metrics)
+        self._server = _HTTPServer((host, port), registry, metrics)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
+            args=(POLL_INTERVAL,),
             name="osism-listener-metrics",
             daemon=True,
         )
@@ -108,31 +111,45 @@ class MetricsServer:
         self._thread.join()
 
 
-def _handler(
-    registry: CollectorRegistry, metrics: ListenerMetrics
-) -> "type[BaseHTTPRequestHandler]":
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-            path = urlsplit(self.path).path
-            if path == "/metrics":
-                self._answer(200, generate_latest(registry), CONTENT_TYPE_LATEST)
-            elif path == "/ready":
-                body = json.dumps({"ready": metrics.ready}).encode()
-                self._answer(200 if metrics.ready else 503, body, "application/json")
-            else:
-                self._answer(404, b'{"detail": "not found"}', "application/json")
+class _HTTPServer(ThreadingHTTPServer):
+    # A client that sends nothing does not hold up stop().
+    daemon_threads = True
 
-        def _answer(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def __init__(
+        self,
+        address: Tuple[str, int],
+        registry: CollectorRegistry,
+        metrics: ListenerMetrics,
+    ) -> None:
+        self.registry = registry
+        self.metrics = metrics
+        super().__init__(address, _Handler)
 
-        def log_message(self, format: str, *args: object) -> None:
-            logger.debug("metrics: " + format, *args)
 
-    return Handler
+class _Handler(BaseHTTPRequestHandler):
+    server: _HTTPServer
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        path = urlsplit(self.path).path
+        if path == "/metrics":
+            body = generate_latest(self.server.registry)
+            self._answer(200, body, CONTENT_TYPE_LATEST)
+        elif path == "/ready":
+            ready = self.server.metrics.ready
+            body = json.dumps({"ready": ready}).encode()
+            self._answer(200 if ready else 503, body, "application/json")
+        else:
+            self._answer(404, b'{"detail": "not found"}', "application/json")
+
+    def _answer(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        logger.debug("metrics: " + format, *args)
 
 
 def start_from_env(

@@ -1,5 +1,5 @@
 """Fixtures of the service tests: Redis client classes replaced by mocks, a
-busy port."""
+busy port, a free one."""
 
 import socket
 from typing import Any, Iterator
@@ -29,3 +29,11 @@ def busy_port() -> Iterator[int]:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         yield int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A loopback port nothing listens on (free a moment ago)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

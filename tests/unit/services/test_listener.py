@@ -11,6 +11,7 @@ import logging
 import signal
 import threading
 import types
+import urllib.request
 import uuid
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from unittest.mock import MagicMock
@@ -1193,19 +1194,27 @@ class TestRun:
         listener_module.run(ironic_only(), FakeBridge())
         assert served[0].connection.as_uri() == "memory://:**@localhost//"
 
-    def test_metrics_are_served_on_the_configured_port(
+    def test_the_listeners_metrics_are_served_while_it_runs(
         self,
         threads: List[InlineThread],
         monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture,
-        busy_port: int,
+        free_port: int,
     ) -> None:
-        # a busy port shows that the server was started, without serving
-        monkeypatch.setenv("LISTENER_METRICS_PORT", str(busy_port))
-        self.serve_as(monkeypatch, lambda listener: listener.stop())
-        with caplog.at_level(logging.ERROR, LOGGER):
-            assert listener_module.run(ironic_only(), FakeBridge()) == 0
-        assert f"Cannot serve listener metrics on 0.0.0.0:{busy_port}" in caplog.text
+        monkeypatch.setenv("LISTENER_METRICS_PORT", str(free_port))
+        monkeypatch.setenv("LISTENER_METRICS_HOST", "127.0.0.1")
+        scraped: List[bytes] = []
+
+        def scrape(listener: NotificationListener) -> None:
+            url = f"http://127.0.0.1:{free_port}/metrics"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                scraped.append(response.read())
+            listener.stop()
+
+        self.serve_as(monkeypatch, scrape)
+        assert listener_module.run(ironic_only(), FakeBridge()) == 0
+        assert b'osism_listener_messages_consumed_total{service="ironic"} 0.0' in (
+            scraped[0]
+        )
 
     def test_a_signal_while_connecting_to_redis_stops_cleanly(
         self, threads: List[InlineThread], caplog: pytest.LogCaptureFixture

@@ -166,6 +166,23 @@ class TestServer:
         assert start_from_env(metrics, env={}) is None
         assert start_from_env(metrics, env={"LISTENER_METRICS_PORT": "0"}) is None
 
+    def test_serves_the_given_metrics_on_the_configured_address(
+        self, free_port: int
+    ) -> None:
+        metrics = ListenerMetrics({"nova": "nova"})
+        env = {
+            "LISTENER_METRICS_PORT": str(free_port),
+            "LISTENER_METRICS_HOST": "127.0.0.1",
+        }
+        server = start_from_env(metrics, env=env)
+        assert server is not None
+        try:
+            status, _, body = get(f"http://127.0.0.1:{free_port}/metrics")
+        finally:
+            server.stop()
+        assert status == 200
+        assert b'osism_listener_messages_acked_total{service="nova"} 0.0' in body
+
     def test_a_port_in_use_is_logged_not_fatal(
         self, busy_port: int, caplog: pytest.LogCaptureFixture
     ) -> None:
@@ -221,10 +238,9 @@ def get(url: str) -> Tuple[int, Dict[str, str], bytes]:
 
 
 class TestHttp:
-    """One server on a loopback port for the class (stopping one takes
-    half a second)."""
+    """A server on a loopback port per test."""
 
-    @pytest.fixture(scope="class")
+    @pytest.fixture
     def served(self) -> Iterator[Served]:
         metrics = ListenerMetrics({"nova": "nova"})
         metrics.count("nova", "acked")
