@@ -106,9 +106,11 @@ class MetricsServer:
         )
 
     def stop(self) -> None:
-        self._server.shutdown()  # returns once serve_forever has returned
+        # shutdown() returns once serve_forever has returned, and would wait
+        # for ever if the serving thread is not running.
+        if self._thread.is_alive():
+            self._server.shutdown()
         self._server.server_close()
-        self._thread.join()
 
 
 class _HTTPServer(ThreadingHTTPServer):

@@ -39,6 +39,8 @@ from osism.services.listener import (
     parse_notification,
 )
 
+pytestmark = pytest.mark.usefixtures("bounded_stop_event")
+
 LOGGER = "osism.listener"
 IRONIC_PAYLOAD = {
     "ironic_object.name": "NodeSetPowerStatePayload",
@@ -352,6 +354,14 @@ class TestAcknowledgement:
         # 0.1 + 0.2 + 0.4 + 0.8 + 1.6 s, in slices of at most a second.
         assert len(waits) == 6
         assert connection.heartbeat_check.call_count == 6
+
+    def test_no_heartbeat_is_sent_before_consuming(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        listener, _ = make_listener(FakeBridge(False, True))
+        with caplog.at_level(logging.DEBUG, LOGGER):
+            listener.on_message(FakeMessage(A_B))
+        assert not [r for r in caplog.records if "Heartbeat" in r.getMessage()]
 
     def test_a_heartbeat_check_that_raises_is_ignored_but_traced(
         self, caplog: pytest.LogCaptureFixture
@@ -1109,15 +1119,6 @@ class InlineThread:
         self.joined.append(timeout)
 
 
-class BoundedEvent(threading.Event):
-    """The listener's stop event in run's tests: a wait without a bound fails
-    instead of hanging."""
-
-    def wait(self, timeout: Optional[float] = None) -> bool:
-        assert timeout is not None, "waiting for a stop without a bound"
-        return super().wait(timeout)
-
-
 class TestRun:
     @pytest.fixture
     def threads(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[List[InlineThread]]:
@@ -1130,8 +1131,6 @@ class TestRun:
 
         fake_threading = types.SimpleNamespace(Thread=make, Event=threading.Event)
         monkeypatch.setattr(listener_process, "threading", fake_threading)
-        bounded = types.SimpleNamespace(Event=BoundedEvent)
-        monkeypatch.setattr(listener_module, "threading", bounded)
         monkeypatch.setattr(listener_process, "POLL_INTERVAL", 0.001)
         saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
         yield started
@@ -1206,7 +1205,7 @@ class TestRun:
 
         def scrape(listener: NotificationListener) -> None:
             url = f"http://127.0.0.1:{free_port}/metrics"
-            with urllib.request.urlopen(url, timeout=5) as response:
+            with urllib.request.urlopen(url, timeout=2) as response:
                 scraped.append(response.read())
             listener.stop()
 
@@ -1217,7 +1216,10 @@ class TestRun:
         )
 
     def test_a_signal_while_connecting_to_redis_stops_cleanly(
-        self, threads: List[InlineThread], caplog: pytest.LogCaptureFixture
+        self,
+        threads: List[InlineThread],
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
     ) -> None:
         class SignalledWhileConnecting(FakeBridge):
             def use_redis(self) -> bool:
@@ -1225,6 +1227,10 @@ class TestRun:
                 signal.raise_signal(signal.SIGTERM)
                 return False
 
+        def consume(listener: NotificationListener) -> None:
+            pytest.fail("consuming after a stop")
+
+        monkeypatch.setattr(NotificationListener, "run", consume)
         bridge = SignalledWhileConnecting()
         # serve() is the real one: asked to stop already, it consumes nothing.
         with caplog.at_level(logging.WARNING, LOGGER):

@@ -20,6 +20,8 @@ from osism.services.listener import (
 )
 from tests.unit.services.test_listener import Waits
 
+pytestmark = pytest.mark.usefixtures("bounded_stop_event")
+
 
 def envelope(message: Dict[str, Any]) -> bytes:
     return json.dumps(

@@ -21,6 +21,7 @@ from osism.services.listener_metrics import (
     MetricsServer,
     start_from_env,
 )
+from tests.conftest import wait_until
 from tests.unit.services.test_listener import (
     IRONIC_PAYLOAD,
     LOGGER,
@@ -30,6 +31,8 @@ from tests.unit.services.test_listener import (
     envelope,
     make_listener,
 )
+
+pytestmark = pytest.mark.usefixtures("bounded_stop_event")
 
 NOTIFICATION = {
     "event_type": "baremetal.node.power_set.end",
@@ -230,7 +233,7 @@ class Served(NamedTuple):
 def get(url: str) -> Tuple[int, Dict[str, str], bytes]:
     """Status, headers and body of a GET, error statuses included."""
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(url, timeout=2) as response:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as error:
         with error:
@@ -319,6 +322,16 @@ class TestHttp:
 
 
 class TestStop:
+    def test_ends_the_serving_thread(self) -> None:
+        server = MetricsServer(ListenerMetrics(), "127.0.0.1", 0)
+        server.start()
+        server.stop()
+        wait_until(
+            lambda: all(
+                t.name != "osism-listener-metrics" for t in threading.enumerate()
+            )
+        )
+
     def test_does_not_wait_for_a_client_that_sends_nothing(self) -> None:
         server = MetricsServer(ListenerMetrics(), "127.0.0.1", 0)
         server.start()
