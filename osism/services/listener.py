@@ -96,6 +96,8 @@ __all__ = [
 logger = logging.getLogger("osism.listener")
 
 RESTART_MIN_DELAY = 1.0
+# Shortest time between two warnings of a kind (malformed messages, retries).
+WARNING_INTERVAL = 10.0
 
 
 class ReceivedMessage(Protocol):
@@ -106,7 +108,7 @@ class ReceivedMessage(Protocol):
 
     def ack(self) -> None: ...
 
-    def reject(self, requeue: bool = False) -> None: ...
+    def reject(self, requeue: bool) -> None: ...
 
     def requeue(self) -> None: ...
 
@@ -131,29 +133,29 @@ class NotificationListener(HandOver, ConsumerMixin):
         self.connection = connection
         self.bridge = bridge
         self.config = config
-        self.should_stop = False
+        # should_stop: ConsumerMixin's, False until stop()
         self._stopped = threading.Event()
         self._wait = self._stopped.wait if wait is None else wait
         self._consumer_connection: Optional[Any] = None
-        self._exchange = "?"  # of the message being handed over, for metrics
         self.acknowledged = 0
         self.retried = 0
         self.rejected = 0
         self.metrics = ListenerMetrics(exchanges_of(config.bindings))
-        self._malformed_log = RateLimitedLog(logger, interval=10.0)
-        self._requeue_log = RateLimitedLog(logger, interval=10.0)
+        self._malformed_log = RateLimitedLog(logger, interval=WARNING_INTERVAL)
+        self._requeue_log = RateLimitedLog(logger, interval=WARNING_INTERVAL)
         # exchange -> the service whose notifications arrive on it
         self._services = {item.exchange: item.service for item in config.bindings}
+        # Never declared by kombu: declare_exchanges asserts or declares them.
         self.exchanges = {
             item.exchange: Exchange(
                 item.exchange,
                 type="topic",
                 durable=config.exchange_durable,
-                auto_delete=False,
                 no_declare=True,
             )
             for item in config.bindings
         }
+        # kombu's Queue is durable and not auto-deleted unless told otherwise.
         self.queues = [
             Queue(
                 item.queue,
@@ -161,8 +163,6 @@ class NotificationListener(HandOver, ConsumerMixin):
                     binding(self.exchanges[item.exchange], routing_key=key)
                     for key in item.routing_keys
                 ],
-                durable=True,
-                auto_delete=False,
             )
             for item in config.bindings
         ]
@@ -278,8 +278,7 @@ class NotificationListener(HandOver, ConsumerMixin):
             message.reject(requeue=False)
             self.metrics.count(exchange, "rejected")
             return
-        self._exchange = exchange
-        if not self._hand_over(notification, routing_key):
+        if not self._hand_over(notification, exchange, routing_key):
             # Stopping: the message stays unacknowledged, so RabbitMQ
             # redelivers it, in its place, once this connection closes.
             return

@@ -154,51 +154,54 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     return default
 
 
+# The static part of ``osism listener --help``.
+HELP_INTRO = textwrap.fill(
+    "Consume OpenStack notifications from RabbitMQ and hand each to the "
+    "event bridge, which publishes it on Redis (REDIS_HOST, REDIS_PORT, "
+    "REDIS_DB) for every API process. A message is acknowledged once the "
+    "event is in the event log in Redis; while Redis is down, messages "
+    "wait in RabbitMQ and the listener retries with back-off. A payload "
+    "that is not a JSON object is delivered as "
+    '{"payload": <value>}; the service, priority, message_id, publisher_id '
+    "and emission time travel with every event (data._osism). SIGTERM or "
+    "SIGINT stops it.",
+    width=79,
+)
+HELP_ENVIRONMENT = (
+    "Environment (defaults in brackets):\n"
+    f"  RABBITMQ_URL                    [{Connection(DEFAULT_URL).as_uri()}]\n"
+    f"  LISTENER_SERVICES               [{','.join(SERVICES)}]\n"
+    "  LISTENER_<SERVICE>_EXCHANGE     [the service name]\n"
+    "  LISTENER_<SERVICE>_ROUTING_KEYS [<topic>.*, comma-separated; topic\n"
+    "                                   ironic_versioned_notifications for\n"
+    "                                   ironic, versioned_notifications and\n"
+    "                                   notifications (legacy) for nova,\n"
+    "                                   notifications for the others]\n"
+    f"  LISTENER_QUEUE_PREFIX           [{DEFAULT_QUEUE_PREFIX}; durable "
+    "queues <prefix>-<service>]\n"
+    "  LISTENER_EXCHANGE_DURABLE       [0; 1 when OpenStack runs with\n"
+    "                                   amqp_durable_queues]\n"
+    "  LISTENER_PREFETCH [100], LISTENER_HEARTBEAT [30 s],\n"
+    "  LISTENER_RECONNECT_MAX_DELAY [30 s],\n"
+    "  LISTENER_METRICS_PORT [0: off; /metrics and /ready on this port],\n"
+    "  LISTENER_METRICS_HOST [0.0.0.0]\n"
+    "Redis (one of three forms; see the README):\n"
+    "  REDIS_HOST [redis], REDIS_PORT [6379], REDIS_DB [0], REDIS_USERNAME,\n"
+    "  REDIS_PASSWORD, REDIS_TLS [0]\n"
+    "  REDIS_URL                       [redis://user:password@host:port/db,\n"
+    "                                   rediss:// for TLS]\n"
+    "  REDIS_SENTINELS                 [host:port,host:port]\n"
+    "  REDIS_SENTINEL_MASTER [mymaster], REDIS_SENTINEL_USERNAME,\n"
+    "  REDIS_SENTINEL_PASSWORD\n"
+    "  REDIS_TLS_CA_FILE, REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE,\n"
+    "  REDIS_SOCKET_TIMEOUT [5 s]"
+)
+
+
 def describe(environ: Optional[Mapping[str, str]] = None) -> str:
     """For ``osism listener --help``: what the listener binds to and how."""
-    config = ListenerConfig.from_env(environ)
-    intro = textwrap.fill(
-        "Consume OpenStack notifications from RabbitMQ and hand each to the "
-        "event bridge, which publishes it on Redis (REDIS_HOST, REDIS_PORT, "
-        "REDIS_DB) for every API process. A message is acknowledged once the "
-        "event is in the event log in Redis; while Redis is down, messages "
-        "wait in RabbitMQ and the listener retries with back-off. A payload "
-        "that is not a JSON object is delivered as "
-        '{"payload": <value>}; the service, priority, message_id, publisher_id '
-        "and emission time travel with every event (data._osism). SIGTERM or "
-        "SIGINT stops it.",
-        width=79,
-    )
-    default_url = Connection(DEFAULT_URL).as_uri()
+    bindings = ListenerConfig.from_env(environ).describe()
     return (
-        f"{intro}\n\n"
-        "Bindings with the current environment:\n"
-        f"{config.describe()}\n\n"
-        "Environment (defaults in brackets):\n"
-        f"  RABBITMQ_URL                    [{default_url}]\n"
-        f"  LISTENER_SERVICES               [{','.join(SERVICES)}]\n"
-        "  LISTENER_<SERVICE>_EXCHANGE     [the service name]\n"
-        "  LISTENER_<SERVICE>_ROUTING_KEYS [<topic>.*, comma-separated; topic\n"
-        "                                   ironic_versioned_notifications for\n"
-        "                                   ironic, versioned_notifications and\n"
-        "                                   notifications (legacy) for nova,\n"
-        "                                   notifications for the others]\n"
-        f"  LISTENER_QUEUE_PREFIX           [{DEFAULT_QUEUE_PREFIX}; durable "
-        "queues <prefix>-<service>]\n"
-        "  LISTENER_EXCHANGE_DURABLE       [0; 1 when OpenStack runs with\n"
-        "                                   amqp_durable_queues]\n"
-        "  LISTENER_PREFETCH [100], LISTENER_HEARTBEAT [30 s],\n"
-        "  LISTENER_RECONNECT_MAX_DELAY [30 s],\n"
-        "  LISTENER_METRICS_PORT [0: off; /metrics and /ready on this port],\n"
-        "  LISTENER_METRICS_HOST [0.0.0.0]\n"
-        "Redis (one of three forms; see the README):\n"
-        "  REDIS_HOST [redis], REDIS_PORT [6379], REDIS_DB [0], REDIS_USERNAME,\n"
-        "  REDIS_PASSWORD, REDIS_TLS [0]\n"
-        "  REDIS_URL                       [redis://user:password@host:port/db,\n"
-        "                                   rediss:// for TLS]\n"
-        "  REDIS_SENTINELS                 [host:port,host:port]\n"
-        "  REDIS_SENTINEL_MASTER [mymaster], REDIS_SENTINEL_USERNAME,\n"
-        "  REDIS_SENTINEL_PASSWORD\n"
-        "  REDIS_TLS_CA_FILE, REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE,\n"
-        "  REDIS_SOCKET_TIMEOUT [5 s]"
+        f"{HELP_INTRO}\n\nBindings with the current environment:\n{bindings}"
+        f"\n\n{HELP_ENVIRONMENT}"
     )

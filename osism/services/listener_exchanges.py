@@ -31,11 +31,9 @@ def declare_exchanges(conn: Connection, exchanges: Iterable[Exchange]) -> None:
             close_channel(channel)
         channel = conn.channel()
         try:
+            # not auto-deleted: kombu's default, as oslo declares it
             Exchange(
-                exchange.name,
-                type=exchange.type,
-                durable=exchange.durable,
-                auto_delete=False,
+                exchange.name, type=exchange.type, durable=exchange.durable
             ).declare(channel=channel)
             logger.info(
                 "Declared missing exchange %s (topic, %s)",

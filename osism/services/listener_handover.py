@@ -46,29 +46,23 @@ class HandOver:
     metrics: ListenerMetrics
     _wait: Callable[[float], bool]
     _consumer_connection: Optional[Any]
-    _exchange: str
     _requeue_log: RateLimitedLog
 
-    def _hand_over(self, notification: Notification, routing_key: str) -> bool:
+    def _hand_over(
+        self, notification: Notification, exchange: str, routing_key: str
+    ) -> bool:
         """Give one event to the bridge until the log has it; False on stop.
 
         While the bridge does not take it (Redis down), the message is kept,
         unacknowledged, and offered again with a capped back-off: RabbitMQ
         keeps the rest of the queue, in order, and nothing waits in memory.
+        ``exchange`` and ``routing_key``: where it arrived, for the metrics
+        and the warning.
         """
         backoff = Backoff(REQUEUE_MIN_DELAY, REQUEUE_MAX_DELAY)
         since: Optional[float] = None
         while True:
-            try:
-                taken = self.bridge.add_event(
-                    notification.event_type,
-                    notification.payload,
-                    meta=notification.meta(),
-                )
-            except Exception as exc:
-                logger.error("Bridge failed on %s: %s", notification.event_type, exc)
-                taken = False
-            if taken:
+            if self._offer(notification):
                 if since is not None:
                     logger.info(
                         "The bridge takes events again after %.1f s; consuming",
@@ -81,7 +75,7 @@ class HandOver:
                 since = time.monotonic()
             delay = backoff.next()
             self.retried += 1
-            self.metrics.count(self._exchange, "requeued")
+            self.metrics.count(exchange, "requeued")
             self._requeue_log.warning(
                 "The bridge did not take %s from %s (is Redis down?); keeping it "
                 "unacknowledged, RabbitMQ holds the rest; trying again in %.1f s "
@@ -93,6 +87,18 @@ class HandOver:
             )
             if self._pause(delay):
                 return False
+
+    def _offer(self, notification: Notification) -> bool:
+        """True when the bridge took the event; a bridge that raises did not."""
+        try:
+            return self.bridge.add_event(
+                notification.event_type,
+                notification.payload,
+                meta=notification.meta(),
+            )
+        except Exception as exc:
+            logger.error("Bridge failed on %s: %s", notification.event_type, exc)
+            return False
 
     def _pause(self, delay: float) -> bool:
         """Wait ``delay`` s, keeping the broker connection alive; True on stop."""

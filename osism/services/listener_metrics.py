@@ -18,6 +18,7 @@ import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Dict, Iterable, Iterator, Mapping, Optional, Tuple
+from urllib.parse import urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -54,10 +55,6 @@ class ListenerMetrics(Collector):
     def set_ready(self, ready: bool) -> None:
         self.ready = ready
 
-    def value(self, service: str, outcome: str) -> int:
-        with self._lock:
-            return self._counts.get((service, outcome), 0)
-
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             counts = dict(self._counts)
@@ -78,18 +75,20 @@ class ListenerMetrics(Collector):
         )
 
 
+# How often the serving thread looks for a stop: stop() returns within it.
+POLL_INTERVAL = 0.1
+
+
 class MetricsServer:
     """``/metrics`` and ``/ready`` in a daemon thread; ``stop`` ends it."""
 
     def __init__(self, metrics: ListenerMetrics, host: str, port: int) -> None:
-        self.metrics = metrics
-        self.registry = CollectorRegistry()
-        self.registry.register(metrics)
-        handler = _handler(self.registry, metrics)
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
+        registry = CollectorRegistry()
+        registry.register(metrics)
+        self._server = _HTTPServer((host, port), registry, metrics)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
+            args=(POLL_INTERVAL,),
             name="osism-listener-metrics",
             daemon=True,
         )
@@ -107,36 +106,52 @@ class MetricsServer:
         )
 
     def stop(self) -> None:
-        self._server.shutdown()
+        # shutdown() returns once serve_forever has returned, and would wait
+        # for ever if the serving thread is not running.
+        if self._thread.is_alive():
+            self._server.shutdown()
         self._server.server_close()
-        self._thread.join(timeout=5.0)
 
 
-def _handler(
-    registry: CollectorRegistry, metrics: ListenerMetrics
-) -> "type[BaseHTTPRequestHandler]":
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                self._answer(200, generate_latest(registry), CONTENT_TYPE_LATEST)
-            elif path == "/ready":
-                body = json.dumps({"ready": metrics.ready}).encode()
-                self._answer(200 if metrics.ready else 503, body, "application/json")
-            else:
-                self._answer(404, b'{"detail": "not found"}', "application/json")
+class _HTTPServer(ThreadingHTTPServer):
+    # A client that sends nothing does not hold up stop().
+    daemon_threads = True
 
-        def _answer(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def __init__(
+        self,
+        address: Tuple[str, int],
+        registry: CollectorRegistry,
+        metrics: ListenerMetrics,
+    ) -> None:
+        self.registry = registry
+        self.metrics = metrics
+        super().__init__(address, _Handler)
 
-        def log_message(self, format: str, *args: object) -> None:
-            logger.debug("metrics: " + format, *args)
 
-    return Handler
+class _Handler(BaseHTTPRequestHandler):
+    server: _HTTPServer
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        path = urlsplit(self.path).path
+        if path == "/metrics":
+            body = generate_latest(self.server.registry)
+            self._answer(200, body, CONTENT_TYPE_LATEST)
+        elif path == "/ready":
+            ready = self.server.metrics.ready
+            body = json.dumps({"ready": ready}).encode()
+            self._answer(200 if ready else 503, body, "application/json")
+        else:
+            self._answer(404, b'{"detail": "not found"}', "application/json")
+
+    def _answer(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        logger.debug("metrics: " + format, *args)
 
 
 def start_from_env(
@@ -144,7 +159,7 @@ def start_from_env(
 ) -> Optional[MetricsServer]:
     """Start the server on LISTENER_METRICS_PORT; None when it is 0 or unset."""
     port = settings.env_int("LISTENER_METRICS_PORT", 0, env=env)
-    if not port:
+    if port == 0:
         return None
     host = (os.environ if env is None else env).get("LISTENER_METRICS_HOST", "0.0.0.0")
     try:

@@ -80,7 +80,7 @@ def parse_notification(body: Body, service: Optional[str] = None) -> Notificatio
         _optional_str(message.get("message_id")),
         priority.upper() if priority else None,
         _timestamp(message.get("timestamp")),
-        service or (service_of("", publisher_id) if publisher_id else None),
+        service or service_of("", publisher_id),
     )
 
 
@@ -99,7 +99,7 @@ def _json_object(body: Body, what: str) -> Dict[str, Any]:
     if isinstance(body, Mapping):
         return dict(body)
     try:
-        text = body.decode("utf-8") if isinstance(body, bytes) else body
+        text = body.decode() if isinstance(body, bytes) else body  # UTF-8
         value = json.loads(text)
     except (UnicodeDecodeError, ValueError) as exc:
         raise MalformedNotification(f"{what} is not JSON: {exc}") from None

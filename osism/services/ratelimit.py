@@ -1,6 +1,7 @@
 """A log line that is written at most once per interval."""
 
 import logging
+import math
 import time
 from typing import Any, Callable
 
@@ -18,7 +19,7 @@ class RateLimitedLog:
         self.interval = interval
         self.suppressed = 0
         self._clock = clock
-        self._last = float("-inf")
+        self._last = -math.inf
 
     def warning(self, message: str, *args: Any) -> bool:
         """Log unless one was logged within the interval; True when logged."""

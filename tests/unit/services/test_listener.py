@@ -5,22 +5,24 @@ consumer loop runs on kombu's in-process ``memory://`` transport, and the
 thread ``run`` would start is replaced by one that runs its target inline.
 """
 
+import functools
 import json
 import logging
 import signal
 import threading
 import types
+import urllib.request
 import uuid
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from unittest.mock import MagicMock
 
 import pytest
 from amqp.exceptions import AccessRefused
-from kombu import Connection
+from kombu import Connection, Consumer
 
 from osism import main as cli
 from osism.services import listener as listener_module
-from osism.services import listener_process
+from osism.services import listener_handover, listener_process
 from osism.services.listener import (
     DEFAULT_TOPICS,
     REQUEUE_MAX_DELAY,
@@ -36,6 +38,8 @@ from osism.services.listener import (
     install_signal_handlers,
     parse_notification,
 )
+
+pytestmark = pytest.mark.usefixtures("bounded_stop_event")
 
 LOGGER = "osism.listener"
 IRONIC_PAYLOAD = {
@@ -113,17 +117,30 @@ def ironic_only(name: str = "ironic", queue: str = "q") -> ListenerConfig:
     )
 
 
+class Waits(List[float]):
+    """Stands in for the listener's pause: records each delay instead of
+    waiting; answers True (stopped) from pause ``stop_at`` on, else False.
+    A listener that keeps pausing fails the test instead of spinning."""
+
+    LIMIT = 100
+
+    def __init__(self, stop_at: int = 0) -> None:
+        super().__init__()
+        self.stop_at = stop_at
+
+    def __call__(self, delay: float) -> bool:
+        self.append(delay)
+        if len(self) > self.LIMIT:
+            pytest.fail(f"the listener paused more than {self.LIMIT} times")
+        return 0 < self.stop_at <= len(self)
+
+
 def make_listener(
     bridge: FakeBridge, config: Optional[ListenerConfig] = None
-) -> Tuple[NotificationListener, List[float]]:
-    waits: List[float] = []
-
-    def wait(delay: float) -> bool:
-        waits.append(delay)
-        return False
-
+) -> Tuple[NotificationListener, Waits]:
+    waits = Waits()
     config = config or ironic_only()
-    listener = NotificationListener(Connection(config.url), bridge, config, wait=wait)
+    listener = NotificationListener(Connection(config.url), bridge, config, wait=waits)
     return listener, waits
 
 
@@ -169,47 +186,68 @@ class TestParseNotification:
     def test_an_empty_payload_object_is_a_notification(self) -> None:
         assert parse_notification(b'{"event_type": "a.b", "payload": {}}').payload == {}
 
+    # The reason is the end of the operator's warning: matched in full (a
+    # reason "... not JSON: <the parser's error>" up to the colon).
     @pytest.mark.parametrize(
         "body, reason",
         [
-            pytest.param(b"not json", "message body is not JSON", id="not-json"),
-            pytest.param(b"", "message body is not JSON", id="empty-body"),
-            pytest.param(b"\xff\xfe{}", "message body is not JSON", id="not-utf8"),
-            pytest.param(b"[1, 2]", "not a JSON object", id="json-array"),
-            pytest.param(b'"text"', "not a JSON object", id="json-string"),
+            pytest.param(b"not json", "^message body is not JSON: ", id="not-json"),
+            pytest.param(b"", "^message body is not JSON: ", id="empty-body"),
+            pytest.param(b"\xff\xfe{}", "^message body is not JSON: ", id="not-utf8"),
+            pytest.param(
+                '{"event_type": "a.b"}'.encode("utf-16"),
+                "^message body is not JSON: ",
+                id="utf-16",
+            ),
+            pytest.param(
+                b"[1, 2]", "^message body is not a JSON object$", id="json-array"
+            ),
+            pytest.param(
+                b'"text"', "^message body is not a JSON object$", id="json-string"
+            ),
             pytest.param(
                 json.dumps({"oslo.message": {"event_type": "a"}}),
-                "oslo.message is not a string",
+                r"^oslo\.message is not a string$",
                 id="oslo-message-object",
             ),
             pytest.param(
                 json.dumps({"oslo.message": None}),
-                "oslo.message is not a string",
+                r"^oslo\.message is not a string$",
                 id="oslo-message-null",
             ),
             pytest.param(
-                envelope("{broken"), "oslo.message is not JSON", id="oslo-bad-json"
+                envelope("{broken"),
+                r"^oslo\.message is not JSON: ",
+                id="oslo-bad-json",
             ),
             pytest.param(
                 envelope("[1]"),
-                "oslo.message is not a JSON object",
+                r"^oslo\.message is not a JSON object$",
                 id="oslo-message-array",
             ),
-            pytest.param(b'{"payload": {}}', "no event_type", id="no-event-type"),
+            pytest.param(b'{"payload": {}}', "^no event_type$", id="no-event-type"),
             pytest.param(
-                b'{"event_type": "", "payload": {}}', "no event_type", id="empty-type"
+                b'{"event_type": "", "payload": {}}',
+                "^no event_type$",
+                id="empty-type",
             ),
             pytest.param(
-                b'{"event_type": 5, "payload": {}}', "no event_type", id="type-number"
+                b'{"event_type": 5, "payload": {}}',
+                "^no event_type$",
+                id="type-number",
             ),
             pytest.param(
-                envelope({"payload": {}}), "no event_type", id="oslo-no-event-type"
+                envelope({"payload": {}}), "^no event_type$", id="oslo-no-event-type"
             ),
         ],
     )
     def test_rejects_what_is_not_a_notification(self, body: Any, reason: str) -> None:
         with pytest.raises(MalformedNotification, match=reason):
             parse_notification(body)
+
+    def test_a_publisher_id_that_names_no_service_leaves_it_unknown(self) -> None:
+        body = {"event_type": "a.b", "payload": {}, "publisher_id": "host-7.x"}
+        assert parse_notification(body).meta() == {"publisher_id": "host-7.x"}
 
     def test_malformed_is_a_value_error(self) -> None:
         assert issubclass(MalformedNotification, ValueError)
@@ -231,6 +269,18 @@ class TestAcknowledgement:
         assert bridge.events == [("baremetal.node.power_set.end", {})]
         assert message.outcome == "ack"
         assert (listener.acknowledged, listener.retried, waits) == (1, 0, [])
+
+    def test_every_acknowledgement_is_traced_at_debug_level(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        # --log-level debug follows each message through the listener
+        listener, _ = make_listener(FakeBridge())
+        body = envelope({"event_type": "a.b", "payload": {}, "message_id": "m-1"})
+        with caplog.at_level(logging.DEBUG, LOGGER):
+            listener.on_message(FakeMessage(body, routing_key="notifications.info"))
+        assert [r.getMessage() for r in caplog.records] == [
+            "Acknowledged a.b from notifications.info (message m-1)"
+        ]
 
     def test_the_notification_ids_reach_the_bridge_as_metadata(self) -> None:
         bridge = FakeBridge()
@@ -305,27 +355,60 @@ class TestAcknowledgement:
         assert len(waits) == 6
         assert connection.heartbeat_check.call_count == 6
 
-    def test_a_heartbeat_check_that_raises_is_ignored(self) -> None:
+    def test_no_heartbeat_is_sent_before_consuming(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        listener, _ = make_listener(FakeBridge(False, True))
+        with caplog.at_level(logging.DEBUG, LOGGER):
+            listener.on_message(FakeMessage(A_B))
+        assert not [r for r in caplog.records if "Heartbeat" in r.getMessage()]
+
+    def test_a_heartbeat_check_that_raises_is_ignored_but_traced(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
         listener, _ = make_listener(FakeBridge(False, True))
         connection = MagicMock()
         connection.heartbeat_check.side_effect = ConnectionError("missed")
         listener.on_consume_ready(connection, MagicMock(), [])
         message = FakeMessage(A_B)
-        listener.on_message(message)
+        with caplog.at_level(logging.DEBUG, LOGGER):
+            listener.on_message(message)
         assert message.outcome == "ack"
+        traced = [
+            (r.levelno, r.getMessage())
+            for r in caplog.records
+            if r.getMessage().startswith("Heartbeat")
+        ]
+        assert traced == [(logging.DEBUG, "Heartbeat check while waiting: missed")]
 
     def test_the_retry_warning_is_rate_limited_and_the_recovery_logged(
-        self, caplog: pytest.LogCaptureFixture
+        self, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        listener, _ = make_listener(FakeBridge(False, False, False, True))
+        now = [1000.0]
+        clock = types.SimpleNamespace(monotonic=lambda: now[0])
+        monkeypatch.setattr(listener_handover, "time", clock)
+
+        waits = Waits()
+
+        def wait(delay: float) -> bool:
+            now[0] += delay
+            return waits(delay)
+
+        config = ironic_only()
+        bridge = FakeBridge(False, False, False, True)
+        listener = NotificationListener(
+            Connection(config.url), bridge, config, wait=wait
+        )
         with caplog.at_level(logging.INFO, LOGGER):
             listener.on_message(FakeMessage(A_B))
-        warnings = [
-            r for r in caplog.records if "keeping it unacknowledged" in r.getMessage()
+        assert [r.getMessage() for r in caplog.records] == [
+            "The bridge did not take a.b from ironic_versioned_notifications.info "
+            "(is Redis down?); keeping it unacknowledged, RabbitMQ holds the rest; "
+            "trying again in 0.1 s (1 retries so far)",
+            # refused at 0 s, then waited 0.1 + 0.2 + 0.4 s
+            "The bridge takes events again after 0.7 s; consuming",
         ]
-        assert len(warnings) == 1
         assert listener.retried == 3
-        assert "The bridge takes events again" in caplog.text
 
     def test_a_stop_while_waiting_leaves_the_message_unacked(self) -> None:
         config = ironic_only()
@@ -342,19 +425,14 @@ class TestAcknowledgement:
     def test_a_stop_during_the_pause_ends_the_wait(self) -> None:
         config = ironic_only()
         bridge = FakeBridge(*[False] * 10)
-        calls: List[float] = []
-
-        def wait(delay: float) -> bool:
-            calls.append(delay)
-            return len(calls) == 2
-
+        waits = Waits(stop_at=2)
         listener = NotificationListener(
-            Connection(config.url), bridge, config, wait=wait
+            Connection(config.url), bridge, config, wait=waits
         )
         message = FakeMessage(A_B)
         listener.on_message(message)
         assert message.outcome is None
-        assert (len(bridge.events), len(calls)) == (2, 2)
+        assert (len(bridge.events), len(waits)) == (2, 2)
 
 
 class TestMalformedMessages:
@@ -372,6 +450,12 @@ class TestMalformedMessages:
         assert message.outcome == "reject"
         assert bridge.events == []
         assert (listener.rejected, waits) == (1, [])
+
+    def test_are_counted(self) -> None:
+        listener, _ = make_listener(FakeBridge())
+        for body in (b"[]", A_B, b"{"):
+            listener.on_message(FakeMessage(body))
+        assert (listener.rejected, listener.acknowledged) == (2, 1)
 
     def test_are_logged_with_exchange_and_routing_key(
         self, caplog: pytest.LogCaptureFixture
@@ -485,7 +569,61 @@ class TestConsumingOnABroker:
         assert exchanges[names("ironic")]["type"] == "topic"
         assert exchanges[names("ironic")]["durable"] is False
         assert exchanges[names("ironic")]["auto_delete"] is False
-        assert f"Declared missing exchange {names('ironic')}" in caplog.text
+        assert [r.getMessage() for r in caplog.records] == [
+            f"Declared missing exchange {names('ironic')} (topic, transient)"
+        ]
+
+    def test_declares_a_missing_exchange_durable_when_configured(
+        self, names: Callable[[str], str], caplog: pytest.LogCaptureFixture
+    ) -> None:
+        config = ListenerConfig(
+            url="memory://localhost/",
+            bindings=ironic_only(names("ironic")).bindings,
+            exchange_durable=True,
+        )
+        listener, _ = make_listener(FakeBridge(), config)
+        with caplog.at_level(logging.INFO, LOGGER):
+            with Connection("memory://localhost/") as conn:
+                listener.declare_exchanges(conn)
+                exchanges = conn.default_channel.state.exchanges
+        assert exchanges[names("ironic")]["durable"] is True
+        assert [r.getMessage() for r in caplog.records] == [
+            f"Declared missing exchange {names('ironic')} (topic, durable)"
+        ]
+
+    def test_an_existing_exchange_is_skipped_and_the_next_still_declared(
+        self, names: Callable[[str], str]
+    ) -> None:
+        config = ListenerConfig(
+            url="memory://localhost/",
+            bindings=(
+                Binding("nova", names("nova"), ("n.*",), names("q1")),
+                Binding("ironic", names("ironic"), ("i.*",), names("q2")),
+            ),
+        )
+        listener, _ = make_listener(FakeBridge(), config)
+        with Connection("memory://localhost/") as conn:
+            conn.default_channel.exchange_declare(names("nova"), type="topic")
+            listener.declare_exchanges(conn)
+            exchanges = conn.default_channel.state.exchanges
+        assert exchanges[names("ironic")]["type"] == "topic"
+
+    def test_declaring_leaves_no_channel_open(
+        self, names: Callable[[str], str]
+    ) -> None:
+        config = ListenerConfig(
+            url="memory://localhost/",
+            bindings=(
+                Binding("nova", names("nova"), ("n.*",), names("q1")),
+                Binding("ironic", names("ironic"), ("i.*",), names("q2")),
+            ),
+        )
+        listener, _ = make_listener(FakeBridge(), config)
+        with Connection("memory://localhost/") as conn:
+            conn.default_channel.exchange_declare(names("nova"), type="topic")
+            before = len(conn.transport.channels)
+            listener.declare_exchanges(conn)
+            assert len(conn.transport.channels) == before
 
     def test_uses_an_existing_exchange_as_it_is(
         self, names: Callable[[str], str], caplog: pytest.LogCaptureFixture
@@ -504,16 +642,35 @@ class TestConsumingOnABroker:
     def test_logs_what_it_consumes_once_ready(
         self, names: Callable[[str], str], caplog: pytest.LogCaptureFixture
     ) -> None:
-        listener, _ = make_listener(FakeBridge(), ironic_only(names("ironic")))
-        listener.should_stop = True
+        config = ListenerConfig(
+            url="memory://localhost/",
+            bindings=(Binding("ironic", names("ironic"), ("a.info", "a.error"), "q"),),
+        )
+        listener, _ = make_listener(FakeBridge(), config)
+        listener.stop()
         with caplog.at_level(logging.INFO, LOGGER):
             for _ in listener.consume(limit=1, timeout=1):
                 pass  # pragma: no cover - stopped before the first event
         assert "Connected to RabbitMQ at memory://" in caplog.text
         assert (
             f"Consuming ironic from exchange {names('ironic')} "
-            "(ironic_versioned_notifications.*) on queue q"
+            "(a.info, a.error) on queue q"
         ) in caplog.text
+
+    def test_asks_the_broker_for_the_configured_prefetch(
+        self, names: Callable[[str], str]
+    ) -> None:
+        config = ListenerConfig(
+            url="memory://localhost/",
+            bindings=ironic_only(names("ironic"), names("q")).bindings,
+            prefetch_count=7,
+        )
+        listener, _ = make_listener(FakeBridge(), config)
+        with Connection(config.url) as conn:
+            listener.declare_exchanges(conn)
+            channel = conn.channel()
+            listener.get_consumers(functools.partial(Consumer, channel), channel)
+            assert channel.qos.prefetch_count == 7
 
 
 class TestExchangeDeclarationErrors:
@@ -530,6 +687,17 @@ class TestExchangeDeclarationErrors:
             exchange="ironic", type="topic", passive=True
         )
         channel.close.assert_called_once_with()
+
+    def test_a_channel_error_without_a_reply_code_is_raised_as_it_is(self) -> None:
+        class Closed(Exception):
+            pass
+
+        listener, _ = make_listener(FakeBridge())
+        conn = MagicMock()
+        conn.channel_errors = (Closed,)
+        conn.channel.return_value.exchange_declare.side_effect = Closed("closed")
+        with pytest.raises(Closed):
+            listener.declare_exchanges(conn)
 
     def test_a_channel_that_fails_to_close_is_only_logged(
         self, caplog: pytest.LogCaptureFixture
@@ -632,11 +800,11 @@ class TestServe:
         assert "Listener failed; restarting in 1.0 s" in caplog.text
 
     def test_a_stop_while_waiting_to_restart_ends_serving(
-        self, monkeypatch: pytest.MonkeyPatch
+        self, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         config = ironic_only()
         listener = NotificationListener(
-            Connection(config.url), FakeBridge(), config, wait=lambda delay: True
+            Connection(config.url), FakeBridge(), config, wait=Waits(stop_at=1)
         )
         runs = []
 
@@ -645,8 +813,29 @@ class TestServe:
             raise RuntimeError("bug")
 
         monkeypatch.setattr(listener, "run", run)
-        listener.serve()
+        with caplog.at_level(logging.INFO, LOGGER):
+            listener.serve()
         assert runs == [1]
+        assert "Listener stopped: 0 acknowledged" in caplog.text
+
+    def test_a_failure_after_a_stop_ends_serving_without_the_restart_delay(
+        self, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # the listener's own wait: on the stop event, set, so it returns at once
+        config = ironic_only()
+        listener = NotificationListener(Connection(config.url), FakeBridge(), config)
+        runs = []
+
+        def run() -> None:
+            runs.append(1)
+            listener.stop()
+            raise RuntimeError("bug")
+
+        monkeypatch.setattr(listener, "run", run)
+        with caplog.at_level(logging.INFO, LOGGER):
+            listener.serve()
+        assert runs == [1]
+        assert "Listener stopped: 0 acknowledged" in caplog.text
 
     def test_serving_a_stopped_listener_does_nothing(
         self, monkeypatch: pytest.MonkeyPatch
@@ -759,6 +948,17 @@ class TestBindingConfiguration:
         )
         assert "LISTENER_SERVICES names 'octavia-api'" in caplog.text
 
+    def test_the_warning_names_the_known_services_and_the_defaults_used(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        with caplog.at_level(logging.WARNING, LOGGER):
+            ListenerConfig.from_env({"LISTENER_SERVICES": "octavia"})
+        assert [r.getMessage() for r in caplog.records] == [
+            "LISTENER_SERVICES names 'octavia', not one of ironic, nova, neutron, "
+            "cinder, glance, keystone; binding it with the defaults "
+            "notifications.* on exchange octavia"
+        ]
+
     @pytest.mark.parametrize(
         "env",
         [
@@ -771,11 +971,25 @@ class TestBindingConfiguration:
         assert ListenerConfig.from_env(env) == ListenerConfig.from_env({})
 
     @pytest.mark.parametrize(
-        "raw, expected", [("1", True), ("true", True), ("YES", True), ("off", False)]
+        "raw, expected",
+        [
+            ("1", True),
+            ("true", True),
+            ("YES", True),
+            (" on ", True),
+            ("0", False),
+            ("False", False),
+            ("no", False),
+            ("OFF", False),
+        ],
     )
-    def test_exchange_durability_is_a_flag(self, raw: str, expected: bool) -> None:
+    def test_exchange_durability_is_a_flag(
+        self, raw: str, expected: bool, caplog: pytest.LogCaptureFixture
+    ) -> None:
         env = {"LISTENER_EXCHANGE_DURABLE": raw}
-        assert ListenerConfig.from_env(env).exchange_durable is expected
+        with caplog.at_level(logging.ERROR, LOGGER):
+            assert ListenerConfig.from_env(env).exchange_durable is expected
+        assert caplog.records == []
 
     def test_a_flag_that_is_not_a_boolean_is_reported_and_defaulted(
         self, caplog: pytest.LogCaptureFixture
@@ -783,7 +997,9 @@ class TestBindingConfiguration:
         with caplog.at_level(logging.ERROR, LOGGER):
             config = ListenerConfig.from_env({"LISTENER_EXCHANGE_DURABLE": "maybe"})
         assert config.exchange_durable is False
-        assert "LISTENER_EXCHANGE_DURABLE='maybe' is not a boolean" in caplog.text
+        assert [r.getMessage() for r in caplog.records] == [
+            "LISTENER_EXCHANGE_DURABLE='maybe' is not a boolean; using False"
+        ]
 
     def test_numbers_come_from_the_environment(self) -> None:
         config = ListenerConfig.from_env(
@@ -795,6 +1011,13 @@ class TestBindingConfiguration:
         )
         assert (config.prefetch_count, config.heartbeat) == (10, 0.0)
         assert config.reconnect_max_delay == 2.5
+
+    @pytest.mark.parametrize("raw, expected", [("1", 1.0), ("0.9", 30.0)])
+    def test_the_reconnect_delay_is_at_least_a_second(
+        self, raw: str, expected: float
+    ) -> None:
+        env = {"LISTENER_RECONNECT_MAX_DELAY": raw}
+        assert ListenerConfig.from_env(env).reconnect_max_delay == expected
 
     @pytest.mark.parametrize(
         "raw, problem", [("many", "is not a number"), ("0", "is below 1")]
@@ -865,10 +1088,13 @@ class TestSignalHandling:
 
 
 class InlineThread:
-    """Stands in for threading.Thread: start() runs the target at once."""
+    """Stands in for threading.Thread: start() runs the target at once.
+
+    A run that keeps polling it fails instead of hanging."""
 
     alive_after_run = False
     alive_answers: List[bool] = []
+    MAX_POLLS = 100
 
     def __init__(self, target: Callable[[], None], name: str, daemon: bool) -> None:
         self.target = target
@@ -876,12 +1102,15 @@ class InlineThread:
         self.daemon = daemon
         self.joined: List[float] = []
         self.ran = False
+        self.polls = 0
 
     def start(self) -> None:
         self.target()
         self.ran = True
 
     def is_alive(self) -> bool:
+        self.polls += 1
+        assert self.polls <= self.MAX_POLLS, "still polling the consumer thread"
         if self.alive_answers:
             return self.alive_answers.pop(0)
         return self.alive_after_run or not self.ran
@@ -902,6 +1131,7 @@ class TestRun:
 
         fake_threading = types.SimpleNamespace(Thread=make, Event=threading.Event)
         monkeypatch.setattr(listener_process, "threading", fake_threading)
+        monkeypatch.setattr(listener_process, "POLL_INTERVAL", 0.001)
         saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
         yield started
         for signum, handler in saved.items():
@@ -940,11 +1170,56 @@ class TestRun:
         assert threads[0].daemon is True and threads[0].name == "osism-listener"
         assert threads[0].joined == [listener_process.JOIN_TIMEOUT]
         assert signal.getsignal(signal.SIGTERM) is before
-        assert "Listener starting" in caplog.text
         assert "Listener exiting" in caplog.text
+        assert "Redis does not answer" not in caplog.text
+
+    def test_the_start_is_logged_with_the_bindings(
+        self,
+        threads: List[InlineThread],
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        self.serve_as(monkeypatch, lambda listener: listener.stop())
+        with caplog.at_level(logging.INFO, LOGGER):
+            listener_module.run(ironic_only(queue="ironic-q"), FakeBridge())
+        starting = caplog.records[0].getMessage()
+        assert starting.startswith("Listener starting\nbroker: memory://")
+        assert starting.endswith("-> queue ironic-q")
+
+    def test_the_listener_uses_the_configured_broker(
+        self, threads: List[InlineThread], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        served = self.serve_as(monkeypatch, lambda listener: listener.stop())
+        listener_module.run(ironic_only(), FakeBridge())
+        assert served[0].connection.as_uri() == "memory://:**@localhost//"
+
+    def test_the_listeners_metrics_are_served_while_it_runs(
+        self,
+        threads: List[InlineThread],
+        monkeypatch: pytest.MonkeyPatch,
+        free_port: int,
+    ) -> None:
+        monkeypatch.setenv("LISTENER_METRICS_PORT", str(free_port))
+        monkeypatch.setenv("LISTENER_METRICS_HOST", "127.0.0.1")
+        scraped: List[bytes] = []
+
+        def scrape(listener: NotificationListener) -> None:
+            url = f"http://127.0.0.1:{free_port}/metrics"
+            with urllib.request.urlopen(url, timeout=2) as response:
+                scraped.append(response.read())
+            listener.stop()
+
+        self.serve_as(monkeypatch, scrape)
+        assert listener_module.run(ironic_only(), FakeBridge()) == 0
+        assert b'osism_listener_messages_consumed_total{service="ironic"} 0.0' in (
+            scraped[0]
+        )
 
     def test_a_signal_while_connecting_to_redis_stops_cleanly(
-        self, threads: List[InlineThread]
+        self,
+        threads: List[InlineThread],
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
     ) -> None:
         class SignalledWhileConnecting(FakeBridge):
             def use_redis(self) -> bool:
@@ -952,11 +1227,19 @@ class TestRun:
                 signal.raise_signal(signal.SIGTERM)
                 return False
 
+        def consume(listener: NotificationListener) -> None:
+            pytest.fail("consuming after a stop")
+
+        monkeypatch.setattr(NotificationListener, "run", consume)
         bridge = SignalledWhileConnecting()
         # serve() is the real one: asked to stop already, it consumes nothing.
-        assert listener_module.run(ironic_only(), bridge) == 0
+        with caplog.at_level(logging.WARNING, LOGGER):
+            assert listener_module.run(ironic_only(), bridge) == 0
         assert bridge.calls == ["use_redis", "shutdown"]
         assert bridge.events == []
+        assert [r.getMessage() for r in caplog.records] == [
+            "Redis does not answer yet; notifications wait in RabbitMQ until it does"
+        ]
 
     def test_a_consumer_that_ends_on_its_own_exits_one(
         self,
@@ -977,7 +1260,6 @@ class TestRun:
         monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture,
     ) -> None:
-        monkeypatch.setattr(listener_process, "POLL_INTERVAL", 0.001)
         monkeypatch.setattr(InlineThread, "alive_answers", [True, True, False])
         self.serve_as(monkeypatch, lambda listener: None)
         with caplog.at_level(logging.ERROR, LOGGER):
@@ -998,7 +1280,7 @@ class TestRun:
                 assert listener_module.run(ironic_only(), bridge) == 1
         finally:
             InlineThread.alive_after_run = False
-        assert "Listener did not stop within" in caplog.text
+        assert "Listener did not stop within 10 s" in caplog.text
         assert bridge.calls[-1] == "shutdown"
 
     def test_the_bridge_shuts_down_even_when_serving_raises(
@@ -1120,13 +1402,13 @@ class TestRedisIsTheBuffer:
         server.connected = False
         bridge = EventBridge(connect=False)
         assert bridge.use_redis() is False
-        waits: List[float] = []
+        waits = Waits()
 
         def wait(delay: float) -> bool:
-            waits.append(delay)
+            stopped = waits(delay)
             if len(waits) == 3:
                 server.connected = True  # Redis is back
-            return False
+            return stopped
 
         config = ironic_only()
         listener = NotificationListener(

@@ -2,6 +2,8 @@
 metadata, and binds nova's legacy topic as well as its versioned one."""
 
 import json
+import logging
+import time
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
@@ -16,6 +18,9 @@ from osism.services.listener import (
     describe,
     parse_notification,
 )
+from tests.unit.services.test_listener import Waits
+
+pytestmark = pytest.mark.usefixtures("bounded_stop_event")
 
 
 def envelope(message: Dict[str, Any]) -> bytes:
@@ -69,7 +74,7 @@ def listener_for(*services: str) -> Tuple[NotificationListener, Bridge]:
     )
     bridge = Bridge()
     listener = NotificationListener(
-        Connection(config.url), bridge, config, wait=lambda delay: False
+        Connection(config.url), bridge, config, wait=Waits()
     )
     return listener, bridge
 
@@ -154,6 +159,32 @@ class TestMetadata:
         assert parse_notification(body).timestamp == expected
 
     @pytest.mark.parametrize(
+        "timestamp", ["2024-01-01T21:00:00+09:00", "2024-01-01 12:00:00"]
+    )
+    def test_the_timestamp_is_utc_whatever_the_hosts_time_zone(
+        self, timestamp: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("TZ", "JST-9")  # POSIX: UTC+9, no tz database needed
+        time.tzset()
+        try:
+            notification = parse_notification(
+                {"event_type": "a.b", "timestamp": timestamp}
+            )
+        finally:
+            monkeypatch.undo()
+            time.tzset()
+        assert notification.timestamp == "2024-01-01T12:00:00Z"
+
+    def test_a_timestamp_that_is_not_iso_8601_is_dropped_and_traced(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        with caplog.at_level(logging.DEBUG, "osism.listener"):
+            parse_notification({"event_type": "a.b", "timestamp": "yesterday"})
+        assert [r.getMessage() for r in caplog.records] == [
+            "Ignoring a timestamp that is not ISO 8601: 'yesterday'"
+        ]
+
+    @pytest.mark.parametrize(
         "priority, expected", [("info", "INFO"), ("WARN", "WARN"), (3, None)]
     )
     def test_the_priority_in_upper_case(
@@ -196,7 +227,7 @@ class TestMetadata:
         )
         bridge = Bridge()
         listener = NotificationListener(
-            Connection("memory://"), bridge, config, wait=lambda delay: False
+            Connection("memory://"), bridge, config, wait=Waits()
         )
         body = envelope({"event_type": "instance.update", "payload": {}})
         listener.on_message(Message(body, "openstack", "versioned_notifications.info"))
@@ -236,5 +267,13 @@ class TestNovaTopics:
 
     def test_describe_names_both_topics(self) -> None:
         text = describe({"LISTENER_SERVICES": "nova"})
-        assert "routing keys versioned_notifications.*, notifications.*" in text
+        assert (
+            "Bindings with the current environment:\n"
+            "broker: amqp://guest:**@localhost:5672//\n"
+            "missing exchanges are declared topic, transient\n"
+            "  nova: exchange nova, routing keys versioned_notifications.*, "
+            "notifications.*\n"
+            "    -> queue osism-events-nova\n\n"
+            "Environment (defaults in brackets):\n"
+        ) in text
         assert '{"payload": <value>}' in text

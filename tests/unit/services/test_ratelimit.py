@@ -43,6 +43,14 @@ class TestRateLimitedLog:
         assert messages(caplog) == ["queue full: 1 dropped"]
         assert caplog.records[-1].levelno == logging.WARNING
 
+    def test_an_error_is_logged_at_error_level(
+        self, log: RateLimitedLog, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        assert log.error("redis down: %s", "refused") is True
+
+        assert messages(caplog) == ["redis down: refused"]
+        assert caplog.records[-1].levelno == logging.ERROR
+
     def test_nothing_is_suppressed_before_the_first_warning(
         self, log: RateLimitedLog
     ) -> None:
