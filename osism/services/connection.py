@@ -132,9 +132,15 @@ class WebSocketConnection:
         return True
 
 
+# Seconds a close may take before it is given up (a client that does not
+# answer its close frame).
+CLOSE_TIMEOUT = 5.0
+
+
 async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
-    """Close, giving up after 5 s; a socket that is gone already is no error."""
+    """Close, giving up after CLOSE_TIMEOUT; a socket that is gone already is
+    no error."""
     try:
-        await asyncio.wait_for(websocket.close(code=code, reason=reason), 5.0)
+        await asyncio.wait_for(websocket.close(code=code, reason=reason), CLOSE_TIMEOUT)
     except Exception as exc:
         logger.debug("Closing WebSocket with %d failed: %s", code, exc)

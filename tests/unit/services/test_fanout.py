@@ -141,11 +141,10 @@ class TestOutboxBytes:
     def test_byte_bound_defaults_to_setting(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(settings, "OUTBOX_BYTES", 12345)
-        assert WebSocketConnection(MagicMock()).outbox.max_bytes == 12345
-
-    def test_default_byte_bound_is_a_few_megabytes(self) -> None:
-        assert 1 << 20 <= settings.env_int("WEBSOCKET_OUTBOX_BYTES", 4 << 20) <= 8 << 20
+        monkeypatch.setattr(settings, "OUTBOX_BYTES", 3 * text_size("e" * 50))
+        connection = WebSocketConnection(MagicMock(), outbox_size=100)
+        taken = [connection.offer("e" * 50) for _ in range(4)]
+        assert taken == [True, True, True, False]
 
     @pytest.mark.asyncio
     async def test_stalled_client_over_the_byte_bound_is_closed_1013(

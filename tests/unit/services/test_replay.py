@@ -19,7 +19,7 @@ import pytest
 
 from osism import settings
 from osism.services import replay as replay_module
-from osism.services.event_log import Envelope, LogEntry, Replay
+from osism.services.event_log import Envelope, LogEntry, MemoryEventLog, Replay
 from osism.services.replay import ResumeState, event_of, resume_keys
 from osism.services.websocket_manager import CLOSE_TRY_AGAIN_LATER, WebSocketManager
 from tests.conftest import async_wait_until
@@ -113,11 +113,9 @@ class Source:
         self.during = during
         self.error = error
         self.until = until
-        self.calls: List[Any] = []
         self.loop = asyncio.get_running_loop()
 
     def __call__(self, last_event_id: str, limit: int) -> Replay:
-        self.calls.append((last_event_id, limit))
         if self.during is not None:
             future = asyncio.run_coroutine_threadsafe(self._inject(), self.loop)
             future.result(timeout=5)
@@ -206,7 +204,6 @@ class TestRecovered:
                 "replayed": 3,
                 "oldest_id": event_id(1),
             }
-            assert source.calls == [(event_id(1), settings.REPLAY_LIMIT)]
 
     @pytest.mark.asyncio
     async def test_replayed_event_is_sent_with_the_logs_id_and_time(
@@ -378,21 +375,39 @@ class TestNotRecovered:
             assert messages[0]["oldest_id"] == event_id(50)
             assert messages[0]["replayed"] == 2
 
+    @pytest.mark.parametrize(
+        "last, expected, recovered",
+        [
+            # the log is asked for what follows the client's id ...
+            (8, [9, 10], True),
+            # ... and for at most REPLAY_LIMIT events: the newest of them
+            (5, [8, 9, 10], False),
+        ],
+    )
     @pytest.mark.asyncio
-    async def test_the_bound_is_passed_to_the_source(
-        self, fake_websocket: WebSocketFactory, monkeypatch: pytest.MonkeyPatch
+    async def test_the_log_is_read_after_the_id_up_to_the_bound(
+        self,
+        fake_websocket: WebSocketFactory,
+        monkeypatch: pytest.MonkeyPatch,
+        last: int,
+        expected: List[int],
+        recovered: bool,
     ) -> None:
         monkeypatch.setattr(settings, "REPLAY_LIMIT", 3)
+        log = MemoryEventLog(100)
+        for number in range(1, 11):
+            log.append(envelope(number))
         async with running() as manager:
             websocket = await connected(manager, fake_websocket)
-            source = Source(manager, Replay(entries(8, 9, 10), False, event_id(1)))
-            manager.replay_source = source
+            manager.replay_source = log.replay
 
-            await manager.resume(websocket, event_id(1), make_reply)
+            await manager.resume(websocket, event_id(last), make_reply)
             await settled(manager, websocket)
 
-            assert source.calls == [(event_id(1), 3)]
-            assert ids(received(websocket)) == ["reply", 8, 9, 10]
+            messages = received(websocket)
+            assert ids(messages) == ["reply", *expected]
+            assert messages[0]["recovered"] is recovered
+            assert messages[0]["oldest_id"] == event_id(1)
 
     @pytest.mark.asyncio
     async def test_a_source_giving_more_than_the_bound_is_cut_to_the_newest(
@@ -622,8 +637,9 @@ class TestPieces:
 
     def test_bound_defaults_to_setting(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(settings, "RESUME_BUFFER_SIZE", 7)
+        state = ResumeState()
 
-        assert ResumeState().bound == 7
+        assert [state.hold(None, str(n)) for n in range(8)] == [True] * 7 + [False]
 
     def test_event_of_an_entry_without_payload_is_none(
         self, caplog: pytest.LogCaptureFixture
