@@ -46,9 +46,6 @@ class Outbox:
     def empty(self) -> bool:
         return not self._items
 
-    def full(self) -> bool:
-        return 0 < self.maxsize <= len(self._items) or self.bytes >= self.max_bytes
-
     def peek(self) -> str:
         """The text get_nowait would return, left in place."""
         if not self._items:
@@ -116,7 +113,8 @@ def batch_frame(first: str, outbox: Outbox, limit: int) -> str:
     if outbox.empty():
         return "[" + first + "]"
     parts = [first]
-    size = len(first)
+    # "[" + first + "]", then "," + each following text
+    size = len(first) + 2
     while not outbox.empty():
         following = outbox.peek()
         size += len(following) + 1

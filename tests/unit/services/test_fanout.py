@@ -15,6 +15,7 @@ import pytest
 
 from osism import settings
 from osism.api import wants_batches
+from osism.services.outbox import batch_frame
 from osism.services.websocket_manager import (
     EventMessage,
     Outbox,
@@ -108,7 +109,7 @@ class TestOutboxBytes:
     def test_takes_one_text_larger_than_the_bound_when_empty(self) -> None:
         outbox = Outbox(100, max_bytes=50)
         outbox.put_nowait("y" * 1000)
-        assert outbox.full()
+        assert outbox.qsize() == 1
         with pytest.raises(asyncio.QueueFull):
             outbox.put_nowait("z")
 
@@ -271,6 +272,32 @@ class TestBatchedFrames:
                 {"type": "filter_update", "status": "success"},
                 second.to_dict(),
             ]
+
+
+class TestBatchFrame:
+    @pytest.mark.parametrize(
+        "limit, frame, left",
+        [
+            (13, "[111,222,333]", []),
+            (12, "[111,222]", ["333"]),
+            (9, "[111,222]", ["333"]),
+            (8, "[111]", ["222", "333"]),
+            # the first text goes whatever its length
+            (1, "[111]", ["222", "333"]),
+        ],
+    )
+    def test_a_frame_takes_what_fits_in_the_limit_in_characters(
+        self, limit: int, frame: str, left: List[str]
+    ) -> None:
+        outbox = Outbox(10, max_bytes=10_000)
+        outbox.put_nowait("222")
+        outbox.put_nowait("333")
+
+        assert batch_frame("111", outbox, limit) == frame
+        assert [outbox.get_nowait() for _ in range(outbox.qsize())] == left
+
+    def test_an_empty_outbox_gives_the_first_text_alone(self) -> None:
+        assert batch_frame("111", Outbox(10, max_bytes=10_000), 1000) == "[111]"
 
 
 class TestBatchNegotiation:
