@@ -183,7 +183,7 @@ def messages_at(caplog: pytest.LogCaptureFixture, level: int) -> List[str]:
 class TestRecovered:
     @pytest.mark.asyncio
     async def test_reply_then_missed_events_in_order_then_live(
-        self, fake_websocket: WebSocketFactory
+        self, fake_websocket: WebSocketFactory, ws_logs: pytest.LogCaptureFixture
     ) -> None:
         async with running() as manager:
             websocket = await connected(manager, fake_websocket)
@@ -204,6 +204,10 @@ class TestRecovered:
                 "replayed": 3,
                 "oldest_id": event_id(1),
             }
+            assert messages_at(ws_logs, logging.INFO)[-1] == (
+                f"Client resumes after {event_id(1)}: 3 of 3 events in the log "
+                "replayed, recovered=True"
+            )
 
     @pytest.mark.asyncio
     async def test_replayed_event_is_sent_with_the_logs_id_and_time(
@@ -260,7 +264,7 @@ class TestRecovered:
 class TestSeam:
     @pytest.mark.asyncio
     async def test_live_events_during_the_read_follow_without_duplicates(
-        self, fake_websocket: WebSocketFactory
+        self, fake_websocket: WebSocketFactory, ws_logs: pytest.LogCaptureFixture
     ) -> None:
         async with running() as manager:
             websocket = await connected(manager, fake_websocket)
@@ -286,6 +290,10 @@ class TestSeam:
             assert messages[6]["node_name"] == "plain"
             assert shown[7] == 7
             assert len(messages) == 8
+            assert (
+                "Resume done: 4 replayed, 2 live events already replayed skipped"
+                in messages_at(ws_logs, logging.DEBUG)
+            )
 
     @pytest.mark.asyncio
     async def test_live_events_wait_until_the_replay_is_sent(
@@ -429,6 +437,24 @@ class TestNotRecovered:
             assert messages[0]["oldest_id"] == event_id(1)
 
     @pytest.mark.asyncio
+    async def test_a_source_giving_exactly_the_bound_is_taken_as_it_is(
+        self, fake_websocket: WebSocketFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(settings, "REPLAY_LIMIT", 2)
+        async with running() as manager:
+            websocket = await connected(manager, fake_websocket)
+            manager.replay_source = Source(
+                manager, Replay(entries(2, 3), True, event_id(1))
+            )
+
+            await manager.resume(websocket, event_id(1), make_reply)
+            await settled(manager, websocket)
+
+            messages = received(websocket)
+            assert ids(messages) == ["reply", 2, 3]
+            assert messages[0]["recovered"] is True
+
+    @pytest.mark.asyncio
     async def test_without_a_source_false_warning_and_live_continues(
         self, fake_websocket: WebSocketFactory, ws_logs: pytest.LogCaptureFixture
     ) -> None:
@@ -469,9 +495,10 @@ class TestNotRecovered:
             assert ids(messages) == ["reply", 3]
             assert messages[0]["recovered"] is False
             assert messages[0]["oldest_id"] is None
-            warnings = messages_at(ws_logs, logging.WARNING)
-            assert len(warnings) == 1
-            assert "Redis is down" in warnings[0]
+            assert messages_at(ws_logs, logging.WARNING) == [
+                "Reading the event log for a resuming client failed (Redis is "
+                "down); it gets recovered=false and continues live"
+            ]
             assert websocket in manager.connections
 
     @pytest.mark.asyncio
@@ -545,7 +572,7 @@ class TestBounds:
             state = connection.resume
             assert state is not None and state.task is not None
             # The feed waits for room; it never overflows the outbox.
-            await async_wait_until(lambda: connection.outbox.full())
+            await async_wait_until(lambda: connection.outbox.qsize() == 2)
             assert websocket in manager.connections
 
             await manager.disconnect(websocket)
@@ -556,6 +583,29 @@ class TestBounds:
 
 
 class TestGone:
+    @pytest.mark.asyncio
+    async def test_client_whose_reply_does_not_fit_is_closed_and_refused(
+        self, fake_websocket: WebSocketFactory
+    ) -> None:
+        async with running(outbox_size=1) as manager:
+            websocket = await connected(manager, fake_websocket)
+            never = asyncio.Event()
+
+            async def stalled(text: str) -> None:
+                await never.wait()
+
+            websocket.send_text.side_effect = stalled
+            manager.send_to(websocket, "held by the writer")
+            await async_wait_until(lambda: websocket.send_text.await_count == 1)
+            manager.send_to(websocket, "fills the outbox")
+            manager.replay_source = Source(manager, Replay(entries(2), True, None))
+
+            assert not await manager.resume(websocket, event_id(1), make_reply)
+
+            assert websocket not in manager.connections
+            await async_wait_until(lambda: websocket.close.await_count == 1)
+            assert websocket.close.await_args.kwargs["code"] == CLOSE_TRY_AGAIN_LATER
+
     @pytest.mark.asyncio
     async def test_unknown_websocket_is_refused(
         self, fake_websocket: WebSocketFactory
@@ -603,7 +653,7 @@ class TestSecondResume:
             assert first is not None and first.task is not None
             first_feed = first.task
             # The writer holds the reply, the outbox 2 and 3, the feed waits.
-            await async_wait_until(lambda: connection.outbox.full())
+            await async_wait_until(lambda: connection.outbox.qsize() == 2)
             manager.replay_source = Source(
                 manager,
                 Replay(entries(4, 5, 6), True, None),
@@ -617,6 +667,7 @@ class TestSecondResume:
             assert first_feed.cancelled()
             assert ids(received(websocket)) == ["reply", 2, 3, "reply", 4, 5, 6]
             assert manager.resumes == 2
+            assert manager.status()["replayed_events"] == 5 + 3
 
 
 class TestPieces:
@@ -640,6 +691,15 @@ class TestPieces:
         state = ResumeState()
 
         assert [state.hold(None, str(n)) for n in range(8)] == [True] * 7 + [False]
+
+    def test_an_entry_without_event_type_is_an_event_of_service_unknown(
+        self,
+    ) -> None:
+        event = event_of(LogEntry("1-0", {"id": event_id(1), "payload": {"a": 1}}))
+
+        assert event is not None
+        assert event.event_type == ""
+        assert event.data == {"a": 1, "service_type": "unknown", "resource_id": None}
 
     def test_event_of_an_entry_without_payload_is_none(
         self, caplog: pytest.LogCaptureFixture
