@@ -204,6 +204,12 @@ class TestNeutron:
                 {"port": {"id": "p-1", "binding:host_id": "", "device_id": "d-1"}},
                 ("d-1", "p-1"),
             ),
+            # the resource next to other keys
+            (
+                "port.update.end",
+                {"port": {"id": "p-4", "device_id": "d"}, "request_id": "req-1"},
+                ("d", "p-4"),
+            ),
             # delete.end carries only the id
             ("port.delete.end", {"port_id": "p-2"}, (None, "p-2")),
             ("network.delete.end", {"network_id": "n-2"}, (None, "n-2")),
@@ -304,6 +310,13 @@ class TestGlance:
         self, event_type: str, payload: Dict[str, Any], expected: tuple
     ) -> None:
         assert fields(event_type, payload) == expected
+
+    def test_a_metadef_namespace_is_named_by_its_namespace(self) -> None:
+        payload = {"namespace": "OS::Compute::Quota", "display_name": "Quota"}
+        assert fields("metadef_namespace.create", payload, service="glance") == (
+            None,
+            "OS::Compute::Quota",
+        )
 
 
 class TestKeystone:
@@ -468,17 +481,30 @@ class TestVersionedObjectsUnderOtherEventTypes:
                 ("d", "i"),
             ),
             (
+                "neutron",
+                "neutron_object.data",
+                {"name": "n", "device_id": "d", "uuid": "u"},
+                ("n", "u"),
+            ),
+            (
                 "cinder",
                 "cinder_object.data",
                 {"display_name": "v", "uuid": "u"},
                 ("v", "u"),
             ),
             ("glance", "glance_object.data", {"name": "img", "id": "i"}, ("img", "i")),
+            ("glance", "glance_object.data", {"uuid": "u"}, (None, "u")),
             (
                 "keystone",
                 "keystone_object.data",
                 {"name": "p", "uuid": "u"},
                 ("p", "u"),
+            ),
+            (
+                "keystone",
+                "keystone_object.data",
+                {"id": "i", "uuid": "u"},
+                (None, "i"),
             ),
         ],
     )
@@ -490,6 +516,10 @@ class TestVersionedObjectsUnderOtherEventTypes:
     def test_neutron_plural_of_a_resource_ending_in_y(self) -> None:
         payload = {"policies": [{"id": "q-1"}]}
         assert fields("policy.create.end", payload, service="neutron") == (None, "q-1")
+
+    def test_neutron_plural_of_a_resource_ending_in_ey(self) -> None:
+        payload = {"keys": [{"id": "k-1"}], "request_id": "req-1"}
+        assert fields("key.create.end", payload, service="neutron") == (None, "k-1")
 
 
 def test_a_publisher_id_no_table_knows_leaves_it_to_the_event_type() -> None:

@@ -467,6 +467,24 @@ class TestDisconnect:
             assert list(manager.connections) == [other]
 
     @pytest.mark.asyncio
+    async def test_disconnect_logs_how_many_clients_remain(
+        self,
+        fake_websocket: WebSocketFactory,
+        fake_broadcaster: list,
+        ws_logs: pytest.LogCaptureFixture,
+    ) -> None:
+        async with fresh_manager() as manager:
+            websocket = fake_websocket()
+            await manager.connect(websocket)
+            await manager.connect(fake_websocket())
+
+            await manager.disconnect(websocket)
+
+            assert log_messages(ws_logs, logging.INFO)[-1] == (
+                "WebSocket disconnected, 1 active"
+            )
+
+    @pytest.mark.asyncio
     async def test_disconnect_cancels_the_writer(
         self, fake_websocket: WebSocketFactory, fake_broadcaster: list
     ) -> None:
@@ -571,6 +589,23 @@ class TestUpdateFilters:
 
             assert connection.event_filters == ["e"]
             assert list(manager.connections) == [known]
+
+    @pytest.mark.asyncio
+    async def test_the_filters_in_force_are_logged(
+        self, fake_websocket: WebSocketFactory, ws_logs: pytest.LogCaptureFixture
+    ) -> None:
+        async with fresh_manager() as manager:
+            websocket = fake_websocket()
+            register(manager, websocket, event_filters=["e"], service_filters=["s"])
+
+            await manager.update_filters(
+                websocket, node_filters=["n"], priority_filters=["error"]
+            )
+
+            assert log_messages(ws_logs, logging.DEBUG)[-1] == (
+                "Filters updated: events=['e'] nodes=['n'] services=['s'] "
+                "priorities=['ERROR']"
+            )
 
     @pytest.mark.asyncio
     async def test_filters_are_copied_from_the_callers_list(
