@@ -110,7 +110,7 @@ def _first(data: Dict[str, Any], keys: Tuple[str, ...]) -> Optional[str]:
     for key in keys:
         value = data.get(key)
         if value:
-            return value if isinstance(value, str) else str(value)
+            return str(value)
     return None
 
 

@@ -56,7 +56,7 @@ def first_value(data: Mapping[str, Any], keys: Tuple[str, ...]) -> Optional[str]
     for key in keys:
         value = data.get(key)
         if value and not isinstance(value, (dict, list)):
-            return value if isinstance(value, str) else str(value)
+            return str(value)
     return None
 
 

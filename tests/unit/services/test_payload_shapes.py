@@ -282,6 +282,9 @@ class TestCinder:
                 {"group_snapshot_id": "gs-1", "group_id": "g-1"},
                 (None, "gs-1"),
             ),
+            # without <resource>_id: its id, else the volume's
+            ("snapshot.update.end", {"id": "s-2", "volume_id": "v-1"}, (None, "s-2")),
+            ("backup.restore.end", {"volume_id": "v-1"}, (None, "v-1")),
         ],
     )
     def test_flat_payloads(
@@ -439,6 +442,11 @@ class TestMetadataInData:
             "emitted_at": None,
         }
 
+    def test_without_a_service_the_publisher_id_names_it(self) -> None:
+        meta = {"publisher_id": "neutron-server.net1"}
+        data, _ = event_fields("thing.update", {}, meta)
+        assert data[META_KEY]["service"] == "neutron"
+
     def test_values_that_are_not_strings_are_ignored(self) -> None:
         data, _ = event_fields("a.b", {}, {"priority": 3, "message_id": ["x"]})
         assert data[META_KEY]["priority"] is None
@@ -491,6 +499,12 @@ class TestVersionedObjectsUnderOtherEventTypes:
                 "cinder_object.data",
                 {"display_name": "v", "uuid": "u"},
                 ("v", "u"),
+            ),
+            (
+                "cinder",
+                "cinder_object.data",
+                {"name": "n", "display_name": "v", "id": "i", "uuid": "u"},
+                ("n", "i"),
             ),
             ("glance", "glance_object.data", {"name": "img", "id": "i"}, ("img", "i")),
             ("glance", "glance_object.data", {"uuid": "u"}, (None, "u")),

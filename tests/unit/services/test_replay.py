@@ -425,14 +425,14 @@ class TestNotRecovered:
         async with running() as manager:
             websocket = await connected(manager, fake_websocket)
             manager.replay_source = Source(
-                manager, Replay(entries(2, 3, 4, 5), True, event_id(1))
+                manager, Replay(entries(2, 3, 4, 5, 6), True, event_id(1))
             )
 
             await manager.resume(websocket, event_id(1), make_reply)
             await settled(manager, websocket)
 
             messages = received(websocket)
-            assert ids(messages) == ["reply", 4, 5]
+            assert ids(messages) == ["reply", 5, 6]
             assert messages[0]["recovered"] is False
             assert messages[0]["oldest_id"] == event_id(1)
 

@@ -1052,6 +1052,43 @@ class TestFanOut:
             assert manager.delivered == 3
 
     @pytest.mark.asyncio
+    async def test_delivered_counts_every_offer_of_every_event(
+        self, fake_websocket: WebSocketFactory
+    ) -> None:
+        async with fresh_manager() as manager:
+            websockets = [fake_websocket() for _ in range(2)]
+            for websocket in websockets:
+                register(manager, websocket)
+            for number in range(3):
+                await manager.add_event(make_event(f"event.{number}"))
+
+            async with broadcasting(manager):
+                await async_wait_until(
+                    lambda: all(ws.send_text.await_count == 3 for ws in websockets)
+                )
+
+            assert manager.status()["delivered"] == 6
+
+    @pytest.mark.asyncio
+    async def test_each_fan_out_is_logged_with_its_event_type_and_clients(
+        self, fake_websocket: WebSocketFactory, ws_logs: pytest.LogCaptureFixture
+    ) -> None:
+        async with fresh_manager() as manager:
+            websockets = [fake_websocket() for _ in range(2)]
+            for websocket in websockets:
+                register(manager, websocket)
+            await manager.add_event(make_event("compute.instance.update"))
+
+            async with broadcasting(manager):
+                await async_wait_until(
+                    lambda: all(ws.send_text.await_count == 1 for ws in websockets)
+                )
+
+            assert "Event compute.instance.update offered to 2 clients" in log_messages(
+                ws_logs, logging.DEBUG
+            )
+
+    @pytest.mark.asyncio
     async def test_heartbeat_reaches_every_connection_regardless_of_filters(
         self, fake_websocket: WebSocketFactory
     ) -> None:
@@ -1198,6 +1235,31 @@ class TestOutboxPolicy:
 
             assert manager.slow_disconnects == 1
             assert manager.status()["slow_disconnects"] == 1
+
+    @pytest.mark.asyncio
+    async def test_each_eviction_is_counted(
+        self, fake_websocket: WebSocketFactory
+    ) -> None:
+        async with fresh_manager(outbox_size=1) as manager:
+            slow = [fake_websocket(), fake_websocket()]
+            for websocket in slow:
+                register(manager, websocket)
+                manager.send_to(websocket, "fills the outbox")
+                manager.send_to(websocket, "overflows it")
+
+            assert manager.status()["slow_disconnects"] == 2
+
+    @pytest.mark.asyncio
+    async def test_an_evicted_client_is_told_why(
+        self, fake_websocket: WebSocketFactory
+    ) -> None:
+        async with fresh_manager(outbox_size=3) as manager:
+            run = await run_with_stalled_client(manager, fake_websocket)
+
+            assert run["stalled"].close.await_args.kwargs == {
+                "code": 1013,
+                "reason": "client too slow",
+            }
 
     @pytest.mark.asyncio
     async def test_eviction_logs_a_warning(
@@ -1377,6 +1439,22 @@ class TestStart:
             assert manager.event_queue.maxsize == 4
             assert manager.connections == {}
             assert manager.loop is asyncio.get_running_loop()
+
+    @pytest.mark.asyncio
+    async def test_after_a_loop_change_slow_clients_are_still_closed(
+        self, fake_websocket: WebSocketFactory
+    ) -> None:
+        async with fresh_manager(outbox_size=1) as manager:
+            manager.loop = MagicMock(spec=asyncio.AbstractEventLoop)
+            await manager.start()
+            websocket = fake_websocket()
+            register(manager, websocket)
+
+            manager.send_to(websocket, "fills the outbox")
+            manager.send_to(websocket, "overflows it")
+
+            await async_wait_until(lambda: websocket.close.await_count == 1)
+            assert websocket.close.await_args.kwargs["code"] == 1013
 
 
 class TestStop:
