@@ -119,13 +119,13 @@ def service_of(event_type: str, publisher_id: Optional[str] = None) -> Optional[
     segment (``nova-compute:host``, ``compute.host``, ``ironic-conductor.h``),
     else from the event type's; None when neither names one."""
     if publisher_id:
-        head = publisher_id.replace(":", ".").split(".", 1)[0].lower()
-        project = head.split("-", 1)[0]
+        head = publisher_id.replace(":", ".").partition(".")[0].lower()
+        project = head.partition("-")[0]
         if project in SERVICES:
             return project
         if head in SERVICE_OF_SEGMENT:
             return SERVICE_OF_SEGMENT[head]
-    return SERVICE_OF_SEGMENT.get(event_type.split(".", 1)[0])
+    return SERVICE_OF_SEGMENT.get(event_type.partition(".")[0])
 
 
 def resource_kind(event_type: str) -> str:

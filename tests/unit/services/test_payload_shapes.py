@@ -139,6 +139,12 @@ class TestNovaLegacy:
                 {"tenant_id": "t", "user_id": "u", "key_name": "k1"},
                 (None, "k1"),
             ),
+            # an object key whose value is no object: read as a flat payload
+            (
+                "instance.update",
+                {"nova_object.data": "odd", "host": "h1", "instance_id": UUID},
+                ("h1", UUID),
+            ),
         ],
     )
     def test_flat_payloads(
@@ -360,6 +366,9 @@ class TestServiceOf:
             ("nova-compute:host1", "nova"),
             ("nova-api:ctl1", "nova"),
             ("compute.host1", "nova"),
+            ("compute:host1", "nova"),
+            ("compute.host1.example.com", "nova"),
+            ("neutron-openvswitch-agent.net1", "neutron"),
             ("ironic-conductor.hostname01", "ironic"),
             ("ironic-api.hostname02", "ironic"),
             ("network.devstack", "neutron"),

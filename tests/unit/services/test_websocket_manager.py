@@ -440,6 +440,21 @@ class TestConnect:
             assert manager.status()["broadcaster_running"] is True
 
     @pytest.mark.asyncio
+    async def test_connect_logs_how_many_clients_are_connected(
+        self,
+        fake_websocket: WebSocketFactory,
+        fake_broadcaster: list,
+        ws_logs: pytest.LogCaptureFixture,
+    ) -> None:
+        async with fresh_manager() as manager:
+            await manager.connect(fake_websocket())
+            await manager.connect(fake_websocket())
+
+            assert log_messages(ws_logs, logging.INFO)[-1] == (
+                "WebSocket connected, 2 active"
+            )
+
+    @pytest.mark.asyncio
     async def test_connect_starts_a_writer_for_the_connection(
         self, fake_websocket: WebSocketFactory, fake_broadcaster: list
     ) -> None:
@@ -854,6 +869,25 @@ class TestAddNotification:
 
             assert manager.event_queue.empty()
             assert "broken payload" in log_messages(ws_logs, logging.ERROR)[0]
+
+    @pytest.mark.asyncio
+    async def test_an_event_from_the_log_keeps_its_id_time_and_position(
+        self,
+    ) -> None:
+        async with fresh_manager() as manager:
+            manager.add_notification(
+                "image.image.update",
+                {"x": 1},
+                meta={"service": "glance"},
+                event_id="5c0e7d2a-0000-4000-8000-000000000001",
+                timestamp="2026-11-23T13:00:00.000000Z",
+                position="1700000000000-0",
+            )
+
+            event = manager.event_queue.get_nowait()
+            assert event.id == "5c0e7d2a-0000-4000-8000-000000000001"
+            assert event.timestamp == "2026-11-23T13:00:00.000000Z"
+            assert event.position == "1700000000000-0"
 
     @pytest.mark.asyncio
     async def test_valid_notification_is_queued_without_awaiting(self) -> None:
