@@ -8,7 +8,7 @@ Clients join through ``connect()``, which starts the manager's broadcaster;
 import asyncio
 import json
 import logging
-from typing import Any, Callable, List
+from typing import Any, Callable, Dict, List
 from unittest.mock import MagicMock
 
 import pytest
@@ -66,6 +66,21 @@ class TestToJson:
             "data",
         ]
         assert ": " not in text
+
+    @pytest.mark.parametrize(
+        "data, expected",
+        [
+            ({1: "integer key"}, {"1": "integer key"}),
+            ({"pair": (1, 2)}, {"pair": [1, 2]}),
+        ],
+    )
+    def test_keys_and_tuples_json_would_write_stay_compact(
+        self, data: Dict[Any, Any], expected: Dict[str, Any]
+    ) -> None:
+        event = make_event(data=data)
+        text = event.to_json()
+        assert json.loads(text)["data"] == expected
+        assert ": " not in text and ", " not in text
 
     def test_non_finite_numbers_round_trip_as_before(self) -> None:
         # orjson writes them as null; the event keeps what json wrote.
