@@ -131,10 +131,10 @@ def service_of(event_type: str, publisher_id: Optional[str] = None) -> Optional[
 def resource_kind(event_type: str) -> str:
     """The resource an event type names: its first segment, the second after
     a service name (``compute.instance.update`` -> ``instance``)."""
-    parts = event_type.split(".", 2)
-    if len(parts) > 1 and parts[0] in ("compute", "nova", "baremetal"):
-        return parts[1]
-    return parts[0]
+    first, dot, rest = event_type.partition(".")
+    if dot and first in ("compute", "nova", "baremetal"):
+        return rest.partition(".")[0]
+    return first
 
 
 def notification_meta(

@@ -152,7 +152,7 @@ SHAPES: Dict[str, Callable[[str, Mapping[str, Any]], Identity]] = {
 def identify(service: Optional[str], kind: str, payload: Mapping[str, Any]) -> Identity:
     """(node_name, resource_id) of a payload of ``service``; (None, None) for
     a service we do not know."""
-    shape = SHAPES.get(service or "")
+    shape = None if service is None else SHAPES.get(service)
     if shape is None:
         return None, None
     return shape(kind, payload)

@@ -418,6 +418,8 @@ class TestServiceOf:
             ("baremetal.node.power_set.end", "node"),
             ("port.create.end", "port"),
             ("compute", "compute"),
+            ("compute.exception", "exception"),
+            ("nova.instance.update", "instance"),
         ],
     )
     def test_resource_kind(self, event_type: str, kind: str) -> None:

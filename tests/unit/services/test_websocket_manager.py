@@ -871,6 +871,27 @@ class TestAddNotification:
             assert "broken payload" in log_messages(ws_logs, logging.ERROR)[0]
 
     @pytest.mark.asyncio
+    async def test_received_counts_the_notifications_queued(self) -> None:
+        async with fresh_manager() as manager:
+            manager.add_notification("image.image.update", {"x": 1})
+            manager.add_notification("image.image.update", "not an object")
+            manager.add_notification("image.image.delete", {"x": 2})
+
+            assert manager.status()["received"] == 2
+
+    @pytest.mark.asyncio
+    async def test_a_queued_notification_is_logged_with_its_node(
+        self, ws_logs: pytest.LogCaptureFixture
+    ) -> None:
+        async with fresh_manager() as manager:
+            payload = {"ironic_object.data": {"name": "node7", "uuid": "u"}}
+            manager.add_notification("baremetal.node.update.end", payload)
+
+            assert log_messages(ws_logs, logging.DEBUG)[-1] == (
+                "Queued baremetal.node.update.end for node node7"
+            )
+
+    @pytest.mark.asyncio
     async def test_an_event_from_the_log_keeps_its_id_time_and_position(
         self,
     ) -> None:
