@@ -19,7 +19,7 @@ class Outbox:
 
     Producers: the broadcaster (``put_nowait``, which raises
     asyncio.QueueFull when the text would take the queue over ``maxsize``
-    texts or ``max_bytes`` bytes; one text alone is always taken, so that an
+    texts (at least 1) or ``max_bytes`` bytes; one text alone is always taken, so that an
     event larger than the bound still reaches a client that keeps up) and a
     resume (``put``, which waits until the text fits). The one consumer is
     the connection's writer (``get``, ``get_nowait``, ``peek``). ``bytes``
@@ -56,7 +56,7 @@ class Outbox:
         size = getsizeof(item)
         items = self._items
         held = self.bytes
-        if 0 < self.maxsize <= len(items) or (held and held + size > self.max_bytes):
+        if len(items) >= self.maxsize or (held and held + size > self.max_bytes):
             raise asyncio.QueueFull
         items.append(item)
         self.bytes = held + size
@@ -97,13 +97,10 @@ class Outbox:
     async def get(self) -> str:
         """The oldest text, once there is one."""
         while not self._items:
-            getter = asyncio.get_running_loop().create_future()
-            self._getter = getter
-            try:
-                await getter
-            finally:
-                if self._getter is getter:
-                    self._getter = None
+            # put_nowait wakes it (a getter left behind by a cancelled get()
+            # is done, and put_nowait passes it by).
+            self._getter = asyncio.get_running_loop().create_future()
+            await self._getter
         return self.get_nowait()
 
 
