@@ -19,11 +19,11 @@ class Outbox:
 
     Producers: the broadcaster (``put_nowait``, which raises
     asyncio.QueueFull when the text would take the queue over ``maxsize``
-    texts (at least 1) or ``max_bytes`` bytes; one text alone is always taken, so that an
-    event larger than the bound still reaches a client that keeps up) and a
-    resume (``put``, which waits until the text fits). The one consumer is
-    the connection's writer (``get``, ``get_nowait``, ``peek``). ``bytes``
-    is what it holds now.
+    texts (at least 1) or ``max_bytes`` bytes; one text alone is always
+    taken, so that an event larger than the bound still reaches a client
+    that keeps up) and a resume (``put``, which waits until the text
+    fits). The one consumer is the connection's writer (``get``,
+    ``get_nowait``, ``peek``). ``bytes`` is what it holds now.
 
     Not an asyncio.Queue: a delivery costs one put and one get, and the
     queue's join/task_done bookkeeping and waiter lists cost more than the
