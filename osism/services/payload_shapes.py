@@ -139,7 +139,9 @@ def _keystone(kind: str, payload: Mapping[str, Any]) -> Identity:
     return None, first_value(payload, ("resource_info",))
 
 
-SHAPES: Dict[str, Callable[[str, Mapping[str, Any]], Identity]] = {
+# Keyed by Optional[str]: a service nobody named finds nothing, like any
+# service we do not know.
+SHAPES: Dict[Optional[str], Callable[[str, Mapping[str, Any]], Identity]] = {
     "nova": _nova,
     "ironic": _ironic,
     "neutron": _neutron,
@@ -152,7 +154,7 @@ SHAPES: Dict[str, Callable[[str, Mapping[str, Any]], Identity]] = {
 def identify(service: Optional[str], kind: str, payload: Mapping[str, Any]) -> Identity:
     """(node_name, resource_id) of a payload of ``service``; (None, None) for
     a service we do not know."""
-    shape = None if service is None else SHAPES.get(service)
+    shape = SHAPES.get(service)
     if shape is None:
         return None, None
     return shape(kind, payload)
