@@ -94,9 +94,9 @@ async def resume(
     else:
         # A second resume while one is running: start the replay over; the
         # live events held so far stay held (the seam check sorts them out).
+        # The old feed is suspended in an await: cancelled, it puts nothing
+        # more, and it ends before the new feed (created later) first runs.
         state.cancel()
-        if state.task is not None:
-            await asyncio.gather(state.task, return_exceptions=True)
     replay = await _fetch(manager.replay_source, last_event_id, settings.REPLAY_LIMIT)
     websocket = connection.websocket
     if manager.connections.get(websocket) is not connection:
