@@ -8,6 +8,7 @@ Clients join through ``connect()``, which starts the manager's broadcaster;
 import asyncio
 import json
 import logging
+import uuid
 from typing import Any, Callable, Dict, List
 from unittest.mock import MagicMock
 
@@ -16,10 +17,12 @@ import pytest
 from osism import settings
 from osism.api import wants_batches
 from osism.services.outbox import batch_frame
+from osism.ws_frames import framed
 from osism.services.websocket_manager import (
     EventMessage,
     Outbox,
     WebSocketConnection,
+    WebSocketManager,
     text_size,
 )
 from tests.conftest import async_wait_until
@@ -287,6 +290,67 @@ class TestBatchedFrames:
                 {"type": "filter_update", "status": "success"},
                 second.to_dict(),
             ]
+
+
+def same_length_events(count: int) -> List[EventMessage]:
+    """Events whose JSON texts all have the same length."""
+    return [
+        EventMessage(
+            "compute.instance.update",
+            "openstack",
+            {"seq": number},
+            "node",
+            event_id=str(uuid.UUID(int=number)),
+            timestamp="2026-11-23T13:00:00.000000Z",
+        )
+        for number in range(10, 10 + count)
+    ]
+
+
+class TestFanOutPerTurn:
+    """What the broadcaster fans out before the writers get a turn shows in
+    a batch client's frames: its writer sends what it finds queued as one
+    array each time it runs."""
+
+    async def frame_sizes(
+        self, manager: WebSocketManager, websocket: MagicMock, count: int
+    ) -> List[int]:
+        await manager.connect(websocket, batch=True)
+        for event in same_length_events(count):
+            manager.enqueue(event)
+        await async_wait_until(lambda: len(unbatch(websocket)) == count)
+        return [len(json.loads(text)) for text in sent_texts(websocket)]
+
+    @pytest.mark.asyncio
+    async def test_at_most_fanout_batch_events_per_turn(
+        self, fake_websocket: WebSocketFactory
+    ) -> None:
+        async with fresh_manager(outbox_size=100) as manager:
+            manager.FANOUT_BATCH = 5
+
+            sizes = await self.frame_sizes(manager, fake_websocket(), 12)
+
+        assert sizes == [5, 5, 2]
+
+    @pytest.mark.asyncio
+    async def test_at_most_half_an_outbox_per_turn(
+        self, fake_websocket: WebSocketFactory
+    ) -> None:
+        async with fresh_manager(outbox_size=6) as manager:
+            sizes = await self.frame_sizes(manager, fake_websocket(), 7)
+
+        assert sizes == [3, 3, 1]
+
+    @pytest.mark.asyncio
+    async def test_at_most_half_the_byte_bound_per_turn(
+        self, fake_websocket: WebSocketFactory
+    ) -> None:
+        size = text_size(framed(same_length_events(1)[0].to_json()))
+        # Half the bound is three events' bytes exactly.
+        async with fresh_manager(outbox_size=100, outbox_bytes=6 * size) as manager:
+            sizes = await self.frame_sizes(manager, fake_websocket(), 7)
+
+        assert sizes == [3, 3, 1]
 
 
 class TestBatchFrame:
