@@ -233,7 +233,7 @@ class WebSocketManager(EventIntake):
                 await asyncio.sleep(0)
             except asyncio.CancelledError:
                 logger.info("Event broadcaster cancelled")
-                break
+                return
             except Exception:
                 logger.exception("Error in event broadcaster; continuing")
 

@@ -346,8 +346,9 @@ class TestFanOutPerTurn:
         self, fake_websocket: WebSocketFactory
     ) -> None:
         size = text_size(framed(same_length_events(1)[0].to_json()))
-        # Half the bound is three events' bytes exactly.
-        async with fresh_manager(outbox_size=100, outbox_bytes=6 * size) as manager:
+        # Half the bound is three events' bytes (rounded down).
+        bound = 6 * size + 1
+        async with fresh_manager(outbox_size=100, outbox_bytes=bound) as manager:
             sizes = await self.frame_sizes(manager, fake_websocket(), 7)
 
         assert sizes == [3, 3, 1]
