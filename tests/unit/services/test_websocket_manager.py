@@ -1570,6 +1570,21 @@ class TestStop:
             assert manager.connections == {}
 
     @pytest.mark.asyncio
+    async def test_a_failed_close_is_logged_with_its_code_and_error(
+        self, fake_websocket: WebSocketFactory, ws_logs: pytest.LogCaptureFixture
+    ) -> None:
+        async with fresh_manager() as manager:
+            failing = fake_websocket()
+            failing.close.side_effect = RuntimeError("already closed")
+            register(manager, failing)
+
+            await manager.stop()
+
+            assert "Closing WebSocket with 1001 failed: already closed" in (
+                log_messages(ws_logs, logging.DEBUG)
+            )
+
+    @pytest.mark.asyncio
     async def test_stop_waits_for_closes_of_evicted_clients(
         self, fake_websocket: WebSocketFactory
     ) -> None:
