@@ -10,9 +10,19 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import uuid
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Sequence
+from typing import (
+    Any,
+    AsyncIterator,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+)
 from unittest.mock import MagicMock
 
 import pytest
@@ -138,6 +148,16 @@ def ws_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 
 
 @pytest.fixture
+def local_time_not_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone five hours behind UTC."""
+    monkeypatch.setenv("TZ", "Etc/GMT+5")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.fixture
 def fake_broadcaster(monkeypatch: pytest.MonkeyPatch) -> List[WebSocketManager]:
     """Replace _broadcast_events by a task that only records it was started."""
     started: List[WebSocketManager] = []
@@ -178,6 +198,15 @@ class TestEventMessage:
 
     def test_timestamp_ends_with_z(self) -> None:
         assert EventMessage("t", "s", {}).timestamp.endswith("Z")
+
+    def test_timestamp_is_utc_whatever_the_local_time_zone(
+        self, local_time_not_utc: None
+    ) -> None:
+        before = datetime.now(timezone.utc).replace(tzinfo=None)
+        event = EventMessage("t", "s", {})
+        after = datetime.now(timezone.utc).replace(tzinfo=None)
+
+        assert before <= datetime.fromisoformat(event.timestamp[:-1]) <= after
 
     def test_timestamp_prefix_is_iso8601_utc_now(self) -> None:
         before = datetime.now(timezone.utc).replace(tzinfo=None)
@@ -1550,8 +1579,9 @@ class TestStop:
             await manager.stop()
 
             for websocket in websockets:
-                websocket.close.assert_awaited_once()
-                assert websocket.close.await_args.kwargs["code"] == 1001
+                websocket.close.assert_awaited_once_with(
+                    code=1001, reason="server shutting down"
+                )
             assert manager.connections == {}
 
     @pytest.mark.asyncio
