@@ -92,20 +92,6 @@ def service_type_of(event_type: str) -> str:
     return event_type.split(".")[0] if event_type else "unknown"
 
 
-def extract_identity(
-    service_type: str, payload: Dict[str, Any]
-) -> Tuple[Optional[str], Optional[str]]:
-    """(node_name, resource_id) of a notification; None where it says nothing."""
-    extractor = EXTRACTORS.get(service_type)
-    if extractor is None:
-        return None, None
-    key, node_keys, id_keys = extractor
-    data = payload.get(key)
-    if not isinstance(data, dict):
-        return None, None
-    return _first(data, node_keys), _first(data, id_keys)
-
-
 def _first(data: Dict[str, Any], keys: Tuple[str, ...]) -> Optional[str]:
     for key in keys:
         value = data.get(key)
@@ -172,7 +158,7 @@ def event_fields(
     extractor = EXTRACTORS.get(service_type)
     seed = payload.get(extractor[0]) if extractor is not None else None
     if extractor is not None and isinstance(seed, dict):
-        # The seed's table (extract_identity): the event type's prefix and
+        # The seed's table (EXTRACTORS): the event type's prefix and
         # its versioned object.
         node_name, resource_id = _first(seed, extractor[1]), _first(seed, extractor[2])
     else:
