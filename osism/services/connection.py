@@ -25,6 +25,13 @@ class WebSocketConnection:
     ``batch``: the client asked for batched frames (``?batch=1``).
     """
 
+    # No filters until __init__ sets them: each setter refreshes ``_active``
+    # from all four lists while __init__ assigns them one after the other.
+    _event_filters: List[str] = []
+    _node_filters: List[str] = []
+    _service_filters: List[str] = []
+    _priority_filters: List[str] = []
+
     def __init__(
         self,
         websocket: WebSocket,
@@ -91,10 +98,10 @@ class WebSocketConnection:
 
     def _refresh_active(self) -> None:
         self._active = bool(
-            getattr(self, "_event_filters", None)
-            or getattr(self, "_node_filters", None)
-            or getattr(self, "_service_filters", None)
-            or getattr(self, "_priority_filters", None)
+            self._event_filters
+            or self._node_filters
+            or self._service_filters
+            or self._priority_filters
         )
 
     def matches_filters(self, event: EventMessage) -> bool:
@@ -112,7 +119,7 @@ class WebSocketConnection:
             return False
         if self._service_filters:
             event_type = event.event_type
-            segment = event_type.split(".", 1)[0] if event_type else "unknown"
+            segment = event_type.partition(".")[0] if event_type else "unknown"
             if segment not in self._segments and (
                 filters.emitting_service(segment, event.data) not in self._services
             ):
@@ -132,9 +139,15 @@ class WebSocketConnection:
         return True
 
 
+# Seconds a close may take before it is given up (a client that does not
+# answer its close frame).
+CLOSE_TIMEOUT = 5.0
+
+
 async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
-    """Close, giving up after 5 s; a socket that is gone already is no error."""
+    """Close, giving up after CLOSE_TIMEOUT; a socket that is gone already is
+    no error."""
     try:
-        await asyncio.wait_for(websocket.close(code=code, reason=reason), 5.0)
+        await asyncio.wait_for(websocket.close(code=code, reason=reason), CLOSE_TIMEOUT)
     except Exception as exc:
         logger.debug("Closing WebSocket with %d failed: %s", code, exc)

@@ -47,8 +47,9 @@ class EventMessage:
         data = self.to_dict()
         try:
             raw = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
-        except (orjson.JSONEncodeError, TypeError):
-            # What orjson refuses (an integer beyond 64 bits) json still writes.
+        except TypeError:
+            # What orjson refuses (an integer beyond 64 bits: JSONEncodeError,
+            # a TypeError) json still writes.
             return json.dumps(data)
         if b"null" in raw and orjson.loads(raw) != data:
             # orjson writes NaN and Infinity as null; json keeps what it did.

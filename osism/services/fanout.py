@@ -23,17 +23,18 @@ logger = logging.getLogger("osism.websocket")
 
 def batch_size(manager: "WebSocketManager") -> int:
     """Events fanned out per turn of the loop: FANOUT_BATCH, at most half
-    an outbox and at least one."""
+    an outbox (the first event of a turn always goes)."""
     size = settings.OUTBOX_SIZE if manager.outbox_size is None else manager.outbox_size
-    return max(1, min(manager.FANOUT_BATCH, size // 2))
+    return min(manager.FANOUT_BATCH, size // 2)
 
 
 def byte_budget(manager: "WebSocketManager") -> int:
-    """Bytes fanned out per turn of the loop: half an outbox's byte bound."""
+    """Bytes fanned out per turn of the loop: half an outbox's byte bound
+    (the first event of a turn always goes)."""
     size = (
         settings.OUTBOX_BYTES if manager.outbox_bytes is None else manager.outbox_bytes
     )
-    return max(1, size // 2)
+    return size // 2
 
 
 def fan_out(manager: "WebSocketManager", event: EventMessage) -> int:

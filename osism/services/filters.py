@@ -16,7 +16,7 @@
 """
 
 import re
-from typing import Any, FrozenSet, Iterable, Optional, Pattern, Tuple
+from typing import Any, FrozenSet, Iterable, Mapping, Optional, Pattern, Tuple
 
 from osism.services.notifications import META_KEY, SERVICE_OF_SEGMENT
 
@@ -93,9 +93,9 @@ def compile_priorities(entries: Iterable[str]) -> FrozenSet[str]:
     return frozenset(normalise_priority(entry) for entry in entries)
 
 
-def emitting_service(segment: str, data: Any) -> Optional[str]:
+def emitting_service(segment: str, data: Mapping[str, Any]) -> Optional[str]:
     """The service in ``data["_osism"]``, else the one its event type names."""
-    meta = data.get(META_KEY) if isinstance(data, dict) else None
+    meta = data.get(META_KEY)
     if isinstance(meta, dict):
         service = meta.get("service")
         if isinstance(service, str):
@@ -103,8 +103,9 @@ def emitting_service(segment: str, data: Any) -> Optional[str]:
     return SERVICE_OF_SEGMENT.get(segment)
 
 
-def priority_of(data: Any) -> Optional[str]:
-    meta = data.get(META_KEY) if isinstance(data, dict) else None
+def priority_of(data: Mapping[str, Any]) -> Optional[str]:
+    """The priority in ``data["_osism"]`` (WARNING as WARN); None without one."""
+    meta = data.get(META_KEY)
     if isinstance(meta, dict):
         priority = meta.get("priority")
         if isinstance(priority, str):

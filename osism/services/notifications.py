@@ -92,25 +92,11 @@ def service_type_of(event_type: str) -> str:
     return event_type.split(".")[0] if event_type else "unknown"
 
 
-def extract_identity(
-    service_type: str, payload: Dict[str, Any]
-) -> Tuple[Optional[str], Optional[str]]:
-    """(node_name, resource_id) of a notification; None where it says nothing."""
-    extractor = EXTRACTORS.get(service_type)
-    if extractor is None:
-        return None, None
-    key, node_keys, id_keys = extractor
-    data = payload.get(key)
-    if not isinstance(data, dict):
-        return None, None
-    return _first(data, node_keys), _first(data, id_keys)
-
-
 def _first(data: Dict[str, Any], keys: Tuple[str, ...]) -> Optional[str]:
     for key in keys:
         value = data.get(key)
         if value:
-            return value if isinstance(value, str) else str(value)
+            return str(value)
     return None
 
 
@@ -119,22 +105,22 @@ def service_of(event_type: str, publisher_id: Optional[str] = None) -> Optional[
     segment (``nova-compute:host``, ``compute.host``, ``ironic-conductor.h``),
     else from the event type's; None when neither names one."""
     if publisher_id:
-        head = publisher_id.replace(":", ".").split(".", 1)[0].lower()
-        project = head.split("-", 1)[0]
+        head = publisher_id.replace(":", ".").partition(".")[0].lower()
+        project = head.partition("-")[0]
         if project in SERVICES:
             return project
         if head in SERVICE_OF_SEGMENT:
             return SERVICE_OF_SEGMENT[head]
-    return SERVICE_OF_SEGMENT.get(event_type.split(".", 1)[0])
+    return SERVICE_OF_SEGMENT.get(event_type.partition(".")[0])
 
 
 def resource_kind(event_type: str) -> str:
     """The resource an event type names: its first segment, the second after
     a service name (``compute.instance.update`` -> ``instance``)."""
-    parts = event_type.split(".", 2)
-    if len(parts) > 1 and parts[0] in ("compute", "nova", "baremetal"):
-        return parts[1]
-    return parts[0]
+    first, dot, rest = event_type.partition(".")
+    if dot and first in ("compute", "nova", "baremetal"):
+        return rest.partition(".")[0]
+    return first
 
 
 def notification_meta(
@@ -172,7 +158,7 @@ def event_fields(
     extractor = EXTRACTORS.get(service_type)
     seed = payload.get(extractor[0]) if extractor is not None else None
     if extractor is not None and isinstance(seed, dict):
-        # The seed's table (extract_identity): the event type's prefix and
+        # The seed's table (EXTRACTORS): the event type's prefix and
         # its versioned object.
         node_name, resource_id = _first(seed, extractor[1]), _first(seed, extractor[2])
     else:

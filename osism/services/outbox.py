@@ -19,11 +19,11 @@ class Outbox:
 
     Producers: the broadcaster (``put_nowait``, which raises
     asyncio.QueueFull when the text would take the queue over ``maxsize``
-    texts or ``max_bytes`` bytes; one text alone is always taken, so that an
-    event larger than the bound still reaches a client that keeps up) and a
-    resume (``put``, which waits until the text fits). The one consumer is
-    the connection's writer (``get``, ``get_nowait``, ``peek``). ``bytes``
-    is what it holds now.
+    texts (at least 1) or ``max_bytes`` bytes; one text alone is always
+    taken, so that an event larger than the bound still reaches a client
+    that keeps up) and a resume (``put``, which waits until the text
+    fits). The one consumer is the connection's writer (``get``,
+    ``get_nowait``, ``peek``). ``bytes`` is what it holds now.
 
     Not an asyncio.Queue: a delivery costs one put and one get, and the
     queue's join/task_done bookkeeping and waiter lists cost more than the
@@ -46,9 +46,6 @@ class Outbox:
     def empty(self) -> bool:
         return not self._items
 
-    def full(self) -> bool:
-        return 0 < self.maxsize <= len(self._items) or self.bytes >= self.max_bytes
-
     def peek(self) -> str:
         """The text get_nowait would return, left in place."""
         if not self._items:
@@ -59,7 +56,7 @@ class Outbox:
         size = getsizeof(item)
         items = self._items
         held = self.bytes
-        if 0 < self.maxsize <= len(items) or (held and held + size > self.max_bytes):
+        if len(items) >= self.maxsize or (held and held + size > self.max_bytes):
             raise asyncio.QueueFull
         items.append(item)
         self.bytes = held + size
@@ -100,13 +97,10 @@ class Outbox:
     async def get(self) -> str:
         """The oldest text, once there is one."""
         while not self._items:
-            getter = asyncio.get_running_loop().create_future()
-            self._getter = getter
-            try:
-                await getter
-            finally:
-                if self._getter is getter:
-                    self._getter = None
+            # put_nowait wakes it (a getter left behind by a cancelled get()
+            # is done, and put_nowait passes it by).
+            self._getter = asyncio.get_running_loop().create_future()
+            await self._getter
         return self.get_nowait()
 
 
@@ -116,7 +110,8 @@ def batch_frame(first: str, outbox: Outbox, limit: int) -> str:
     if outbox.empty():
         return "[" + first + "]"
     parts = [first]
-    size = len(first)
+    # "[" + first + "]", then "," + each following text
+    size = len(first) + 2
     while not outbox.empty():
         following = outbox.peek()
         size += len(following) + 1

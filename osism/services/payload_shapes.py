@@ -56,7 +56,7 @@ def first_value(data: Mapping[str, Any], keys: Tuple[str, ...]) -> Optional[str]
     for key in keys:
         value = data.get(key)
         if value and not isinstance(value, (dict, list)):
-            return value if isinstance(value, str) else str(value)
+            return str(value)
     return None
 
 
@@ -139,7 +139,9 @@ def _keystone(kind: str, payload: Mapping[str, Any]) -> Identity:
     return None, first_value(payload, ("resource_info",))
 
 
-SHAPES: Dict[str, Callable[[str, Mapping[str, Any]], Identity]] = {
+# Keyed by Optional[str]: a service nobody named finds nothing, like any
+# service we do not know.
+SHAPES: Dict[Optional[str], Callable[[str, Mapping[str, Any]], Identity]] = {
     "nova": _nova,
     "ironic": _ironic,
     "neutron": _neutron,
@@ -152,7 +154,7 @@ SHAPES: Dict[str, Callable[[str, Mapping[str, Any]], Identity]] = {
 def identify(service: Optional[str], kind: str, payload: Mapping[str, Any]) -> Identity:
     """(node_name, resource_id) of a payload of ``service``; (None, None) for
     a service we do not know."""
-    shape = SHAPES.get(service or "")
+    shape = SHAPES.get(service)
     if shape is None:
         return None, None
     return shape(kind, payload)

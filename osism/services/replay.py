@@ -82,24 +82,22 @@ async def resume(
     connection: "WebSocketConnection",
     last_event_id: str,
     make_reply: Callable[[Dict[str, Any]], str],
-    limit: Optional[int] = None,
 ) -> bool:
     """Replay what ``connection`` missed after ``last_event_id``, then go live.
 
     ``make_reply`` turns the resume keys into the reply text. False when the
     connection is gone (or was closed as too slow) before its reply was queued.
     """
-    bound = settings.REPLAY_LIMIT if limit is None else limit
     state = connection.resume
     if state is None:
         state = connection.resume = ResumeState()
     else:
         # A second resume while one is running: start the replay over; the
         # live events held so far stay held (the seam check sorts them out).
+        # The old feed is suspended in an await: cancelled, it puts nothing
+        # more, and it ends before the new feed (created later) first runs.
         state.cancel()
-        if state.task is not None:
-            await asyncio.gather(state.task, return_exceptions=True)
-    replay = await _fetch(manager.replay_source, last_event_id, bound)
+    replay = await _fetch(manager.replay_source, last_event_id, settings.REPLAY_LIMIT)
     websocket = connection.websocket
     if manager.connections.get(websocket) is not connection:
         return False
@@ -157,7 +155,10 @@ def _matching_events(
 
 
 def event_of(entry: LogEntry) -> Optional["EventMessage"]:
-    """The EventMessage a log entry is sent as (None for an unusable entry)."""
+    """The EventMessage a log entry is sent as (None for an unusable entry).
+
+    It has no ``position``: a replayed event goes straight to the outbox,
+    and the seam is the position of the replay's last entry."""
     envelope = entry.event
     try:
         event_type = envelope.get("event_type") or ""
@@ -171,7 +172,6 @@ def event_of(entry: LogEntry) -> Optional["EventMessage"]:
             node_name,
             event_id=envelope.get("id"),
             timestamp=envelope.get("timestamp"),
-            position=entry.position,
         )
     except Exception as exc:
         logger.error("Skipping log entry %s in a replay: %s", entry.position, exc)

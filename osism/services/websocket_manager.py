@@ -43,6 +43,8 @@ __all__ = [
 logger = logging.getLogger("osism.websocket")
 
 CLOSE_TRY_AGAIN_LATER = 1013
+# Seconds between two warnings about events dropped at the full queue.
+DROP_LOG_INTERVAL = 10.0
 
 
 class WebSocketManager(EventIntake):
@@ -87,7 +89,7 @@ class WebSocketManager(EventIntake):
         self.received = 0
         self._broadcaster_task: Optional["asyncio.Task[None]"] = None
         self._closing: Set["asyncio.Task[None]"] = set()
-        self._drop_log = RateLimitedLog(logger, interval=10.0)
+        self._drop_log = RateLimitedLog(logger, interval=DROP_LOG_INTERVAL)
 
     async def start(self) -> None:
         """Bind to the running loop and start the broadcaster (idempotent)."""
@@ -116,8 +118,8 @@ class WebSocketManager(EventIntake):
         # All at once: a client that does not answer its close costs 5 s, not
         # 5 s for each such client.
         await asyncio.gather(*closes)
-        if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
+        # Closes of evicted clients (close_quietly never raises).
+        await asyncio.gather(*self._closing)
         logger.info("WebSocket manager stopped")
 
     async def connect(self, websocket: WebSocket, batch: bool = False) -> None:
@@ -233,7 +235,7 @@ class WebSocketManager(EventIntake):
                 await asyncio.sleep(0)
             except asyncio.CancelledError:
                 logger.info("Event broadcaster cancelled")
-                break
+                return
             except Exception:
                 logger.exception("Error in event broadcaster; continuing")
 

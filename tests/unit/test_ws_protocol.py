@@ -3,6 +3,7 @@ and the manager's writer that uses it."""
 
 import asyncio
 import json
+import uuid
 from typing import Any, List
 from unittest.mock import AsyncMock, MagicMock
 
@@ -12,6 +13,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.streams import StreamReader
 
+from osism.services.event_message import EventMessage
 from osism.ws_frames import framed, text_frame_parts
 from osism.ws_protocol import EXTENSION, TEXTS, FanoutProtocol, sends_texts
 from tests.conftest import async_wait_until
@@ -184,8 +186,14 @@ def extension_websocket() -> MagicMock:
     websocket.send = AsyncMock()
     websocket.scope = {"type": "websocket", "extensions": {EXTENSION: {}}}
     frames: List[str] = []
+    messages: List[List[str]] = []
 
     async def send(message: Any) -> None:
+        # The server takes nothing but a websocket.send (uvicorn raises on
+        # any other type).
+        if message["type"] != "websocket.send":
+            raise RuntimeError(f"unexpected ASGI message {message['type']!r}")
+        messages.append(list(message[TEXTS]))
         frames.extend(message[TEXTS])
 
     async def nothing(*args: Any, **kwargs: Any) -> None:
@@ -195,7 +203,23 @@ def extension_websocket() -> MagicMock:
     websocket.accept.side_effect = nothing
     websocket.close.side_effect = nothing
     websocket.frames = frames
+    websocket.messages = messages
     return websocket
+
+
+def same_length_events(count: int) -> List[EventMessage]:
+    """Events whose JSON texts all have the same length."""
+    return [
+        EventMessage(
+            "compute.instance.update",
+            "openstack",
+            {"seq": number, "pad": "x" * 1000},
+            "node",
+            event_id=str(uuid.UUID(int=number)),
+            timestamp="2026-11-23T13:00:00.000000Z",
+        )
+        for number in range(10, 10 + count)
+    ]
 
 
 class TestWriterWithTheExtension:
@@ -248,23 +272,31 @@ class TestWriterWithTheExtension:
             await async_wait_until(lambda: websocket not in manager.connections)
 
     @pytest.mark.asyncio
-    async def test_one_message_holds_at_most_write_many_chars(self) -> None:
-        sent = events(40, padding=1000)
+    async def test_one_message_stops_at_write_many_chars(self) -> None:
+        sent = same_length_events(40)
+        length = len(sent[0].to_json())
         async with fresh_manager(outbox_size=100) as manager:
-            manager.WRITE_MANY_CHARS = 3000
+            # Two texts reach the bound: the message ends there.
+            manager.WRITE_MANY_CHARS = 2 * length
             websocket = extension_websocket()
-            messages: List[List[str]] = []
-
-            async def send(message: Any) -> None:
-                messages.append(list(message[TEXTS]))
-                websocket.frames.extend(message[TEXTS])
-
-            websocket.send.side_effect = send
             await manager.connect(websocket)
             for event in sent:
                 await manager.add_event(event)
             await async_wait_until(lambda: len(websocket.frames) == 40)
 
             assert websocket.frames == [event.to_json() for event in sent]
-            # each text is over 1000 characters: at most three per message
-            assert max(len(texts) for texts in messages) <= 3
+            assert max(len(texts) for texts in websocket.messages) == 2
+
+    @pytest.mark.asyncio
+    async def test_one_message_holds_at_most_write_many_frames(self) -> None:
+        sent = same_length_events(40)
+        async with fresh_manager(outbox_size=100) as manager:
+            manager.WRITE_MANY = 3
+            websocket = extension_websocket()
+            await manager.connect(websocket)
+            for event in sent:
+                await manager.add_event(event)
+            await async_wait_until(lambda: len(websocket.frames) == 40)
+
+            assert websocket.frames == [event.to_json() for event in sent]
+            assert max(len(texts) for texts in websocket.messages) == 3

@@ -8,17 +8,21 @@ Clients join through ``connect()``, which starts the manager's broadcaster;
 import asyncio
 import json
 import logging
-from typing import Any, Callable, List
+import uuid
+from typing import Any, Callable, Dict, List
 from unittest.mock import MagicMock
 
 import pytest
 
 from osism import settings
 from osism.api import wants_batches
+from osism.services.outbox import batch_frame
+from osism.ws_frames import framed
 from osism.services.websocket_manager import (
     EventMessage,
     Outbox,
     WebSocketConnection,
+    WebSocketManager,
     text_size,
 )
 from tests.conftest import async_wait_until
@@ -66,6 +70,21 @@ class TestToJson:
         ]
         assert ": " not in text
 
+    @pytest.mark.parametrize(
+        "data, expected",
+        [
+            ({1: "integer key"}, {"1": "integer key"}),
+            ({"pair": (1, 2)}, {"pair": [1, 2]}),
+        ],
+    )
+    def test_keys_and_tuples_json_would_write_stay_compact(
+        self, data: Dict[Any, Any], expected: Dict[str, Any]
+    ) -> None:
+        event = make_event(data=data)
+        text = event.to_json()
+        assert json.loads(text)["data"] == expected
+        assert ": " not in text and ", " not in text
+
     def test_non_finite_numbers_round_trip_as_before(self) -> None:
         # orjson writes them as null; the event keeps what json wrote.
         event = make_event(data={"value": float("inf"), "none": None})
@@ -108,7 +127,7 @@ class TestOutboxBytes:
     def test_takes_one_text_larger_than_the_bound_when_empty(self) -> None:
         outbox = Outbox(100, max_bytes=50)
         outbox.put_nowait("y" * 1000)
-        assert outbox.full()
+        assert outbox.qsize() == 1
         with pytest.raises(asyncio.QueueFull):
             outbox.put_nowait("z")
 
@@ -141,11 +160,10 @@ class TestOutboxBytes:
     def test_byte_bound_defaults_to_setting(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(settings, "OUTBOX_BYTES", 12345)
-        assert WebSocketConnection(MagicMock()).outbox.max_bytes == 12345
-
-    def test_default_byte_bound_is_a_few_megabytes(self) -> None:
-        assert 1 << 20 <= settings.env_int("WEBSOCKET_OUTBOX_BYTES", 4 << 20) <= 8 << 20
+        monkeypatch.setattr(settings, "OUTBOX_BYTES", 3 * text_size("e" * 50))
+        connection = WebSocketConnection(MagicMock(), outbox_size=100)
+        taken = [connection.offer("e" * 50) for _ in range(4)]
+        assert taken == [True, True, True, False]
 
     @pytest.mark.asyncio
     async def test_stalled_client_over_the_byte_bound_is_closed_1013(
@@ -272,6 +290,94 @@ class TestBatchedFrames:
                 {"type": "filter_update", "status": "success"},
                 second.to_dict(),
             ]
+
+
+def same_length_events(count: int) -> List[EventMessage]:
+    """Events whose JSON texts all have the same length."""
+    return [
+        EventMessage(
+            "compute.instance.update",
+            "openstack",
+            {"seq": number},
+            "node",
+            event_id=str(uuid.UUID(int=number)),
+            timestamp="2026-11-23T13:00:00.000000Z",
+        )
+        for number in range(10, 10 + count)
+    ]
+
+
+class TestFanOutPerTurn:
+    """What the broadcaster fans out before the writers get a turn shows in
+    a batch client's frames: its writer sends what it finds queued as one
+    array each time it runs."""
+
+    async def frame_sizes(
+        self, manager: WebSocketManager, websocket: MagicMock, count: int
+    ) -> List[int]:
+        await manager.connect(websocket, batch=True)
+        for event in same_length_events(count):
+            manager.enqueue(event)
+        await async_wait_until(lambda: len(unbatch(websocket)) == count)
+        return [len(json.loads(text)) for text in sent_texts(websocket)]
+
+    @pytest.mark.asyncio
+    async def test_at_most_fanout_batch_events_per_turn(
+        self, fake_websocket: WebSocketFactory
+    ) -> None:
+        async with fresh_manager(outbox_size=100) as manager:
+            manager.FANOUT_BATCH = 5
+
+            sizes = await self.frame_sizes(manager, fake_websocket(), 12)
+
+        assert sizes == [5, 5, 2]
+
+    @pytest.mark.asyncio
+    async def test_at_most_half_an_outbox_per_turn(
+        self, fake_websocket: WebSocketFactory
+    ) -> None:
+        async with fresh_manager(outbox_size=6) as manager:
+            sizes = await self.frame_sizes(manager, fake_websocket(), 7)
+
+        assert sizes == [3, 3, 1]
+
+    @pytest.mark.asyncio
+    async def test_at_most_half_the_byte_bound_per_turn(
+        self, fake_websocket: WebSocketFactory
+    ) -> None:
+        size = text_size(framed(same_length_events(1)[0].to_json()))
+        # Half the bound is three events' bytes (rounded down).
+        bound = 6 * size + 1
+        async with fresh_manager(outbox_size=100, outbox_bytes=bound) as manager:
+            sizes = await self.frame_sizes(manager, fake_websocket(), 7)
+
+        assert sizes == [3, 3, 1]
+
+
+class TestBatchFrame:
+    @pytest.mark.parametrize(
+        "limit, frame, left",
+        [
+            (13, "[111,222,333]", []),
+            (12, "[111,222]", ["333"]),
+            (9, "[111,222]", ["333"]),
+            (8, "[111]", ["222", "333"]),
+            # the first text goes whatever its length
+            (1, "[111]", ["222", "333"]),
+        ],
+    )
+    def test_a_frame_takes_what_fits_in_the_limit_in_characters(
+        self, limit: int, frame: str, left: List[str]
+    ) -> None:
+        outbox = Outbox(10, max_bytes=10_000)
+        outbox.put_nowait("222")
+        outbox.put_nowait("333")
+
+        assert batch_frame("111", outbox, limit) == frame
+        assert [outbox.get_nowait() for _ in range(outbox.qsize())] == left
+
+    def test_an_empty_outbox_gives_the_first_text_alone(self) -> None:
+        assert batch_frame("111", Outbox(10, max_bytes=10_000), 1000) == "[111]"
 
 
 class TestBatchNegotiation:

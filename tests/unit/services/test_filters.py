@@ -202,6 +202,20 @@ class TestProtocolValidation:
         assert error is None
         assert parsed.priority_filters == ["ERROR", "CRITICAL", "WARNING"]
 
+    def test_an_unknown_priority_gets_the_list_of_priorities(self) -> None:
+        parsed, error = self.parse(priority_filters=["LOUD"])
+        assert error == (
+            "priority_filters entry 'LOUD' is not a notification priority; use "
+            "one of AUDIT, CRITICAL, DEBUG, ERROR, INFO, SAMPLE, WARN (or WARNING)"
+        )
+
+    def test_a_bad_character_gets_the_characters_allowed(self) -> None:
+        parsed, error = self.parse(event_filters=["a b.*"])
+        assert error == (
+            "event_filters entry 'a b.*': character ' ' is not allowed in a "
+            "pattern (letters, digits, '_', '-', ':', '.' and '*')"
+        )
+
     @pytest.mark.parametrize("entry", ["LOUD", "", "info!"])
     def test_an_unknown_priority_is_named(self, entry: str) -> None:
         parsed, error = self.parse(priority_filters=["INFO", entry])

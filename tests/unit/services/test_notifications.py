@@ -1,14 +1,10 @@
 """What an OpenStack notification says about its resource."""
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import pytest
 
-from osism.services.notifications import (
-    EXTRACTORS,
-    extract_identity,
-    service_type_of,
-)
+from osism.services.notifications import EXTRACTORS, event_fields, service_type_of
 from tests.unit.services.openstack import SERVICE_KEYS
 
 
@@ -41,7 +37,18 @@ class TestExtractors:
         assert set(EXTRACTORS) == {name for name, _ in SERVICE_KEYS}
 
 
-class TestExtractIdentity:
+def extract_identity(
+    service: str, payload: Dict[str, Any]
+) -> Tuple[Optional[str], Optional[str]]:
+    """(node_name, resource_id) of a notification of ``service``."""
+    data, node_name = event_fields(f"{service}.thing.update", payload)
+    return node_name, data["resource_id"]
+
+
+class TestSeedIdentity:
+    """The seed's table: an event type's first segment and its
+    ``<project>_object.data``."""
+
     @pytest.mark.parametrize(
         "service, data, expected",
         [

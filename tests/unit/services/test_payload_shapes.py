@@ -139,6 +139,12 @@ class TestNovaLegacy:
                 {"tenant_id": "t", "user_id": "u", "key_name": "k1"},
                 (None, "k1"),
             ),
+            # an object key whose value is no object: read as a flat payload
+            (
+                "instance.update",
+                {"nova_object.data": "odd", "host": "h1", "instance_id": UUID},
+                ("h1", UUID),
+            ),
         ],
     )
     def test_flat_payloads(
@@ -203,6 +209,12 @@ class TestNeutron:
                 "port.create.end",
                 {"port": {"id": "p-1", "binding:host_id": "", "device_id": "d-1"}},
                 ("d-1", "p-1"),
+            ),
+            # the resource next to other keys
+            (
+                "port.update.end",
+                {"port": {"id": "p-4", "device_id": "d"}, "request_id": "req-1"},
+                ("d", "p-4"),
             ),
             # delete.end carries only the id
             ("port.delete.end", {"port_id": "p-2"}, (None, "p-2")),
@@ -276,6 +288,9 @@ class TestCinder:
                 {"group_snapshot_id": "gs-1", "group_id": "g-1"},
                 (None, "gs-1"),
             ),
+            # without <resource>_id: its id, else the volume's
+            ("snapshot.update.end", {"id": "s-2", "volume_id": "v-1"}, (None, "s-2")),
+            ("backup.restore.end", {"volume_id": "v-1"}, (None, "v-1")),
         ],
     )
     def test_flat_payloads(
@@ -304,6 +319,13 @@ class TestGlance:
         self, event_type: str, payload: Dict[str, Any], expected: tuple
     ) -> None:
         assert fields(event_type, payload) == expected
+
+    def test_a_metadef_namespace_is_named_by_its_namespace(self) -> None:
+        payload = {"namespace": "OS::Compute::Quota", "display_name": "Quota"}
+        assert fields("metadef_namespace.create", payload, service="glance") == (
+            None,
+            "OS::Compute::Quota",
+        )
 
 
 class TestKeystone:
@@ -344,6 +366,9 @@ class TestServiceOf:
             ("nova-compute:host1", "nova"),
             ("nova-api:ctl1", "nova"),
             ("compute.host1", "nova"),
+            ("compute:host1", "nova"),
+            ("compute.host1.example.com", "nova"),
+            ("neutron-openvswitch-agent.net1", "neutron"),
             ("ironic-conductor.hostname01", "ironic"),
             ("ironic-api.hostname02", "ironic"),
             ("network.devstack", "neutron"),
@@ -393,6 +418,8 @@ class TestServiceOf:
             ("baremetal.node.power_set.end", "node"),
             ("port.create.end", "port"),
             ("compute", "compute"),
+            ("compute.exception", "exception"),
+            ("nova.instance.update", "instance"),
         ],
     )
     def test_resource_kind(self, event_type: str, kind: str) -> None:
@@ -425,6 +452,11 @@ class TestMetadataInData:
             "publisher_id": None,
             "emitted_at": None,
         }
+
+    def test_without_a_service_the_publisher_id_names_it(self) -> None:
+        meta = {"publisher_id": "neutron-server.net1"}
+        data, _ = event_fields("thing.update", {}, meta)
+        assert data[META_KEY]["service"] == "neutron"
 
     def test_values_that_are_not_strings_are_ignored(self) -> None:
         data, _ = event_fields("a.b", {}, {"priority": 3, "message_id": ["x"]})
@@ -468,17 +500,36 @@ class TestVersionedObjectsUnderOtherEventTypes:
                 ("d", "i"),
             ),
             (
+                "neutron",
+                "neutron_object.data",
+                {"name": "n", "device_id": "d", "uuid": "u"},
+                ("n", "u"),
+            ),
+            (
                 "cinder",
                 "cinder_object.data",
                 {"display_name": "v", "uuid": "u"},
                 ("v", "u"),
             ),
+            (
+                "cinder",
+                "cinder_object.data",
+                {"name": "n", "display_name": "v", "id": "i", "uuid": "u"},
+                ("n", "i"),
+            ),
             ("glance", "glance_object.data", {"name": "img", "id": "i"}, ("img", "i")),
+            ("glance", "glance_object.data", {"uuid": "u"}, (None, "u")),
             (
                 "keystone",
                 "keystone_object.data",
                 {"name": "p", "uuid": "u"},
                 ("p", "u"),
+            ),
+            (
+                "keystone",
+                "keystone_object.data",
+                {"id": "i", "uuid": "u"},
+                (None, "i"),
             ),
         ],
     )
@@ -490,6 +541,10 @@ class TestVersionedObjectsUnderOtherEventTypes:
     def test_neutron_plural_of_a_resource_ending_in_y(self) -> None:
         payload = {"policies": [{"id": "q-1"}]}
         assert fields("policy.create.end", payload, service="neutron") == (None, "q-1")
+
+    def test_neutron_plural_of_a_resource_ending_in_ey(self) -> None:
+        payload = {"keys": [{"id": "k-1"}], "request_id": "req-1"}
+        assert fields("key.create.end", payload, service="neutron") == (None, "k-1")
 
 
 def test_a_publisher_id_no_table_knows_leaves_it_to_the_event_type() -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from osism import settings
 from osism.services import replay as replay_module
-from osism.services.event_log import Envelope, LogEntry, Replay
+from osism.services.event_log import Envelope, LogEntry, MemoryEventLog, Replay
 from osism.services.replay import ResumeState, event_of, resume_keys
 from osism.services.websocket_manager import CLOSE_TRY_AGAIN_LATER, WebSocketManager
 from tests.conftest import async_wait_until
@@ -113,11 +113,9 @@ class Source:
         self.during = during
         self.error = error
         self.until = until
-        self.calls: List[Any] = []
         self.loop = asyncio.get_running_loop()
 
     def __call__(self, last_event_id: str, limit: int) -> Replay:
-        self.calls.append((last_event_id, limit))
         if self.during is not None:
             future = asyncio.run_coroutine_threadsafe(self._inject(), self.loop)
             future.result(timeout=5)
@@ -185,7 +183,7 @@ def messages_at(caplog: pytest.LogCaptureFixture, level: int) -> List[str]:
 class TestRecovered:
     @pytest.mark.asyncio
     async def test_reply_then_missed_events_in_order_then_live(
-        self, fake_websocket: WebSocketFactory
+        self, fake_websocket: WebSocketFactory, ws_logs: pytest.LogCaptureFixture
     ) -> None:
         async with running() as manager:
             websocket = await connected(manager, fake_websocket)
@@ -206,7 +204,10 @@ class TestRecovered:
                 "replayed": 3,
                 "oldest_id": event_id(1),
             }
-            assert source.calls == [(event_id(1), settings.REPLAY_LIMIT)]
+            assert messages_at(ws_logs, logging.INFO)[-1] == (
+                f"Client resumes after {event_id(1)}: 3 of 3 events in the log "
+                "replayed, recovered=True"
+            )
 
     @pytest.mark.asyncio
     async def test_replayed_event_is_sent_with_the_logs_id_and_time(
@@ -263,7 +264,7 @@ class TestRecovered:
 class TestSeam:
     @pytest.mark.asyncio
     async def test_live_events_during_the_read_follow_without_duplicates(
-        self, fake_websocket: WebSocketFactory
+        self, fake_websocket: WebSocketFactory, ws_logs: pytest.LogCaptureFixture
     ) -> None:
         async with running() as manager:
             websocket = await connected(manager, fake_websocket)
@@ -289,6 +290,10 @@ class TestSeam:
             assert messages[6]["node_name"] == "plain"
             assert shown[7] == 7
             assert len(messages) == 8
+            assert (
+                "Resume done: 4 replayed, 2 live events already replayed skipped"
+                in messages_at(ws_logs, logging.DEBUG)
+            )
 
     @pytest.mark.asyncio
     async def test_live_events_wait_until_the_replay_is_sent(
@@ -378,21 +383,39 @@ class TestNotRecovered:
             assert messages[0]["oldest_id"] == event_id(50)
             assert messages[0]["replayed"] == 2
 
+    @pytest.mark.parametrize(
+        "last, expected, recovered",
+        [
+            # the log is asked for what follows the client's id ...
+            (8, [9, 10], True),
+            # ... and for at most REPLAY_LIMIT events: the newest of them
+            (5, [8, 9, 10], False),
+        ],
+    )
     @pytest.mark.asyncio
-    async def test_the_bound_is_passed_to_the_source(
-        self, fake_websocket: WebSocketFactory, monkeypatch: pytest.MonkeyPatch
+    async def test_the_log_is_read_after_the_id_up_to_the_bound(
+        self,
+        fake_websocket: WebSocketFactory,
+        monkeypatch: pytest.MonkeyPatch,
+        last: int,
+        expected: List[int],
+        recovered: bool,
     ) -> None:
         monkeypatch.setattr(settings, "REPLAY_LIMIT", 3)
+        log = MemoryEventLog(100)
+        for number in range(1, 11):
+            log.append(envelope(number))
         async with running() as manager:
             websocket = await connected(manager, fake_websocket)
-            source = Source(manager, Replay(entries(8, 9, 10), False, event_id(1)))
-            manager.replay_source = source
+            manager.replay_source = log.replay
 
-            await manager.resume(websocket, event_id(1), make_reply)
+            await manager.resume(websocket, event_id(last), make_reply)
             await settled(manager, websocket)
 
-            assert source.calls == [(event_id(1), 3)]
-            assert ids(received(websocket)) == ["reply", 8, 9, 10]
+            messages = received(websocket)
+            assert ids(messages) == ["reply", *expected]
+            assert messages[0]["recovered"] is recovered
+            assert messages[0]["oldest_id"] == event_id(1)
 
     @pytest.mark.asyncio
     async def test_a_source_giving_more_than_the_bound_is_cut_to_the_newest(
@@ -402,16 +425,34 @@ class TestNotRecovered:
         async with running() as manager:
             websocket = await connected(manager, fake_websocket)
             manager.replay_source = Source(
-                manager, Replay(entries(2, 3, 4, 5), True, event_id(1))
+                manager, Replay(entries(2, 3, 4, 5, 6), True, event_id(1))
             )
 
             await manager.resume(websocket, event_id(1), make_reply)
             await settled(manager, websocket)
 
             messages = received(websocket)
-            assert ids(messages) == ["reply", 4, 5]
+            assert ids(messages) == ["reply", 5, 6]
             assert messages[0]["recovered"] is False
             assert messages[0]["oldest_id"] == event_id(1)
+
+    @pytest.mark.asyncio
+    async def test_a_source_giving_exactly_the_bound_is_taken_as_it_is(
+        self, fake_websocket: WebSocketFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(settings, "REPLAY_LIMIT", 2)
+        async with running() as manager:
+            websocket = await connected(manager, fake_websocket)
+            manager.replay_source = Source(
+                manager, Replay(entries(2, 3), True, event_id(1))
+            )
+
+            await manager.resume(websocket, event_id(1), make_reply)
+            await settled(manager, websocket)
+
+            messages = received(websocket)
+            assert ids(messages) == ["reply", 2, 3]
+            assert messages[0]["recovered"] is True
 
     @pytest.mark.asyncio
     async def test_without_a_source_false_warning_and_live_continues(
@@ -454,9 +495,10 @@ class TestNotRecovered:
             assert ids(messages) == ["reply", 3]
             assert messages[0]["recovered"] is False
             assert messages[0]["oldest_id"] is None
-            warnings = messages_at(ws_logs, logging.WARNING)
-            assert len(warnings) == 1
-            assert "Redis is down" in warnings[0]
+            assert messages_at(ws_logs, logging.WARNING) == [
+                "Reading the event log for a resuming client failed (Redis is "
+                "down); it gets recovered=false and continues live"
+            ]
             assert websocket in manager.connections
 
     @pytest.mark.asyncio
@@ -530,7 +572,7 @@ class TestBounds:
             state = connection.resume
             assert state is not None and state.task is not None
             # The feed waits for room; it never overflows the outbox.
-            await async_wait_until(lambda: connection.outbox.full())
+            await async_wait_until(lambda: connection.outbox.qsize() == 2)
             assert websocket in manager.connections
 
             await manager.disconnect(websocket)
@@ -541,6 +583,29 @@ class TestBounds:
 
 
 class TestGone:
+    @pytest.mark.asyncio
+    async def test_client_whose_reply_does_not_fit_is_closed_and_refused(
+        self, fake_websocket: WebSocketFactory
+    ) -> None:
+        async with running(outbox_size=1) as manager:
+            websocket = await connected(manager, fake_websocket)
+            never = asyncio.Event()
+
+            async def stalled(text: str) -> None:
+                await never.wait()
+
+            websocket.send_text.side_effect = stalled
+            manager.send_to(websocket, "held by the writer")
+            await async_wait_until(lambda: websocket.send_text.await_count == 1)
+            manager.send_to(websocket, "fills the outbox")
+            manager.replay_source = Source(manager, Replay(entries(2), True, None))
+
+            assert not await manager.resume(websocket, event_id(1), make_reply)
+
+            assert websocket not in manager.connections
+            await async_wait_until(lambda: websocket.close.await_count == 1)
+            assert websocket.close.await_args.kwargs["code"] == CLOSE_TRY_AGAIN_LATER
+
     @pytest.mark.asyncio
     async def test_unknown_websocket_is_refused(
         self, fake_websocket: WebSocketFactory
@@ -588,7 +653,7 @@ class TestSecondResume:
             assert first is not None and first.task is not None
             first_feed = first.task
             # The writer holds the reply, the outbox 2 and 3, the feed waits.
-            await async_wait_until(lambda: connection.outbox.full())
+            await async_wait_until(lambda: connection.outbox.qsize() == 2)
             manager.replay_source = Source(
                 manager,
                 Replay(entries(4, 5, 6), True, None),
@@ -602,6 +667,7 @@ class TestSecondResume:
             assert first_feed.cancelled()
             assert ids(received(websocket)) == ["reply", 2, 3, "reply", 4, 5, 6]
             assert manager.resumes == 2
+            assert manager.status()["replayed_events"] == 5 + 3
 
 
 class TestPieces:
@@ -622,8 +688,18 @@ class TestPieces:
 
     def test_bound_defaults_to_setting(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(settings, "RESUME_BUFFER_SIZE", 7)
+        state = ResumeState()
 
-        assert ResumeState().bound == 7
+        assert [state.hold(None, str(n)) for n in range(8)] == [True] * 7 + [False]
+
+    def test_an_entry_without_event_type_is_an_event_of_service_unknown(
+        self,
+    ) -> None:
+        event = event_of(LogEntry("1-0", {"id": event_id(1), "payload": {"a": 1}}))
+
+        assert event is not None
+        assert event.event_type == ""
+        assert event.data == {"a": 1, "service_type": "unknown", "resource_id": None}
 
     def test_event_of_an_entry_without_payload_is_none(
         self, caplog: pytest.LogCaptureFixture
