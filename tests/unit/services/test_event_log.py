@@ -2,6 +2,7 @@
 script runs in fakeredis' Lua, so no network is needed)."""
 
 import json
+import logging
 import uuid
 from typing import Any, Dict, List
 
@@ -231,16 +232,28 @@ class TestRedisEventLog:
         assert payloads(replay.entries) == [2, 3, 4]
         assert (replay.recovered, replay.oldest_id) == (True, sent[0]["id"])
 
+    @pytest.mark.parametrize("page", [1, 2, 1000])
     def test_replay_finds_an_id_whose_key_expired_by_scanning(
-        self, log: RedisEventLog, redis: fakeredis.FakeRedis, monkeypatch: Any
+        self,
+        log: RedisEventLog,
+        redis: fakeredis.FakeRedis,
+        monkeypatch: Any,
+        page: int,
     ) -> None:
-        monkeypatch.setattr("osism.services.redis_log.SCAN_PAGE", 2)
+        monkeypatch.setattr("osism.services.redis_log.SCAN_PAGE", page)
         sent = envelopes(5)
         for envelope in sent:
             log.append(envelope)
         redis.delete(log.id_key(sent[3]["id"]))
         replay = log.replay(sent[3]["id"], 10)
         assert (payloads(replay.entries), replay.recovered) == ([4], True)
+
+    def test_replay_of_exactly_the_bound_is_complete(self, log: RedisEventLog) -> None:
+        sent = envelopes(4)
+        for envelope in sent:
+            log.append(envelope)
+        replay = log.replay(sent[0]["id"], 3)
+        assert (payloads(replay.entries), replay.recovered) == ([1, 2, 3], True)
 
     def test_replay_beyond_the_bound_gives_the_newest_part(
         self, log: RedisEventLog
@@ -250,6 +263,7 @@ class TestRedisEventLog:
             log.append(envelope)
         replay = log.replay(sent[0]["id"], 3)
         assert (payloads(replay.entries), replay.recovered) == ([3, 4, 5], False)
+        assert replay.oldest_id == sent[0]["id"]
 
     def test_replay_of_an_unknown_or_trimmed_id(
         self, log: RedisEventLog, redis: fakeredis.FakeRedis
@@ -260,6 +274,8 @@ class TestRedisEventLog:
         replay = log.replay(str(uuid.uuid4()), 2)
         assert (payloads(replay.entries), replay.recovered) == ([3, 4], False)
         assert replay.oldest_id == sent[0]["id"]
+        assert payloads(log.replay(str(uuid.uuid4()), 1).entries) == [4]
+        assert log.replay(str(uuid.uuid4()), 0) == ([], False, sent[0]["id"])
         redis.xtrim("test:events:log", maxlen=3, approximate=False)
         # Its id key lives on, but its entry is gone: maybe more with it.
         replay = log.replay(sent[0]["id"], 10)
@@ -275,10 +291,28 @@ class TestRedisEventLog:
         assert log.covers(entries[0].position) is False
         assert log.covers(entries[3].position) is True
 
-    def test_an_entry_that_is_not_json_is_skipped(
+    @pytest.mark.parametrize(
+        "fields", [{"id": "x", "event": "{oops"}, {"id": "x"}], ids=["bad", "none"]
+    )
+    def test_an_entry_that_is_not_json_is_skipped_with_a_warning(
+        self,
+        log: RedisEventLog,
+        redis: fakeredis.FakeRedis,
+        caplog: pytest.LogCaptureFixture,
+        fields: Dict[str, str],
+    ) -> None:
+        position = redis.xadd("test:events:log", fields)
+        log.append(new_envelope("a.b", {"n": 1}))
+        with caplog.at_level(logging.WARNING, "osism.event_log"):
+            assert payloads(log.read_after(None, 10)) == [1]
+        assert caplog.messages == [
+            f"Entry {position} of the event log is not JSON; skipped"
+        ]
+
+    def test_an_entry_that_is_not_an_object_is_skipped(
         self, log: RedisEventLog, redis: fakeredis.FakeRedis
     ) -> None:
-        redis.xadd("test:events:log", {"id": "x", "event": "{oops"})
+        redis.xadd("test:events:log", {"id": "x", "event": "[1]"})
         log.append(new_envelope("a.b", {"n": 1}))
         assert payloads(log.read_after(None, 10)) == [1]
 
