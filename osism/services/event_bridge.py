@@ -113,8 +113,7 @@ class EventBridge(RedisLink, RedisSubscriber):
         answers now.
         """
         self._redis_mode = True
-        self._init_redis(with_subscriber=False)
-        return self._redis_client is not None
+        return self._connect_redis() is not None
 
     def set_websocket_manager(self, manager: Any) -> None:
         """Deliver events to ``manager`` and start the threads that do it."""
@@ -206,10 +205,20 @@ class EventBridge(RedisLink, RedisSubscriber):
             "missed_warnings": self._feed.missed_warnings,
         }
 
-    def _init_redis(self, with_subscriber: bool = True) -> None:
+    def _init_redis(self) -> None:
+        """Connect (again) and open a new subscription, closing the old one."""
+        with self._redis_lock:
+            log = self._connect_redis()
+            self._close_subscriber()
+            if log is not None:
+                self._redis_subscriber = log.client.pubsub()
+
+    def _connect_redis(self) -> Optional["RedisEventLog"]:
+        """Connect (again) for publishing, leaving the subscription alone: the
+        log in Redis, None while Redis does not answer."""
         if not REDIS_AVAILABLE:
             logger.warning("Python package redis not available; events stay local")
-            return
+            return None
         cfg = self._redis_settings = RedisSettings.from_env()
         with self._redis_lock:
             try:
@@ -221,15 +230,12 @@ class EventBridge(RedisLink, RedisSubscriber):
                 self._redis_client = client
                 self._redis_log = RedisEventLog(client)
                 self._redis_mode = True
-                if with_subscriber:
-                    self._close_subscriber()
-                    self._redis_subscriber = client.pubsub()
                 logger.info("Connected to Redis at %s", cfg.describe())
+                return self._redis_log
             except Exception as exc:
                 self._down_log.error("%s; retrying with back-off", explain(exc, cfg))
                 self._redis_client = None
-                if with_subscriber:
-                    self._close_subscriber()
+                return None
 
     def _start_redis_subscriber(self) -> None:
         self._subscriber_thread = threading.Thread(

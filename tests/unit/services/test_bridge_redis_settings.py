@@ -116,8 +116,11 @@ def test_watcher_probe_uses_the_same_settings_quietly(
     assert kwargs["ssl"] is True and kwargs["password"] == SECRET
     assert kwargs["retry"].get_retries() == 0
     assert lines(caplog_bridge, logging.ERROR) == []
-    [debug] = lines(caplog_bridge, logging.DEBUG)
-    assert "refused the credentials" in debug and SECRET not in debug
+    assert lines(caplog_bridge, logging.DEBUG) == [
+        "Redis does not answer yet: Redis at rediss://:***@cache:6379/0 refused the "
+        "credentials (wrong password or unknown user; "
+        "REDIS_URL/REDIS_USERNAME/REDIS_PASSWORD): WRONGPASS"
+    ]
 
 
 class _Stop(threading.Event):

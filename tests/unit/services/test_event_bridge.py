@@ -23,7 +23,8 @@ import redis
 
 from osism import settings
 from osism.services.event_bridge import CHANNEL, EventBridge
-from osism.services.event_log import LogEntry, position_key
+from osism.services.event_log import position_key
+from osism.services.redis_log import RedisEventLog
 from osism.services.subscription import DeadConnection
 from osism.services.websocket_manager import WebSocketManager
 from tests.conftest import async_wait_until
@@ -38,9 +39,10 @@ class StopEvent(threading.Event):
 
     ``wait(timeout)`` records ``timeout`` in ``waits`` (and in ``journal`` when
     one is given) and returns at once; the ``stop_on_wait``-th wait sets the
-    event, as a shutdown during a back-off would. Once ``is_set()`` was asked
-    more than ``budget`` times the event sets itself and ``exhausted`` tells
-    that the loop under test did not end the way the test meant it to.
+    event, as a shutdown during a back-off would. Once ``is_set()`` and
+    ``wait()`` were called more than ``budget`` times in all, the event sets
+    itself and ``exhausted`` tells that the loop under test did not end the
+    way the test meant it to.
     """
 
     def __init__(self, stop_on_wait: Optional[int] = None, budget: int = 200) -> None:
@@ -65,7 +67,7 @@ class StopEvent(threading.Event):
             self.journal.append(("wait", timeout))
         if self.stop_on_wait is not None and len(self.waits) >= self.stop_on_wait:
             self.set()
-        return super().is_set()
+        return self.is_set()
 
 
 def stop_on_last(event: threading.Event, *results: Any) -> Callable[..., Any]:
@@ -320,14 +322,14 @@ class TestInitRedis:
         assert bridge._redis_client is None
 
     @pytest.mark.parametrize("redis_up", [True, False], ids=["up", "down"])
-    def test_init_redis_without_subscriber_keeps_subscriber_untouched(
+    def test_use_redis_connects_the_publisher_and_keeps_the_subscriber(
         self, client: MagicMock, bridge: EventBridge, redis_up: bool
     ) -> None:
         old = bridge._redis_subscriber
         client.pubsub.reset_mock()
         if not redis_up:
             client.ping.side_effect = ConnectionError("down")
-        bridge._init_redis(with_subscriber=False)
+        assert bridge.use_redis() is redis_up
         assert bridge._redis_subscriber is old
         old.close.assert_not_called()
         client.pubsub.assert_not_called()
@@ -590,6 +592,22 @@ class TestRedisSubscriberLoop:
         process.assert_called_once()
         sub.subscribe.assert_called_once()
 
+    def test_subscriber_loop_skips_json_that_is_not_an_event(
+        self,
+        bridge: EventBridge,
+        sub: MagicMock,
+        no_wait: StopEvent,
+        process: MagicMock,
+        caplog_bridge: Any,
+    ) -> None:
+        bad = {"type": "message", "channel": CHANNEL, "data": "[1]"}
+        sub.get_message.side_effect = stop_on_last(no_wait, bad)
+        bridge._redis_subscriber_loop()
+        assert logged(caplog_bridge, logging.ERROR) == [
+            "Invalid JSON on osism:events: not a JSON object; message skipped"
+        ]
+        process.assert_not_called()
+
     def test_subscriber_loop_survives_process_single_event_error(
         self,
         bridge: EventBridge,
@@ -702,6 +720,23 @@ class TestRedisSubscriberLoop:
         assert len(no_wait.waits) == 8
         assert "giving up" not in " ".join(logged(caplog_bridge, logging.ERROR))
 
+    def test_subscriber_loop_only_a_confirmation_resets_the_failure_count(
+        self,
+        bridge: EventBridge,
+        sub: MagicMock,
+        no_wait: StopEvent,
+        init: MagicMock,
+        process: MagicMock,
+        caplog_bridge: Any,
+    ) -> None:
+        events = [message(), ConnectionError("lost")] * 5
+        sub.get_message.side_effect = events
+        bridge._redis_subscriber_loop()
+        assert process.call_count == 5
+        assert logged(caplog_bridge, logging.ERROR)[-1] == (
+            "Max Redis reconnection attempts reached, giving up"
+        )
+
     def test_subscriber_loop_missing_subscriber_after_failed_reinit_is_a_failure(
         self,
         bridge: EventBridge,
@@ -719,9 +754,34 @@ class TestRedisSubscriberLoop:
         bridge._redis_subscriber_loop()
         sub.subscribe.assert_called_once()
         assert no_wait.waits == [self.DELAY] * 4
-        errors = logged(caplog_bridge, logging.ERROR)
-        assert sum("no connection to Redis" in line for line in errors) == 4
-        assert errors[-1] == "Max Redis reconnection attempts reached, giving up"
+        assert logged(caplog_bridge, logging.ERROR) == [
+            "Redis subscription failed (1/5): refused; retrying in 7.5 s",
+            "Redis subscription failed (2/5): no connection to Redis; retrying in "
+            "7.5 s",
+            "Redis subscription failed (3/5): no connection to Redis; retrying in "
+            "7.5 s",
+            "Redis subscription failed (4/5): no connection to Redis; retrying in "
+            "7.5 s",
+            "Redis subscription failed (5/5): no connection to Redis; retrying in "
+            "7.5 s",
+            "Max Redis reconnection attempts reached, giving up",
+        ]
+
+    def test_subscriber_loop_without_a_log_is_a_failure(
+        self,
+        bridge: EventBridge,
+        sub: MagicMock,
+        stop_event: Any,
+        caplog_bridge: Any,
+    ) -> None:
+        stop_event(bridge, stop_on_wait=1)
+        bridge._redis_log = None
+        bridge._redis_subscriber_loop()
+        sub.subscribe.assert_not_called()
+        assert logged(caplog_bridge, logging.ERROR) == [
+            "Redis subscription failed (1/5): no connection to Redis; retrying in "
+            "7.5 s"
+        ]
 
     def test_subscriber_loop_stops_when_shutdown_during_back_off(
         self,
@@ -885,14 +945,20 @@ class TestSuperviseSubscriber:
         assert bridge.subscriber_restarts == 0
 
     def test_supervise_exits_when_loop_returns_for_shutdown(
-        self, bridge: EventBridge, no_wait: StopEvent, runs: SimpleNamespace
+        self,
+        bridge: EventBridge,
+        no_wait: StopEvent,
+        runs: SimpleNamespace,
+        caplog: pytest.LogCaptureFixture,
     ) -> None:
         runs.loop.side_effect = no_wait.set
-        bridge._supervise_subscriber()
+        with caplog.at_level(logging.INFO, LOGGER):
+            bridge._supervise_subscriber()
         runs.loop.assert_called_once_with()
         runs.init.assert_not_called()
         assert no_wait.waits == []
         assert bridge.subscriber_restarts == 0
+        assert logged(caplog, logging.INFO) == ["Redis subscriber stopped for shutdown"]
 
     def test_supervise_exits_when_shutdown_during_back_off(
         self, bridge: EventBridge, stop_event: Any, runs: SimpleNamespace
@@ -912,12 +978,19 @@ class TestRestartBackOff:
         return mocker.patch("osism.services.bridge_link._redis_answers")
 
     def test_probes_each_second_and_restarts_once_redis_answers(
-        self, bridge: EventBridge, no_wait: StopEvent, answers: MagicMock
+        self,
+        bridge: EventBridge,
+        no_wait: StopEvent,
+        answers: MagicMock,
+        caplog_bridge: Any,
     ) -> None:
         answers.side_effect = [False, False, True]
         assert bridge._back_off(8.0) is False
         assert no_wait.waits == [1.0, 1.0, 1.0]
         assert answers.call_count == 3
+        assert logged(caplog_bridge, logging.INFO) == [
+            "Redis answers again; restarting the subscriber now"
+        ]
 
     def test_waits_the_whole_delay_while_redis_is_silent(
         self, bridge: EventBridge, no_wait: StopEvent, answers: MagicMock
@@ -1177,7 +1250,12 @@ class TestWatchForRedis:
         assert bridge._redis_client is None
 
     def test_watcher_connects_and_subscribes_once_redis_answers(
-        self, make_bridge: Any, stop_event: Any, answers: MagicMock, mocker: Any
+        self,
+        make_bridge: Any,
+        stop_event: Any,
+        answers: MagicMock,
+        mocker: Any,
+        caplog_bridge: Any,
     ) -> None:
         bridge = make_bridge(connect=False)
         bridge._websocket_manager = MagicMock()
@@ -1188,6 +1266,18 @@ class TestWatchForRedis:
         assert event.waits == [1.0]
         assert bridge._redis_client is not None
         start.assert_called_once_with()
+        assert logged(caplog_bridge, logging.INFO)[-1] == (
+            "Redis at redis:6379/0 answers: events go through it"
+        )
+
+    def test_a_watcher_started_after_shutdown_does_not_look(
+        self, make_bridge: Any, stop_event: Any, answers: MagicMock
+    ) -> None:
+        bridge = make_bridge(connect=False)
+        stop_event(bridge).set()
+        bridge._watch_redis()
+        answers.assert_not_called()
+        assert bridge._redis_client is None
 
     def test_watcher_keeps_watching_when_connect_fails_after_the_probe(
         self, make_bridge: Any, stop_event: Any, answers: MagicMock, mocker: Any
@@ -1287,7 +1377,7 @@ class TestAddEvent:
     """EventBridge.add_event: True once the log has the event."""
 
     def test_add_event_publishes_the_event_json_on_the_channel(
-        self, live: EventBridge, redis_view: fakeredis.FakeRedis
+        self, live: EventBridge, redis_view: fakeredis.FakeRedis, caplog_bridge: Any
     ) -> None:
         pubsub = channel_of(redis_view)
         assert live.add_event(EVENT_TYPE, PAYLOAD) is True
@@ -1307,6 +1397,9 @@ class TestAddEvent:
         assert json.loads(fields["event"]) == {
             k: v for k, v in published.items() if k != "stream_id"
         }
+        assert logged(caplog_bridge, logging.DEBUG) == [
+            f"Logged {EVENT_TYPE} as {published['id']} at {position} (1 subscribers)"
+        ]
 
     def test_several_events_are_logged_in_order_and_counted(
         self, live: EventBridge, redis_view: fakeredis.FakeRedis
@@ -1353,6 +1446,9 @@ class TestAddEvent:
         assert live.add_event(EVENT_TYPE, PAYLOAD) is False
         assert (live.status()["local_history"], queued(live)) == (0, [])
         assert live.status()["mode"] == "redis"
+        assert logged(caplog_bridge, logging.WARNING) == [
+            f"Appending {EVENT_TYPE} failed: FakeRedis is emulating a connection error."
+        ]
         assert any(
             "Cannot connect to Redis" in line
             for line in logged(caplog_bridge, logging.ERROR)
@@ -1362,29 +1458,52 @@ class TestAddEvent:
         assert [e["payload"] for e in logged_events(redis_view)] == [{"n": 1}]
 
     def test_a_broken_connection_is_retried_once_after_reconnecting(
-        self, bridge: EventBridge, redis_cls: MagicMock, mocker: Any, caplog_bridge: Any
+        self,
+        live: EventBridge,
+        redis_view: fakeredis.FakeRedis,
+        mocker: Any,
+        caplog_bridge: Any,
     ) -> None:
-        entry = LogEntry("1-0", {"id": "x"})
-        append = mocker.patch(
-            "osism.services.redis_log.RedisEventLog.append",
-            side_effect=[redis.ConnectionError("reset"), entry],
-        )
-        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is True
-        assert append.call_count == 2
-        assert redis_cls.call_count == 2  # a new client
-        assert any(
-            "after reconnecting" in line for line in logged(caplog_bridge, logging.INFO)
+        clients = []
+        real_append = RedisEventLog.append
+
+        def append(log: RedisEventLog, envelope: Dict[str, Any]) -> Any:
+            clients.append(log.client)
+            if len(clients) == 1:
+                raise redis.ConnectionError("reset")
+            return real_append(log, envelope)
+
+        mocker.patch.object(RedisEventLog, "append", autospec=True, side_effect=append)
+        assert live.add_event(EVENT_TYPE, PAYLOAD) is True
+        [event] = logged_events(redis_view)
+        assert event["payload"] == PAYLOAD
+        assert clients[0] is not clients[1]  # through a new client
+        assert logged(caplog_bridge, logging.WARNING) == [
+            f"Appending {EVENT_TYPE} failed: reset"
+        ]
+        assert f"Appended {event['id']} after reconnecting to Redis" in logged(
+            caplog_bridge, logging.INFO
         )
 
     @pytest.mark.parametrize(
-        "second", [redis.ConnectionError("again"), None], ids=["fails", "no-redis"]
+        "second, warnings",
+        [
+            (
+                redis.ConnectionError("again"),
+                ["Appending after reconnecting failed: again"],
+            ),
+            (None, []),
+        ],
+        ids=["fails", "no-redis"],
     )
     def test_a_reconnect_that_does_not_help_is_false(
         self,
         bridge: EventBridge,
         client: MagicMock,
         mocker: Any,
+        caplog_bridge: Any,
         second: Optional[Exception],
+        warnings: List[str],
     ) -> None:
         mocker.patch(
             "osism.services.redis_log.RedisEventLog.append",
@@ -1393,6 +1512,10 @@ class TestAddEvent:
         if second is None:
             client.ping.side_effect = ConnectionError("refused")
         assert bridge.add_event(EVENT_TYPE, PAYLOAD) is False
+        assert logged(caplog_bridge, logging.WARNING) == [
+            f"Appending {EVENT_TYPE} failed: reset",
+            *warnings,
+        ]
 
     def test_a_publisher_does_not_wait_for_another_threads_reconnect(
         self, bridge: EventBridge, mocker: Any
@@ -1407,7 +1530,11 @@ class TestAddEvent:
         init.assert_not_called()
 
     def test_a_timeout_is_not_retried(
-        self, bridge: EventBridge, redis_cls: MagicMock, mocker: Any
+        self,
+        bridge: EventBridge,
+        redis_cls: MagicMock,
+        mocker: Any,
+        caplog_bridge: Any,
     ) -> None:
         # A frozen Redis: one socket timeout, no second wait on top.
         append = mocker.patch(
@@ -1416,6 +1543,9 @@ class TestAddEvent:
         )
         assert bridge.add_event(EVENT_TYPE, PAYLOAD) is False
         assert (append.call_count, redis_cls.call_count) == (1, 1)
+        assert logged(caplog_bridge, logging.WARNING) == [
+            f"Redis did not take {EVENT_TYPE}: Timeout reading from socket; not taken"
+        ]
 
     def test_the_clients_retry_broken_connections_once_and_timeouts_never(
         self, live: EventBridge
@@ -1508,9 +1638,10 @@ class TestReplay:
     ) -> None:
         server.connected = False
         assert live.replay(str(uuid.uuid4()), 10) == ([], False, None)
-        assert logged(caplog_bridge, logging.WARNING)[0].startswith(
-            "Cannot read the event log for a resume"
-        )
+        assert logged(caplog_bridge, logging.WARNING) == [
+            "Cannot read the event log for a resume: FakeRedis is emulating a "
+            "connection error."
+        ]
         live._redis_log = None
         assert live.replay(str(uuid.uuid4()), 10) == ([], False, None)
 
@@ -1661,9 +1792,10 @@ class TestSubscriberCatchesUp:
         bridge._redis_subscriber_loop()
 
     def test_the_first_subscribe_starts_at_the_tail_then_goes_live(
-        self, live: EventBridge
+        self, live: EventBridge, caplog_bridge: Any
     ) -> None:
         live.add_event(EVENT_TYPE, {"n": "before"})
+        tail = live._redis_log.last_position()
         self.drive(
             live,
             [
@@ -1674,6 +1806,27 @@ class TestSubscriberCatchesUp:
         )
         assert [e["payload"]["n"] for e in queued(live)] == [1, 2]
         assert live.status()["caught_up"] == 0
+        assert logged(caplog_bridge, logging.INFO)[-1] == (
+            f"Subscribed to Redis channel osism:events; live from {tail}"
+        )
+
+    def test_the_health_check_pings_on_the_subscription_between_events(
+        self, live: EventBridge, stop_event: Any, caplog_bridge: Any
+    ) -> None:
+        stop_event(live)
+        live._feed.interval = 0.0  # a PING at every poll
+        self.drive(
+            live,
+            [
+                lambda: None,
+                lambda: live.add_event(EVENT_TYPE, {"n": 1}),
+                lambda: None,
+                lambda: live.add_event(EVENT_TYPE, {"n": 2}),
+                lambda: None,
+            ],
+        )
+        assert [e["payload"]["n"] for e in queued(live)] == [1, 2]
+        assert logged(caplog_bridge, logging.ERROR) == []
 
     def test_a_resubscribe_delivers_the_gap_then_live_without_duplicates(
         self, live: EventBridge, redis_view: fakeredis.FakeRedis
