@@ -54,6 +54,7 @@ class TestEnvelope:
 
     def test_positions_sort_by_time_then_sequence(self) -> None:
         assert position_key("12-3") == (12, 3)
+        assert position_key("12") == (12, 0)
         assert sorted(["2-0", "10-0", "2-11", "2-2"], key=position_key) == [
             "2-0",
             "2-2",
@@ -91,15 +92,40 @@ class TestMemoryEventLog:
         again = log.append(new_envelope("a.b", {"n": 1}, {"message_id": message_id}))
         assert again == first
         assert (len(log), log.duplicates, announced) == (1, 1, [first])
+        log.append(new_envelope("a.b", {"n": 2}, {"message_id": message_id}))
+        assert log.duplicates == 2
+
+    def test_an_id_whose_entry_left_the_history_is_still_not_appended(self) -> None:
+        log = MemoryEventLog(1)
+        sent = envelopes(2)
+        first = log.append(sent[0])
+        log.append(sent[1])
+        again = dict(sent[0], payload={"n": "again"})
+        assert first is not None
+        assert log.append(again) == LogEntry(first.position, again)
+        assert (payloads(log.read_after(None, 10)), log.duplicates) == ([1], 1)
+
+    def test_ids_are_remembered_for_twice_the_history_size(self) -> None:
+        log = MemoryEventLog(2)
+        sent = envelopes(5)
+        for envelope in sent:
+            log.append(envelope)
+        log.append(sent[1])  # among the newest four: known
+        log.append(sent[0])  # the fifth newest: forgotten
+        assert log.duplicates == 1
+        assert payloads(log.read_after(None, 10)) == [4, 0]
 
     def test_an_id_is_forgotten_after_the_dedupe_window(self) -> None:
         clock = Clock()
         log = MemoryEventLog(10, dedupe_seconds=60, clock=clock)
         envelope = new_envelope("a.b", {"n": 0})
         log.append(envelope)
-        clock.now += 61
+        clock.now += 59.5
         log.append(envelope)
-        assert (len(log), log.duplicates) == (2, 0)
+        assert (len(log), log.duplicates) == (1, 1)
+        clock.now += 0.5  # the window ends
+        log.append(envelope)
+        assert (len(log), log.duplicates) == (2, 1)
 
     def test_the_history_is_bounded_and_the_oldest_go_first(self) -> None:
         log = MemoryEventLog(3)
@@ -200,6 +226,31 @@ class TestRedisEventLog:
         assert pubsub.get_message(timeout=0.1) is not None
         assert pubsub.get_message(timeout=0.1) is None
         assert log.duplicates == 1
+        log.append(new_envelope("a.b", {"n": 2}, {"message_id": message_id}))
+        assert log.duplicates == 2
+
+    def test_a_known_id_is_said_so_at_debug_level(
+        self, log: RedisEventLog, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        envelope = new_envelope("a.b", {"n": 0})
+        first = log.append(envelope)
+        assert first is not None
+        with caplog.at_level(logging.DEBUG, "osism.event_log"):
+            log.append(envelope)
+        assert caplog.messages == [
+            f"Event {envelope['id']} is in the log already at {first.position}"
+        ]
+
+    def test_a_known_id_whose_entry_was_trimmed_is_not_appended_again(
+        self, log: RedisEventLog, redis: fakeredis.FakeRedis
+    ) -> None:
+        envelope = new_envelope("a.b", {"n": 0})
+        first = log.append(envelope)
+        assert first is not None
+        redis.xtrim("test:events:log", maxlen=0, approximate=False)
+        again = dict(envelope, payload={"n": "again"})
+        assert log.append(again) == LogEntry(first.position, again)
+        assert redis.xlen("test:events:log") == 0
 
     def test_the_stream_is_capped(self, redis: fakeredis.FakeRedis) -> None:
         log = RedisEventLog(redis, prefix="cap", history_size=10)
