@@ -13,6 +13,7 @@ import logging
 import queue
 import threading
 import uuid
+from concurrent.futures import Future
 from types import SimpleNamespace
 from typing import Any, Callable, Dict, List, Optional
 from unittest.mock import AsyncMock, MagicMock, call
@@ -22,7 +23,7 @@ import pytest
 import redis
 
 from osism import settings
-from osism.services.event_bridge import CHANNEL, EventBridge
+from osism.services.event_bridge import CHANNEL, EventBridge, _log_failure
 from osism.services.event_log import position_key
 from osism.services.redis_log import RedisEventLog
 from osism.services.subscription import DeadConnection
@@ -307,8 +308,8 @@ class TestInitRedis:
         bridge._init_redis()
         assert bridge._redis_subscriber is new
         assert bridge._redis_client is client
-        assert any(
-            "already broken" in line for line in logged(caplog_bridge, logging.DEBUG)
+        assert "Closing the old Redis subscriber failed: already broken" in logged(
+            caplog_bridge, logging.DEBUG
         )
 
     def test_init_redis_failure_closes_and_clears_previous_subscriber(
@@ -1725,13 +1726,15 @@ class TestProcessSingleEvent:
         assert [e.timestamp for e in events] == [e["timestamp"] for e in handed]
 
     @pytest.mark.parametrize(
-        "loop", [None, "not-running", "closed", "not-a-loop"], ids=str
+        "loop", [None, "not-running", "closed", "not-a-loop", "no-loop"], ids=str
     )
     def test_without_a_running_loop_the_event_is_counted_not_run(
         self, bridge: EventBridge, caplog_bridge: Any, loop: Any
     ) -> None:
         manager = MagicMock()
-        if loop == "not-running":
+        if loop == "no-loop":
+            del manager.loop
+        elif loop == "not-running":
             manager.loop = asyncio.new_event_loop()
         elif loop == "closed":
             manager.loop = asyncio.new_event_loop()
@@ -1745,11 +1748,14 @@ class TestProcessSingleEvent:
             bridge._process_single_event(envelope_of())
             bridge._process_single_event(envelope_of())
         finally:
-            if isinstance(manager.loop, asyncio.AbstractEventLoop):
+            if isinstance(getattr(manager, "loop", None), asyncio.AbstractEventLoop):
                 manager.loop.close()
         manager.broadcast_event_from_notification.assert_not_called()
         assert bridge.dropped_events == 2
-        assert len(logged(caplog_bridge, logging.WARNING)) == 1
+        assert logged(caplog_bridge, logging.WARNING) == [  # rate-limited
+            "The WebSocket manager's loop is not running; "
+            f"{EVENT_TYPE} not delivered (1 so far)"
+        ]
 
     @pytest.mark.asyncio
     async def test_a_failing_coroutine_is_logged(
@@ -1766,6 +1772,35 @@ class TestProcessSingleEvent:
             lambda: "Error broadcasting an event: broken"
             in logged(caplog_bridge, logging.ERROR)
         )
+
+
+def finished(outcome: str) -> "Future[Any]":
+    future: "Future[Any]" = Future()
+    if outcome == "result":
+        future.set_result(None)
+    elif outcome == "error":
+        future.set_exception(RuntimeError("broken"))
+    else:
+        future.cancel()
+    return future
+
+
+class TestLogFailure:
+    """_log_failure: the done-callback of every hand-off to the manager."""
+
+    @pytest.mark.parametrize(
+        "outcome, errors",
+        [
+            ("result", []),
+            ("error", ["Error broadcasting an event: broken"]),
+            ("cancelled", []),
+        ],
+    )
+    def test_only_a_failed_broadcast_is_logged(
+        self, caplog_bridge: Any, outcome: str, errors: List[str]
+    ) -> None:
+        _log_failure(finished(outcome))
+        assert logged(caplog_bridge, logging.ERROR) == errors
 
 
 class TestSubscriberCatchesUp:

@@ -7,7 +7,7 @@ No test opens a connection: clients are built with ``redis.Redis`` or
 import logging
 import ssl
 from pathlib import Path
-from typing import Dict
+from typing import Callable, Dict
 from unittest.mock import MagicMock
 
 import pytest
@@ -18,6 +18,7 @@ from osism.services import redis_connection
 from osism.services.redis_connection import (
     RedisConfigError,
     RedisSettings,
+    connection_kwargs,
     create_client,
     explain,
     needs_attention,
@@ -616,6 +617,20 @@ class TestExplain:
 
     def test_module_constants(self) -> None:
         assert redis_connection.MASK == "***"
+
+
+@pytest.mark.parametrize("kwargs_of", [connection_kwargs, sentinel_kwargs])
+def test_a_probe_gives_up_after_its_first_failure(kwargs_of: Callable) -> None:
+    retry = kwargs_of(RedisSettings(), True)["retry"]
+    tries = []
+
+    def connect() -> None:
+        tries.append(1)
+        raise redis.ConnectionError("refused")
+
+    with pytest.raises(redis.ConnectionError):
+        retry.call_with_retry(connect, lambda error: None)
+    assert tries == [1]
 
 
 class TestSentinelKwargs:
