@@ -35,7 +35,6 @@ class RedisLink:
     _redis_client: Optional[Any]
     _redis_subscriber: Optional[Any]
     _redis_log: Optional[RedisEventLog]
-    _redis_settings: Optional[RedisSettings]
     _close_lock: threading.Lock
     _redis_lock: threading.RLock
     _shutdown_event: threading.Event

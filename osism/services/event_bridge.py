@@ -44,13 +44,14 @@ from osism.services.event_log import (
 from osism.services.bridge_link import CHANNEL, RedisLink, _alive
 from osism.services.bridge_subscriber import RedisSubscriber
 from osism.services.ratelimit import RateLimitedLog
+from osism.services.redis_settings import RedisSettings
 
 try:
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    from osism.services.redis_connection import RedisSettings, create_client, explain
+    from osism.services.redis_connection import create_client, explain
     from osism.services.redis_log import RedisEventLog
     from osism.services.subscription import Subscription
 
@@ -69,6 +70,10 @@ _WAKE: Envelope = {}
 class EventBridge(RedisLink, RedisSubscriber):
     """Appends events to the log and feeds the ones it receives to a manager."""
 
+    # Seconds between two warnings about dropped events, and about Redis down.
+    DROP_WARNING_INTERVAL = 10.0
+    DOWN_WARNING_INTERVAL = 30.0
+
     def __init__(self, connect: bool = True, queue_size: Optional[int] = None) -> None:
         self._redis_client: Optional[Any] = None
         self._redis_subscriber: Optional[Any] = None
@@ -81,7 +86,7 @@ class EventBridge(RedisLink, RedisSubscriber):
         self._watcher_thread: Optional[threading.Thread] = None
         self._redis_lock = threading.RLock()
         self._close_lock = threading.Lock()
-        self._redis_settings = RedisSettings.from_env() if REDIS_AVAILABLE else None
+        self._redis_settings = RedisSettings.from_env()
         # Redis mode: events go to Redis (add_event is False while it is down).
         self._redis_mode = False
         self._redis_log: Optional["RedisEventLog"] = None
@@ -90,14 +95,14 @@ class EventBridge(RedisLink, RedisSubscriber):
             settings.EVENT_DEDUPE_SECONDS,
             on_append=self._hand_on_locally,
         )
-        timeout = self._redis_settings.socket_timeout if self._redis_settings else 5.0
+        timeout = self._redis_settings.socket_timeout
         self._feed = Subscription(interval=timeout, timeout=timeout)
         self._subscribed = False
         self.dropped_events = 0
         self.published = 0
         self.subscriber_restarts = 0
-        self._drop_log = RateLimitedLog(logger, interval=10.0)
-        self._down_log = RateLimitedLog(logger, interval=30.0)
+        self._drop_log = RateLimitedLog(logger, self.DROP_WARNING_INTERVAL)
+        self._down_log = RateLimitedLog(logger, self.DOWN_WARNING_INTERVAL)
         if connect:
             self._init_redis()
 
@@ -183,10 +188,9 @@ class EventBridge(RedisLink, RedisSubscriber):
         self._watcher_thread = None
 
     def status(self) -> Dict[str, Any]:
-        cfg = self._redis_settings
         return {
             "mode": "redis" if self._redis_mode else "local",
-            "redis": cfg.describe() if cfg is not None else None,
+            "redis": self._redis_settings.describe(),
             "redis_connected": self._redis_client is not None,
             "subscribed": self._subscribed,
             "subscriber_alive": _alive(self._subscriber_thread),

@@ -121,7 +121,7 @@ class MemoryEventLog:
     def __init__(
         self,
         size: int,
-        dedupe_seconds: float = 3600.0,
+        dedupe_seconds: float,
         on_append: Optional[Callable[[LogEntry], None]] = None,
         clock: Callable[[], float] = time.time,
     ) -> None:

@@ -15,7 +15,7 @@ nothing: a redelivered notification is logged once.
 
 import json
 import logging
-from typing import Any, Iterable, List, Optional
+from typing import Any, Callable, Iterable, List, Optional
 
 import redis
 
@@ -64,7 +64,6 @@ class RedisEventLog:
         client: redis.Redis,
         prefix: Optional[str] = None,
         history_size: Optional[int] = None,
-        dedupe_seconds: Optional[int] = None,
     ) -> None:
         self.client = client
         self.prefix = settings.EVENTS_PREFIX if prefix is None else prefix
@@ -73,9 +72,7 @@ class RedisEventLog:
         self.history_size = (
             settings.EVENT_HISTORY_SIZE if history_size is None else history_size
         )
-        self.dedupe_seconds = (
-            settings.EVENT_DEDUPE_SECONDS if dedupe_seconds is None else dedupe_seconds
-        )
+        self.dedupe_seconds = settings.EVENT_DEDUPE_SECONDS
         self.receivers = 0
         self.duplicates = 0
         self._script = client.register_script(APPEND_SCRIPT)
@@ -91,8 +88,8 @@ class RedisEventLog:
             keys=[self.stream, self.id_key(event_id), self.channel],
             args=[event_id, text, self.history_size, self.dedupe_seconds],
         )
+        self.receivers = receivers  # none for a known id: nothing was announced
         if appended == 1:
-            self.receivers = receivers
             return LogEntry(position, envelope)
         self.duplicates += 1
         logger.debug("Event %s is in the log already at %s", event_id, position)
@@ -103,7 +100,7 @@ class RedisEventLog:
         return _entries(_rows(self.client.xrange(self.stream, start, count=limit)))
 
     def last_position(self) -> Optional[str]:
-        newest = self._end(newest=True)
+        newest = self._first(self.client.xrevrange)
         return None if newest is None else newest[0]
 
     def covers(self, position: str) -> bool:
@@ -114,12 +111,12 @@ class RedisEventLog:
         after it may be gone (trimmed, or lost by a Redis that restarted
         empty).
         """
-        oldest = self._end(newest=False)
+        oldest = self._first(self.client.xrange)
         return oldest is None or position_key(oldest[0]) <= position_key(position)
 
     def replay(self, last_event_id: str, limit: int) -> Replay:
         """What a client that saw ``last_event_id`` missed (decision 6)."""
-        oldest = self._end(newest=False)
+        oldest = self._first(self.client.xrange)
         oldest_id = None if oldest is None else oldest[1].get("id")
         position = self._position_of(last_event_id)
         if position is None:
@@ -129,10 +126,9 @@ class RedisEventLog:
             return Replay(after, True, oldest_id)
         return Replay(self._newest(limit), False, oldest_id)
 
-    def _end(self, newest: bool) -> Optional[Any]:
-        """The newest (else the oldest) row of the stream, None while it is empty:
-        ``(position, fields)``."""
-        read = self.client.xrevrange if newest else self.client.xrange
+    def _first(self, read: Callable[..., Any]) -> Optional[Any]:
+        """The first row ``read`` (xrange: the oldest, xrevrange: the newest)
+        gives, ``(position, fields)``; None while the stream is empty."""
         rows = _rows(read(self.stream, count=1))
         return rows[0] if rows else None
 

@@ -730,13 +730,13 @@ class TestRedisSubscriberLoop:
         process: MagicMock,
         caplog_bridge: Any,
     ) -> None:
-        events = [message(), ConnectionError("lost")] * 5
-        sub.get_message.side_effect = events
+        sub.get_message.side_effect = [message(), ConnectionError("lost")] * 5
         bridge._redis_subscriber_loop()
         assert process.call_count == 5
-        assert logged(caplog_bridge, logging.ERROR)[-1] == (
-            "Max Redis reconnection attempts reached, giving up"
-        )
+        assert logged(caplog_bridge, logging.ERROR)[-2:] == [
+            "Redis subscription failed (5/5): lost; retrying in 7.5 s",
+            "Max Redis reconnection attempts reached, giving up",
+        ]
 
     def test_subscriber_loop_missing_subscriber_after_failed_reinit_is_a_failure(
         self,
@@ -1068,6 +1068,24 @@ class TestProcessEvents:
         get.assert_not_called()
         process.assert_not_called()
 
+    def test_the_wake_up_left_by_a_shutdown_is_not_an_event(
+        self,
+        bridge: EventBridge,
+        stop_event: Any,
+        process: MagicMock,
+        caplog_bridge: Any,
+    ) -> None:
+        bridge._processor_thread = thread_mock(alive=True)
+        bridge.shutdown()  # wakes the processor through its queue
+        event = {"event_type": EVENT_TYPE, "payload": PAYLOAD}
+        bridge._event_queue.put_nowait(event)
+        # A processor started again later reads on past the stale wake-up.
+        running = stop_event(bridge)
+        process.side_effect = lambda data: running.set()
+        bridge._process_events()
+        process.assert_called_once_with(event)
+        assert logged(caplog_bridge, logging.ERROR) == []
+
     def test_process_events_error_is_logged_and_loop_continues(
         self,
         bridge: EventBridge,
@@ -1089,9 +1107,12 @@ class TestProcessEvents:
 class TestShutdown:
     """EventBridge.shutdown."""
 
-    def test_shutdown_sets_shutdown_event(self, bridge: EventBridge) -> None:
+    def test_shutdown_sets_shutdown_event(
+        self, bridge: EventBridge, caplog_bridge: Any
+    ) -> None:
         bridge.shutdown()
         assert bridge._shutdown_event.is_set()
+        assert logged(caplog_bridge, logging.INFO) == ["Shutting down event bridge"]
 
     def test_shutdown_closes_redis_subscriber(self, bridge: EventBridge) -> None:
         subscriber = bridge._redis_subscriber
@@ -1267,6 +1288,23 @@ class TestWatchForRedis:
         assert event.waits == [1.0]
         assert bridge._redis_client is not None
         start.assert_called_once_with()
+        assert logged(caplog_bridge, logging.INFO)[-1] == (
+            "Redis at redis:6379/0 answers: events go through it"
+        )
+
+    def test_a_watcher_that_finds_redis_at_once_switches_without_waiting(
+        self,
+        make_bridge: Any,
+        stop_event: Any,
+        answers: MagicMock,
+        caplog_bridge: Any,
+    ) -> None:
+        bridge = make_bridge(connect=False)
+        event = stop_event(bridge)
+        answers.return_value = True
+        bridge._watch_redis()
+        assert event.waits == []
+        assert bridge._redis_client is not None
         assert logged(caplog_bridge, logging.INFO)[-1] == (
             "Redis at redis:6379/0 answers: events go through it"
         )
@@ -1560,8 +1598,10 @@ class TestAddEvent:
         self, live: EventBridge, caplog_bridge: Any
     ) -> None:
         assert live.add_event(EVENT_TYPE, {"bad": object()}) is False
-        [error] = logged(caplog_bridge, logging.ERROR)
-        assert error.startswith(f"Error adding event {EVENT_TYPE!r}")
+        assert logged(caplog_bridge, logging.ERROR) == [
+            f"Error adding event {EVENT_TYPE!r}: Object of type object is not JSON "
+            "serializable; event not taken"
+        ]
 
     def test_a_publisher_in_redis_mode_waits_for_redis(
         self, server: fakeredis.FakeServer, redis_view: fakeredis.FakeRedis
@@ -1589,6 +1629,25 @@ class TestEmbeddedMode:
         positions = [e["stream_id"] for e in handed]
         assert positions == sorted(positions, key=position_key)
         assert bridge.status()["local_history"] == 3
+
+    def test_the_history_holds_event_history_size_events(
+        self, make_bridge: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(settings, "EVENT_HISTORY_SIZE", 2)
+        bridge = make_bridge(connect=False)
+        for n in range(3):
+            bridge.add_event(EVENT_TYPE, {"n": n})
+        assert bridge.status()["local_history"] == 2
+
+    def test_a_redelivery_after_the_dedupe_window_is_logged_again(
+        self, make_bridge: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(settings, "EVENT_DEDUPE_SECONDS", 0)
+        bridge = make_bridge(connect=False)
+        meta = {"message_id": str(uuid.uuid4())}
+        bridge.add_event(EVENT_TYPE, PAYLOAD, meta=meta)
+        bridge.add_event(EVENT_TYPE, PAYLOAD, meta=meta)
+        assert (len(queued(bridge)), bridge.status()["duplicates"]) == (2, 0)
 
     def test_a_redelivery_is_logged_and_handed_on_once(self, make_bridge: Any) -> None:
         bridge = make_bridge(connect=False)
@@ -1631,7 +1690,7 @@ class TestReplay:
         assert [e.event["id"] for e in replay.entries] == ids[1:]
         assert replay.recovered is True
 
-    def test_replay_without_a_log_or_with_redis_down_recovers_nothing(
+    def test_replay_with_redis_down_recovers_nothing_and_warns(
         self,
         live: EventBridge,
         server: fakeredis.FakeServer,
@@ -1643,8 +1702,14 @@ class TestReplay:
             "Cannot read the event log for a resume: FakeRedis is emulating a "
             "connection error."
         ]
-        live._redis_log = None
-        assert live.replay(str(uuid.uuid4()), 10) == ([], False, None)
+
+    def test_a_publisher_that_never_reached_redis_has_nothing_to_replay(
+        self, server: fakeredis.FakeServer
+    ) -> None:
+        server.connected = False
+        bridge = EventBridge(connect=False)
+        assert bridge.use_redis() is False
+        assert bridge.replay(str(uuid.uuid4()), 10) == ([], False, None)
 
 
 def envelope_of(event_type: str = EVENT_TYPE, **extra: Any) -> Dict[str, Any]:

@@ -3,7 +3,9 @@ script runs in fakeredis' Lua, so no network is needed)."""
 
 import json
 import logging
+import time
 import uuid
+from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, List
 
 import fakeredis
@@ -19,6 +21,8 @@ from osism.services.event_log import (
     position_key,
 )
 from osism.services.redis_log import RedisEventLog
+
+DEDUPE = 3600.0
 
 
 class Clock:
@@ -46,6 +50,21 @@ class TestEnvelope:
         assert envelope["timestamp"].endswith("Z")
         assert (envelope["event_type"], envelope["payload"]) == ("a.b", {"x": 1})
 
+    def test_the_timestamp_is_utc_whatever_the_local_zone(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("TZ", "Etc/GMT+5")
+        time.tzset()
+        try:
+            stamp = new_envelope("a.b", {})["timestamp"]
+        finally:
+            monkeypatch.undo()
+            time.tzset()
+        utc = datetime.now(timezone.utc).replace(tzinfo=None)
+        assert abs(datetime.fromisoformat(stamp.rstrip("Z")) - utc) < timedelta(
+            minutes=1
+        )
+
     @pytest.mark.parametrize("message_id", [None, "not-a-uuid", 42])
     def test_otherwise_a_fresh_uuid4(self, message_id: Any) -> None:
         first, second = (event_id_for(message_id) for _ in range(2))
@@ -70,9 +89,14 @@ class TestEnvelope:
 
 
 class TestMemoryEventLog:
+    def test_the_first_position_at_time_zero_is_0_1_as_in_redis(self) -> None:
+        log = MemoryEventLog(10, DEDUPE, clock=Clock(0.0))
+        positions = [log.append(e).position for e in envelopes(2)]  # type: ignore
+        assert positions == ["0-1", "0-2"]
+
     def test_positions_increase_within_and_across_milliseconds(self) -> None:
         clock = Clock(1.0)
-        log = MemoryEventLog(10, clock=clock)
+        log = MemoryEventLog(10, DEDUPE, clock=clock)
         first, second = (log.append(e) for e in envelopes(2))
         clock.now = 2.5
         third = log.append(new_envelope("a.b", {}))
@@ -86,7 +110,7 @@ class TestMemoryEventLog:
 
     def test_an_id_seen_before_is_not_appended_or_announced_again(self) -> None:
         announced: List[LogEntry] = []
-        log = MemoryEventLog(10, on_append=announced.append)
+        log = MemoryEventLog(10, DEDUPE, on_append=announced.append)
         message_id = str(uuid.uuid4())
         first = log.append(new_envelope("a.b", {"n": 0}, {"message_id": message_id}))
         again = log.append(new_envelope("a.b", {"n": 1}, {"message_id": message_id}))
@@ -96,7 +120,7 @@ class TestMemoryEventLog:
         assert log.duplicates == 2
 
     def test_an_id_whose_entry_left_the_history_is_still_not_appended(self) -> None:
-        log = MemoryEventLog(1)
+        log = MemoryEventLog(1, DEDUPE)
         sent = envelopes(2)
         first = log.append(sent[0])
         log.append(sent[1])
@@ -106,7 +130,7 @@ class TestMemoryEventLog:
         assert (payloads(log.read_after(None, 10)), log.duplicates) == ([1], 1)
 
     def test_ids_are_remembered_for_twice_the_history_size(self) -> None:
-        log = MemoryEventLog(2)
+        log = MemoryEventLog(2, DEDUPE)
         sent = envelopes(5)
         for envelope in sent:
             log.append(envelope)
@@ -128,26 +152,26 @@ class TestMemoryEventLog:
         assert (len(log), log.duplicates) == (2, 1)
 
     def test_the_history_is_bounded_and_the_oldest_go_first(self) -> None:
-        log = MemoryEventLog(3)
+        log = MemoryEventLog(3, DEDUPE)
         for envelope in envelopes(5):
             log.append(envelope)
         assert payloads(log.read_after(None, 10)) == [2, 3, 4]
 
     def test_read_after_is_exclusive_and_limited(self) -> None:
-        log = MemoryEventLog(10)
+        log = MemoryEventLog(10, DEDUPE)
         entries = [log.append(e) for e in envelopes(4)]
         assert payloads(log.read_after(entries[0].position, 2)) == [1, 2]
         assert log.read_after(entries[-1].position, 10) == []
         assert log.last_position() == entries[-1].position
 
     def test_an_empty_log(self) -> None:
-        log = MemoryEventLog(3)
+        log = MemoryEventLog(3, DEDUPE)
         assert log.last_position() is None
         assert log.read_after(None, 5) == []
         assert log.replay(str(uuid.uuid4()), 5) == ([], False, None)
 
     def test_replay_after_a_known_id_is_complete(self) -> None:
-        log = MemoryEventLog(10)
+        log = MemoryEventLog(10, DEDUPE)
         sent = envelopes(5)
         for envelope in sent:
             log.append(envelope)
@@ -157,7 +181,7 @@ class TestMemoryEventLog:
         assert log.replay(sent[4]["id"], 10) == ([], True, sent[0]["id"])
 
     def test_replay_beyond_the_bound_gives_the_newest_part(self) -> None:
-        log = MemoryEventLog(10)
+        log = MemoryEventLog(10, DEDUPE)
         sent = envelopes(6)
         for envelope in sent:
             log.append(envelope)
@@ -165,7 +189,7 @@ class TestMemoryEventLog:
         assert (payloads(replay.entries), replay.recovered) == ([4, 5], False)
 
     def test_replay_of_an_id_older_than_the_log(self) -> None:
-        log = MemoryEventLog(3)
+        log = MemoryEventLog(3, DEDUPE)
         sent = envelopes(5)
         for envelope in sent:
             log.append(envelope)
@@ -185,6 +209,18 @@ def log(redis: fakeredis.FakeRedis) -> RedisEventLog:
 
 
 class TestRedisEventLog:
+    def test_subscribers_reached_by_the_last_append(
+        self, log: RedisEventLog, redis: fakeredis.FakeRedis
+    ) -> None:
+        assert log.receivers == 0
+        envelope = new_envelope("a.b", {"n": 0})
+        channel_of_log = redis.pubsub()
+        channel_of_log.subscribe("test:events")
+        log.append(envelope)
+        assert log.receivers == 1
+        log.append(envelope)  # known: announced to nobody
+        assert log.receivers == 0
+
     def test_names_come_from_the_prefix(self, log: RedisEventLog) -> None:
         assert (log.channel, log.stream, log.id_key("x")) == (
             "test:events",

@@ -63,6 +63,23 @@ class TestSeedSettings:
         assert (config.host, config.port, config.db) == ("cache", 6390, 2)
         assert (config.username, config.password) == ("osism", SECRET)
 
+    @pytest.mark.parametrize(
+        "name, raw, attribute, value",
+        [
+            ("REDIS_PORT", "1", "port", 1),
+            ("REDIS_PORT", "0", "port", 6379),
+            ("REDIS_SOCKET_TIMEOUT", "0.1", "socket_timeout", 0.1),
+            ("REDIS_SOCKET_TIMEOUT", "0.5", "socket_timeout", 0.5),
+            ("REDIS_SOCKET_TIMEOUT", "0.05", "socket_timeout", 5.0),
+        ],
+        ids=["port-1", "port-0", "timeout-0.1", "timeout-0.5", "timeout-0.05"],
+    )
+    def test_the_lowest_port_and_socket_timeout(
+        self, name: str, raw: str, attribute: str, value: float
+    ) -> None:
+        config = RedisSettings.from_env({name: raw})
+        assert getattr(config, attribute) == value
+
     def test_bad_port_keeps_the_default_and_says_so(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
@@ -196,10 +213,13 @@ class TestUrl:
         assert RedisSettings.from_env({"REDIS_URL": "redis://h"}).error is None
 
     def test_url_and_sentinels_together_are_refused(self) -> None:
-        with pytest.raises(RedisConfigError, match="use one of them"):
+        with pytest.raises(RedisConfigError) as caught:
             RedisSettings.parse(
                 {"REDIS_URL": "redis://cache", "REDIS_SENTINELS": "s1:26379"}
             )
+        assert str(caught.value) == (
+            "REDIS_URL and REDIS_SENTINELS are both set: use one of them"
+        )
 
 
 class TestTlsFiles:
@@ -219,29 +239,55 @@ class TestTlsFiles:
         )
 
     def test_files_without_tls_are_refused(self, tls_files: Dict[str, str]) -> None:
-        with pytest.raises(RedisConfigError, match="set but TLS is off"):
+        with pytest.raises(RedisConfigError) as caught:
             RedisSettings.parse(
-                {"REDIS_URL": "redis://cache", "REDIS_TLS_CA_FILE": tls_files["ca"]}
+                {
+                    "REDIS_URL": "redis://cache",
+                    "REDIS_TLS_CA_FILE": tls_files["ca"],
+                    "REDIS_TLS_CERT_FILE": tls_files["cert"],
+                    "REDIS_TLS_KEY_FILE": tls_files["key"],
+                }
             )
+        assert str(caught.value) == (
+            "REDIS_TLS_CA_FILE and REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE set "
+            "but TLS is off: use a rediss:// REDIS_URL or REDIS_TLS=1"
+        )
 
-    def test_cert_without_key_is_refused(self, tls_files: Dict[str, str]) -> None:
-        with pytest.raises(RedisConfigError, match="go together"):
-            RedisSettings.parse(
-                {"REDIS_TLS": "1", "REDIS_TLS_CERT_FILE": tls_files["cert"]}
-            )
+    @pytest.mark.parametrize("given", ["cert", "key"])
+    def test_cert_without_key_is_refused(
+        self, tls_files: Dict[str, str], given: str
+    ) -> None:
+        name = f"REDIS_TLS_{given.upper()}_FILE"
+        with pytest.raises(RedisConfigError) as caught:
+            RedisSettings.parse({"REDIS_TLS": "1", name: tls_files[given]})
+        assert str(caught.value) == (
+            "REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together: set both"
+        )
 
-    def test_missing_file_is_named(self, tmp_path: Path) -> None:
+    @pytest.mark.parametrize("name", ["CA", "CERT", "KEY"])
+    def test_missing_file_is_named(
+        self, tmp_path: Path, tls_files: Dict[str, str], name: str
+    ) -> None:
+        env = {
+            "REDIS_TLS": "1",
+            "REDIS_TLS_CERT_FILE": tls_files["cert"],
+            "REDIS_TLS_KEY_FILE": tls_files["key"],
+        }
         missing = str(tmp_path / "nope.pem")
-        with pytest.raises(RedisConfigError, match=f"REDIS_TLS_CA_FILE={missing}"):
-            RedisSettings.parse({"REDIS_TLS": "1", "REDIS_TLS_CA_FILE": missing})
+        env[f"REDIS_TLS_{name}_FILE"] = missing
+        with pytest.raises(RedisConfigError) as caught:
+            RedisSettings.parse(env)
+        assert str(caught.value) == f"REDIS_TLS_{name}_FILE={missing}: no such file"
 
 
 class TestSentinels:
     def test_list_parsing(self) -> None:
-        assert parse_sentinels(" s1:26379, s2:26380 ,,[::1]:26381") == (
+        assert parse_sentinels(" s1:26379, s2:26380 ,,[::1]:26381,X:1,s-X:2") == (
             ("s1", 26379),
             ("s2", 26380),
             ("::1", 26381),
+            ("X", 1),
+            ("s-X", 2),
         )
         assert parse_sentinels("") == ()
 
@@ -257,8 +303,11 @@ class TestSentinels:
 
     @pytest.mark.parametrize("port", ["0", "65536", "x"])
     def test_bad_port(self, port: str) -> None:
-        with pytest.raises(RedisConfigError, match="is not a port number"):
+        with pytest.raises(RedisConfigError) as caught:
             parse_sentinels(f"s1:{port}")
+        assert str(caught.value) == (
+            f"REDIS_SENTINELS: 's1:{port}': the port '{port}' is not a port number"
+        )
 
     def test_sentinel_settings(self) -> None:
         config = RedisSettings.from_env(
