@@ -209,8 +209,12 @@ class EventBridge(RedisLink, RedisSubscriber):
             "missed_warnings": self._feed.missed_warnings,
         }
 
-    def _init_redis(self) -> None:
-        """Connect (again) and open a new subscription, closing the old one."""
+    def _init_redis(self, with_subscriber: bool = True) -> None:
+        """Connect (again) and open a new subscription, closing the old one;
+        without ``with_subscriber``, connect only (``_connect_redis``)."""
+        if not with_subscriber:
+            self._connect_redis()
+            return
         with self._redis_lock:
             log = self._connect_redis()
             self._close_subscriber()

@@ -323,6 +323,20 @@ class TestInitRedis:
         assert bridge._redis_client is None
 
     @pytest.mark.parametrize("redis_up", [True, False], ids=["up", "down"])
+    def test_init_redis_without_subscriber_keeps_subscriber_untouched(
+        self, client: MagicMock, bridge: EventBridge, redis_up: bool
+    ) -> None:
+        old = bridge._redis_subscriber
+        client.pubsub.reset_mock()
+        if not redis_up:
+            client.ping.side_effect = ConnectionError("down")
+        bridge._init_redis(with_subscriber=False)
+        assert bridge._redis_subscriber is old
+        old.close.assert_not_called()
+        client.pubsub.assert_not_called()
+        assert (bridge._redis_client is client) is redis_up
+
+    @pytest.mark.parametrize("redis_up", [True, False], ids=["up", "down"])
     def test_use_redis_connects_the_publisher_and_keeps_the_subscriber(
         self, client: MagicMock, bridge: EventBridge, redis_up: bool
     ) -> None:
