@@ -12,6 +12,7 @@ import json
 import logging
 import queue
 import threading
+import time
 import uuid
 from concurrent.futures import Future
 from types import SimpleNamespace
@@ -28,7 +29,7 @@ from osism.services.event_log import position_key
 from osism.services.redis_log import RedisEventLog
 from osism.services.subscription import DeadConnection
 from osism.services.websocket_manager import WebSocketManager
-from tests.conftest import async_wait_until
+from tests.conftest import async_wait_until, wait_until
 
 LOGGER = "osism.event_bridge"
 EVENT_TYPE = "baremetal.node.power_set.end"
@@ -1127,6 +1128,18 @@ class TestShutdown:
         bridge.shutdown()
         assert bridge._shutdown_event.is_set()
         assert logged(caplog_bridge, logging.INFO) == ["Shutting down event bridge"]
+
+    def test_shutdown_wakes_a_waiting_processor_at_once(self, make_bridge: Any) -> None:
+        bridge = make_bridge(connect=False)
+        bridge._start_processor_thread()
+        processor = bridge._processor_thread
+        bridge._queue_locally({"event_type": EVENT_TYPE, "payload": PAYLOAD})
+        wait_until(lambda: bridge._event_queue.unfinished_tasks == 0)
+        started = time.monotonic()  # the processor waits on its queue again
+        bridge.shutdown()
+        # Not after its one-second poll: the shutdown put a wake-up there.
+        assert time.monotonic() - started < 0.9
+        assert not processor.is_alive()
 
     def test_shutdown_closes_redis_subscriber(self, bridge: EventBridge) -> None:
         subscriber = bridge._redis_subscriber
