@@ -35,7 +35,6 @@ class RedisLink:
     _redis_client: Optional[Any]
     _redis_subscriber: Optional[Any]
     _redis_log: Optional[RedisEventLog]
-    _redis_settings: Optional[RedisSettings]
     _close_lock: threading.Lock
     _redis_lock: threading.RLock
     _shutdown_event: threading.Event
@@ -43,12 +42,10 @@ class RedisLink:
     _subscriber_thread: Optional[threading.Thread]
     _down_log: RateLimitedLog
     published: int
-
-    def _init_redis(self, with_subscriber: bool = True) -> None:
-        raise NotImplementedError  # pragma: no cover - EventBridge's
-
-    def _start_redis_subscriber(self) -> None:
-        raise NotImplementedError  # pragma: no cover - EventBridge's
+    # EventBridge's
+    _init_redis: Callable[[], None]
+    _connect_redis: Callable[[], Optional[RedisEventLog]]
+    _start_redis_subscriber: Callable[[], None]
 
     def _append_to_redis(self, envelope: Envelope) -> bool:
         log = self._redis_log if self._redis_client is not None else None
@@ -96,10 +93,9 @@ class RedisLink:
         if not self._redis_lock.acquire(blocking=False):
             return None
         try:
-            self._init_redis(with_subscriber=False)
+            return self._connect_redis()
         finally:
             self._redis_lock.release()
-        return self._redis_log if self._redis_client is not None else None
 
     def _close_subscriber(self) -> None:
         subscriber, self._redis_subscriber = self._redis_subscriber, None
@@ -123,10 +119,8 @@ class RedisLink:
         return None
 
     def _watch_redis(self) -> None:
-        cfg = self._redis_settings
-        where = cfg.describe() if cfg is not None else "?"
+        where = RedisSettings.from_env().describe()
         backoff = Backoff(self.RESTART_MIN_DELAY, settings.SUBSCRIBER_RESTART_MAX_DELAY)
-        told = False
         problem: List[str] = []
 
         def report(exc: BaseException, reason: str) -> None:
@@ -139,29 +133,34 @@ class RedisLink:
                     reason,
                 )
 
-        while not self._shutdown_event.is_set():
-            if _redis_answers(report):
-                self._init_redis()
-                if self._redis_client is not None:
-                    if (
-                        self._websocket_manager is not None
-                        and self._subscriber_thread is None
-                    ):
-                        self._start_redis_subscriber()
-                    logger.info("Redis at %s answers: events go through it", where)
-                    return
-            if not told:
-                told = True
-                logger.info(
-                    "No Redis answers at %s: events stay in this process "
-                    "(embedded mode). Set REDIS_HOST/REDIS_PORT/REDIS_DB, REDIS_URL "
-                    "or REDIS_SENTINELS to share them with the listener and other "
-                    "API processes; "
-                    "looking for Redis there in the background",
-                    where,
-                )
-            if self._shutdown_event.wait(backoff.next()):
+        if self._shutdown_event.is_set() or self._switch_to_redis(report, where):
+            return
+        logger.info(
+            "No Redis answers at %s: events stay in this process "
+            "(embedded mode). Set REDIS_HOST/REDIS_PORT/REDIS_DB, REDIS_URL "
+            "or REDIS_SENTINELS to share them with the listener and other "
+            "API processes; "
+            "looking for Redis there in the background",
+            where,
+        )
+        while not self._shutdown_event.wait(backoff.next()):
+            if self._switch_to_redis(report, where):
                 return
+
+    def _switch_to_redis(
+        self, report: Callable[[BaseException, str], None], where: str
+    ) -> bool:
+        """Once Redis answers the watcher's probe: connect, subscribe when a
+        manager waits for events; True when events go through Redis now."""
+        if not _redis_answers(report):
+            return False
+        self._init_redis()
+        if self._redis_client is None:
+            return False
+        if self._websocket_manager is not None and self._subscriber_thread is None:
+            self._start_redis_subscriber()
+        logger.info("Redis at %s answers: events go through it", where)
+        return True
 
 
 def _redis_answers(

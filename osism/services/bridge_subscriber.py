@@ -8,7 +8,7 @@ runs in the ``osism-redis-subscriber`` thread.
 import logging
 import threading
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 from osism import settings
 from osism.services import bridge_link
@@ -37,15 +37,10 @@ class RedisSubscriber:
     _feed: Subscription
     _subscribed: bool
     subscriber_restarts: int
-
-    def _init_redis(self, with_subscriber: bool = True) -> None:
-        raise NotImplementedError  # pragma: no cover - EventBridge's
-
-    def _close_pubsub(self, subscriber: Optional[Any]) -> Optional[Exception]:
-        raise NotImplementedError  # pragma: no cover - RedisLink's
-
-    def _deliver(self, event_data: Envelope) -> None:
-        raise NotImplementedError  # pragma: no cover - EventBridge's
+    # EventBridge's (_close_pubsub: RedisLink's)
+    _init_redis: Callable[[], None]
+    _close_pubsub: Callable[[Optional[Any]], Optional[Exception]]
+    _deliver: Callable[[Envelope], None]
 
     def _supervise_subscriber(self) -> None:
         """Run the subscriber loop; after it gives up, start it again, backing off."""
@@ -92,18 +87,12 @@ class RedisSubscriber:
         if self._redis_subscriber is None:
             logger.error("Redis subscriber not initialized; not subscribing")
             return
-        retry_count = 0
+        failures = 0
         try:
-            while (
-                not self._shutdown_event.is_set()
-                and retry_count < self.SUBSCRIBE_MAX_RETRIES
-            ):
+            while not self._shutdown_event.is_set():
                 try:
-                    subscriber = self._redis_subscriber
-                    if subscriber is None:
-                        raise ConnectionError("no connection to Redis")
-                    log = self._redis_log
-                    if log is None:
+                    subscriber, log = self._redis_subscriber, self._redis_log
+                    if subscriber is None or log is None:
                         raise ConnectionError("no connection to Redis")
                     # The first time: start from the log's tail, read before
                     # subscribing so that nothing falls between the two.
@@ -113,33 +102,35 @@ class RedisSubscriber:
                     while not self._shutdown_event.is_set():
                         message = subscriber.get_message(timeout=1.0)
                         self._feed.check_health(subscriber)
-                        if message is not None and self._on_message(message):
-                            retry_count = 0
+                        if message is not None and self._on_message(message, log):
+                            failures = 0
                 except Exception as exc:
                     self._subscribed = False
-                    retry_count += 1
                     if self._shutdown_event.is_set():
-                        break
+                        return
+                    failures += 1
                     logger.error(
                         "Redis subscription failed (%d/%d): %s; retrying in %.1f s",
-                        retry_count,
+                        failures,
                         self.SUBSCRIBE_MAX_RETRIES,
                         exc,
                         self.SUBSCRIBE_RETRY_DELAY,
                     )
-                    if retry_count < self.SUBSCRIBE_MAX_RETRIES:
-                        if self._shutdown_event.wait(self.SUBSCRIBE_RETRY_DELAY):
-                            break
-                        self._init_redis()
-            if retry_count >= self.SUBSCRIBE_MAX_RETRIES:
-                logger.error("Max Redis reconnection attempts reached, giving up")
+                    if failures >= self.SUBSCRIBE_MAX_RETRIES:
+                        logger.error(
+                            "Max Redis reconnection attempts reached, giving up"
+                        )
+                        return
+                    if self._shutdown_event.wait(self.SUBSCRIBE_RETRY_DELAY):
+                        return
+                    self._init_redis()
         finally:
             self._subscribed = False
             error = self._close_pubsub(self._redis_subscriber)
             if error is not None:
                 logger.debug("Closing Redis subscriber failed: %s", error)
 
-    def _on_message(self, message: Dict[str, Any]) -> bool:
+    def _on_message(self, message: Dict[str, Any], log: RedisEventLog) -> bool:
         """Handle one pub/sub message; True when it confirmed a (re)subscribe.
 
         redis-py resubscribes by itself after a reconnect; every confirmation
@@ -151,9 +142,6 @@ class RedisSubscriber:
         elif self._feed.pong(message):
             pass
         elif kind == "subscribe":
-            log = self._redis_log
-            if log is None:
-                raise ConnectionError("no connection to Redis")
             self._feed.catch_up(log, self._deliver)
             self._subscribed = True
             logger.info(

@@ -44,13 +44,14 @@ from osism.services.event_log import (
 from osism.services.bridge_link import CHANNEL, RedisLink, _alive
 from osism.services.bridge_subscriber import RedisSubscriber
 from osism.services.ratelimit import RateLimitedLog
+from osism.services.redis_settings import RedisSettings
 
 try:
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    from osism.services.redis_connection import RedisSettings, create_client, explain
+    from osism.services.redis_connection import create_client, explain
     from osism.services.redis_log import RedisEventLog
     from osism.services.subscription import Subscription
 
@@ -69,6 +70,10 @@ _WAKE: Envelope = {}
 class EventBridge(RedisLink, RedisSubscriber):
     """Appends events to the log and feeds the ones it receives to a manager."""
 
+    # Seconds between two warnings about dropped events, and about Redis down.
+    DROP_WARNING_INTERVAL = 10.0
+    DOWN_WARNING_INTERVAL = 30.0
+
     def __init__(self, connect: bool = True, queue_size: Optional[int] = None) -> None:
         self._redis_client: Optional[Any] = None
         self._redis_subscriber: Optional[Any] = None
@@ -81,7 +86,7 @@ class EventBridge(RedisLink, RedisSubscriber):
         self._watcher_thread: Optional[threading.Thread] = None
         self._redis_lock = threading.RLock()
         self._close_lock = threading.Lock()
-        self._redis_settings = RedisSettings.from_env() if REDIS_AVAILABLE else None
+        self._redis_settings = RedisSettings.from_env()
         # Redis mode: events go to Redis (add_event is False while it is down).
         self._redis_mode = False
         self._redis_log: Optional["RedisEventLog"] = None
@@ -90,14 +95,14 @@ class EventBridge(RedisLink, RedisSubscriber):
             settings.EVENT_DEDUPE_SECONDS,
             on_append=self._hand_on_locally,
         )
-        timeout = self._redis_settings.socket_timeout if self._redis_settings else 5.0
+        timeout = self._redis_settings.socket_timeout
         self._feed = Subscription(interval=timeout, timeout=timeout)
         self._subscribed = False
         self.dropped_events = 0
         self.published = 0
         self.subscriber_restarts = 0
-        self._drop_log = RateLimitedLog(logger, interval=10.0)
-        self._down_log = RateLimitedLog(logger, interval=30.0)
+        self._drop_log = RateLimitedLog(logger, self.DROP_WARNING_INTERVAL)
+        self._down_log = RateLimitedLog(logger, self.DOWN_WARNING_INTERVAL)
         if connect:
             self._init_redis()
 
@@ -113,8 +118,7 @@ class EventBridge(RedisLink, RedisSubscriber):
         answers now.
         """
         self._redis_mode = True
-        self._init_redis(with_subscriber=False)
-        return self._redis_client is not None
+        return self._connect_redis() is not None
 
     def set_websocket_manager(self, manager: Any) -> None:
         """Deliver events to ``manager`` and start the threads that do it."""
@@ -184,10 +188,9 @@ class EventBridge(RedisLink, RedisSubscriber):
         self._watcher_thread = None
 
     def status(self) -> Dict[str, Any]:
-        cfg = self._redis_settings
         return {
             "mode": "redis" if self._redis_mode else "local",
-            "redis": cfg.describe() if cfg is not None else None,
+            "redis": self._redis_settings.describe(),
             "redis_connected": self._redis_client is not None,
             "subscribed": self._subscribed,
             "subscriber_alive": _alive(self._subscriber_thread),
@@ -207,9 +210,23 @@ class EventBridge(RedisLink, RedisSubscriber):
         }
 
     def _init_redis(self, with_subscriber: bool = True) -> None:
+        """Connect (again) and open a new subscription, closing the old one;
+        without ``with_subscriber``, connect only (``_connect_redis``)."""
+        if not with_subscriber:
+            self._connect_redis()
+            return
+        with self._redis_lock:
+            log = self._connect_redis()
+            self._close_subscriber()
+            if log is not None:
+                self._redis_subscriber = log.client.pubsub()
+
+    def _connect_redis(self) -> Optional["RedisEventLog"]:
+        """Connect (again) for publishing, leaving the subscription alone: the
+        log in Redis, None while Redis does not answer."""
         if not REDIS_AVAILABLE:
             logger.warning("Python package redis not available; events stay local")
-            return
+            return None
         cfg = self._redis_settings = RedisSettings.from_env()
         with self._redis_lock:
             try:
@@ -221,15 +238,12 @@ class EventBridge(RedisLink, RedisSubscriber):
                 self._redis_client = client
                 self._redis_log = RedisEventLog(client)
                 self._redis_mode = True
-                if with_subscriber:
-                    self._close_subscriber()
-                    self._redis_subscriber = client.pubsub()
                 logger.info("Connected to Redis at %s", cfg.describe())
+                return self._redis_log
             except Exception as exc:
                 self._down_log.error("%s; retrying with back-off", explain(exc, cfg))
                 self._redis_client = None
-                if with_subscriber:
-                    self._close_subscriber()
+                return None
 
     def _start_redis_subscriber(self) -> None:
         self._subscriber_thread = threading.Thread(

@@ -105,7 +105,7 @@ def page_of(entries: List[LogEntry], limit: int) -> Tuple[List[LogEntry], bool]:
     """The newest ``limit`` entries; and whether that is all of them."""
     if len(entries) <= limit:
         return entries, True
-    return entries[len(entries) - limit :] if limit > 0 else [], False
+    return entries[len(entries) - limit :], False
 
 
 class MemoryEventLog:
@@ -121,7 +121,7 @@ class MemoryEventLog:
     def __init__(
         self,
         size: int,
-        dedupe_seconds: float = 3600.0,
+        dedupe_seconds: float,
         on_append: Optional[Callable[[LogEntry], None]] = None,
         clock: Callable[[], float] = time.time,
     ) -> None:

@@ -38,31 +38,28 @@ from osism.services.redis_settings import (  # noqa: F401 - the module's API
 )
 
 
-def create_client(
-    config: Optional[RedisSettings] = None, probe: bool = False
-) -> redis.Redis:
-    """A client for ``config`` (the environment by default), not yet connected.
+def create_client(config: RedisSettings, probe: bool = False) -> redis.Redis:
+    """A client for ``config`` (``RedisSettings.from_env()``), not yet connected.
 
     ``probe``: a quick, quiet client for "does Redis answer?" checks (short
     timeouts, no retries). With Sentinels, the client asks them for the
     master whenever it opens a connection.
     """
-    cfg = RedisSettings.from_env() if config is None else config
-    if cfg.error is not None:
-        raise RedisConfigError(cfg.error)
-    kwargs = connection_kwargs(cfg, probe)
-    if cfg.sentinels:
+    if config.error is not None:
+        raise RedisConfigError(config.error)
+    kwargs = connection_kwargs(config, probe)
+    if config.sentinels:
         sentinel = redis.sentinel.Sentinel(
-            list(cfg.sentinels), sentinel_kwargs=sentinel_kwargs(cfg, probe)
+            list(config.sentinels), sentinel_kwargs=sentinel_kwargs(config, probe)
         )
         client: redis.Redis = sentinel.master_for(
-            cfg.sentinel_master, db=cfg.db, **kwargs
+            config.sentinel_master, db=config.db, **kwargs
         )
         return client
-    return redis.Redis(host=cfg.host, port=cfg.port, db=cfg.db, **kwargs)
+    return redis.Redis(host=config.host, port=config.port, db=config.db, **kwargs)
 
 
-def connection_kwargs(cfg: RedisSettings, probe: bool = False) -> Dict[str, Any]:
+def connection_kwargs(cfg: RedisSettings, probe: bool) -> Dict[str, Any]:
     """What every connection to the Redis server itself gets (host aside)."""
     kwargs: Dict[str, Any] = {"decode_responses": True}
     if probe:
@@ -83,7 +80,7 @@ def connection_kwargs(cfg: RedisSettings, probe: bool = False) -> Dict[str, Any]
     return kwargs
 
 
-def sentinel_kwargs(cfg: RedisSettings, probe: bool = False) -> Dict[str, Any]:
+def sentinel_kwargs(cfg: RedisSettings, probe: bool) -> Dict[str, Any]:
     """What the connections to the Sentinels get: same timeouts and TLS, their
     own credentials (REDIS_SENTINEL_USERNAME/PASSWORD)."""
     timeout = 2.0 if probe else cfg.socket_timeout
@@ -99,19 +96,19 @@ def sentinel_kwargs(cfg: RedisSettings, probe: bool = False) -> Dict[str, Any]:
     return kwargs
 
 
-def explain(exc: BaseException, config: Optional[RedisSettings] = None) -> str:
+def explain(exc: BaseException, config: RedisSettings) -> str:
     """One line saying what is wrong with the connection, without a secret.
 
     The caller adds what it does next ("events stay in this process", ...).
     """
-    where = config.describe() if config is not None else "Redis"
+    where = config.describe()
     text = _scrub(str(exc), config)
     if isinstance(exc, RedisConfigError):
         result = f"Invalid Redis settings: {text}"
     elif isinstance(exc, redis.sentinel.MasterNotFoundError):
         result = _explain_sentinel(text, config, where)
     elif isinstance(exc, redis.AuthenticationError):
-        who = f"user {config.username!r}" if config and config.username else "user"
+        who = f"user {config.username!r}" if config.username else "user"
         result = (
             f"Redis at {where} refused the credentials (wrong password or "
             f"unknown {who}; REDIS_URL/REDIS_USERNAME/REDIS_PASSWORD): {text}"
@@ -125,11 +122,11 @@ def explain(exc: BaseException, config: Optional[RedisSettings] = None) -> str:
         )
     elif isinstance(exc, redis.TimeoutError):
         result = f"Redis at {where} did not answer in time: {text}"
-        if config is not None and config.tls:
+        if config.tls:
             result += " (TLS is on: does that port speak TLS?)"
     elif isinstance(exc, (redis.ConnectionError, OSError)):
         result = f"Cannot connect to Redis at {where}: {text}"
-        if config is not None and not config.tls and "reset by peer" in text:
+        if not config.tls and "reset by peer" in text:
             result += " (if that port wants TLS: rediss:// or REDIS_TLS=1)"
     else:
         result = f"Redis at {where} failed: {type(exc).__name__}: {text}"
@@ -153,8 +150,8 @@ def needs_attention(exc: BaseException) -> bool:
     return _is_tls_failure(exc, str(exc))
 
 
-def _explain_sentinel(text: str, config: Optional[RedisSettings], where: str) -> str:
-    master = config.sentinel_master if config is not None else "the master"
+def _explain_sentinel(text: str, config: RedisSettings, where: str) -> str:
+    master = config.sentinel_master
     if " : " in text:
         # redis-py lists the Sentinels it could not ask after " : ".
         return (
@@ -176,8 +173,8 @@ def _is_tls_failure(exc: BaseException, text: str) -> bool:
     return "SSL" in text or "certificate" in text.lower()
 
 
-def _scrub(text: str, config: Optional[RedisSettings]) -> str:
-    for secret in config.secrets() if config is not None else ():
+def _scrub(text: str, config: RedisSettings) -> str:
+    for secret in config.secrets():
         text = text.replace(secret, MASK)
     return text
 

@@ -15,12 +15,12 @@ nothing: a redelivered notification is logged once.
 
 import json
 import logging
-from typing import Any, List, Optional, Sequence
+from typing import Any, Callable, Iterable, List, Optional
 
 import redis
 
 from osism import settings
-from osism.services.event_log import Envelope, LogEntry, Replay, page_of, position_key
+from osism.services.event_log import Envelope, LogEntry, Replay, position_key
 
 logger = logging.getLogger("osism.event_log")
 
@@ -52,7 +52,8 @@ SCAN_PAGE = 1000
 
 
 class RedisEventLog:
-    """The log in Redis, through ``client`` (built by redis_connection).
+    """The log in Redis, through ``client``: one that decodes responses, as
+    redis_connection builds them (``decode_responses=True``).
 
     Every method raises ``redis.RedisError`` when Redis does not answer
     within the client's socket timeout.
@@ -63,7 +64,6 @@ class RedisEventLog:
         client: redis.Redis,
         prefix: Optional[str] = None,
         history_size: Optional[int] = None,
-        dedupe_seconds: Optional[int] = None,
     ) -> None:
         self.client = client
         self.prefix = settings.EVENTS_PREFIX if prefix is None else prefix
@@ -72,9 +72,7 @@ class RedisEventLog:
         self.history_size = (
             settings.EVENT_HISTORY_SIZE if history_size is None else history_size
         )
-        self.dedupe_seconds = (
-            settings.EVENT_DEDUPE_SECONDS if dedupe_seconds is None else dedupe_seconds
-        )
+        self.dedupe_seconds = settings.EVENT_DEDUPE_SECONDS
         self.receivers = 0
         self.duplicates = 0
         self._script = client.register_script(APPEND_SCRIPT)
@@ -85,16 +83,13 @@ class RedisEventLog:
     def append(self, envelope: Envelope) -> Optional[LogEntry]:
         """Append and announce ``envelope``; for a known id, the logged entry."""
         event_id = str(envelope["id"])
-        text = json.dumps(envelope)
-        if not text.startswith("{") or text == "{}":
-            raise ValueError("an envelope is a non-empty JSON object")
-        reply = self._script(
+        text = json.dumps(envelope)  # an object: the script splices stream_id in
+        position, appended, logged, receivers = self._script(
             keys=[self.stream, self.id_key(event_id), self.channel],
             args=[event_id, text, self.history_size, self.dedupe_seconds],
         )
-        position, appended, logged, receivers = (_text(item) for item in reply)
-        if appended == "1":
-            self.receivers = int(receivers)
+        self.receivers = receivers  # none for a known id: nothing was announced
+        if appended == 1:
             return LogEntry(position, envelope)
         self.duplicates += 1
         logger.debug("Event %s is in the log already at %s", event_id, position)
@@ -102,12 +97,11 @@ class RedisEventLog:
 
     def read_after(self, position: Optional[str], limit: int) -> List[LogEntry]:
         start = "-" if position is None else f"({position}"
-        rows = self._range(self.stream, start, "+", count=limit)
-        return [entry for entry in map(_entry, rows) if entry is not None]
+        return _entries(_rows(self.client.xrange(self.stream, start, count=limit)))
 
     def last_position(self) -> Optional[str]:
-        rows = self._range(self.stream, "+", "-", count=1, reverse=True)
-        return _text(rows[0][0]) if rows else None
+        newest = self._first(self.client.xrevrange)
+        return None if newest is None else newest[0]
 
     def covers(self, position: str) -> bool:
         """Whether the log surely still holds every entry after ``position``.
@@ -117,85 +111,68 @@ class RedisEventLog:
         after it may be gone (trimmed, or lost by a Redis that restarted
         empty).
         """
-        rows = self._range(self.stream, "-", "+", count=1)
-        return not rows or position_key(_text(rows[0][0])) <= position_key(position)
+        oldest = self._first(self.client.xrange)
+        return oldest is None or position_key(oldest[0]) <= position_key(position)
 
     def replay(self, last_event_id: str, limit: int) -> Replay:
         """What a client that saw ``last_event_id`` missed (decision 6)."""
-        oldest = self._oldest_id()
+        oldest = self._first(self.client.xrange)
+        oldest_id = None if oldest is None else oldest[1].get("id")
         position = self._position_of(last_event_id)
         if position is None:
-            return Replay(self._newest(limit), False, oldest)
+            return Replay(self._newest(limit), False, oldest_id)
         after = self.read_after(position, limit + 1)
         if len(after) <= limit:
-            return Replay(after, True, oldest)
-        return Replay(self._newest(limit), False, oldest)
+            return Replay(after, True, oldest_id)
+        return Replay(self._newest(limit), False, oldest_id)
 
-    def _range(
-        self, stream: str, start: str, end: str, count: int, reverse: bool = False
-    ) -> List[Any]:
-        """XRANGE (XREVRANGE with ``reverse``) as a list of (id, fields)."""
-        if reverse:
-            rows = self.client.xrevrange(stream, start, end, count=count)
-        else:
-            rows = self.client.xrange(stream, start, end, count=count)
-        return list(rows or [])
+    def _first(self, read: Callable[..., Any]) -> Optional[Any]:
+        """The first row ``read`` (xrange: the oldest, xrevrange: the newest)
+        gives, ``(position, fields)``; None while the stream is empty."""
+        rows = _rows(read(self.stream, count=1))
+        return rows[0] if rows else None
 
     def _position_of(self, event_id: str) -> Optional[str]:
         """The stream id of ``event_id`` while the log still holds it."""
-        known = self.client.get(self.id_key(event_id))
+        known: Any = self.client.get(self.id_key(event_id))
         if known is not None:
-            position = _text(known)
-            if self._range(self.stream, position, position, count=1):
-                return position
+            if _rows(self.client.xrange(self.stream, known, known)):
+                return known
             return None  # trimmed: the entries after it may be gone too
         start = "-"
         while True:
-            rows = self._range(self.stream, start, "+", count=SCAN_PAGE)
+            rows = _rows(self.client.xrange(self.stream, start, count=SCAN_PAGE))
             for row_id, fields in rows:
-                if _text(_field(fields, "id")) == event_id:
-                    return _text(row_id)
+                if fields.get("id") == event_id:
+                    return row_id
             if len(rows) < SCAN_PAGE:
                 return None
-            start = f"({_text(rows[-1][0])}"
+            start = f"({rows[-1][0]}"
 
     def _newest(self, limit: int) -> List[LogEntry]:
-        if limit <= 0:
+        if limit < 1:
             return []
-        rows = self._range(self.stream, "+", "-", count=limit, reverse=True)
-        entries = [entry for entry in map(_entry, reversed(rows)) if entry is not None]
-        return page_of(entries, limit)[0]
-
-    def _oldest_id(self) -> Optional[str]:
-        rows = self._range(self.stream, "-", "+", count=1)
-        if not rows:
-            return None
-        return _text(_field(rows[0][1], "id")) or None
+        rows = _rows(self.client.xrevrange(self.stream, count=limit))
+        return _entries(reversed(rows))
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    return "" if value is None else str(value)
+def _rows(reply: Any) -> List[Any]:
+    """A range reply as a list of ``(position, fields)`` rows."""
+    return list(reply)
 
 
-def _field(fields: Any, name: str) -> Any:
-    if isinstance(fields, dict):
-        return fields.get(name, fields.get(name.encode()))
-    if isinstance(fields, Sequence):  # a flat [name, value, ...] list
-        for index in range(0, len(fields) - 1, 2):
-            if _text(fields[index]) == name:
-                return fields[index + 1]
-    return None
+def _entries(rows: Iterable[Any]) -> List[LogEntry]:
+    """Stream rows as log entries, oldest first as given; bad rows skipped."""
+    return [entry for entry in map(_entry, rows) if entry is not None]
 
 
 def _entry(row: Any) -> Optional[LogEntry]:
     row_id, fields = row
     try:
-        event = json.loads(_text(_field(fields, "event")))
-    except ValueError:
+        event = json.loads(fields.get("event"))
+    except (TypeError, ValueError):
         logger.warning("Entry %s of the event log is not JSON; skipped", row_id)
         return None
     if not isinstance(event, dict):
         return None
-    return LogEntry(_text(row_id), event)
+    return LogEntry(row_id, event)

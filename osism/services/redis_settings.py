@@ -196,10 +196,10 @@ def _parse_url(url: str, common: Mapping[str, Any]) -> Dict[str, Any]:
         )
     path = parts.path.strip("/")
     try:
-        db = int(path) if path else 0
+        db: Optional[int] = int(path) if path else 0
     except ValueError:
-        db = -1
-    if db < 0:
+        db = None  # not a number
+    if db is None or db < 0:
         raise RedisConfigError(f"REDIS_URL: the database {path!r} is not a number")
     return {
         "host": parts.hostname,

@@ -59,11 +59,11 @@ class Subscription:
         self._last_ping = self._clock()
 
     def check_health(self, subscriber: Any) -> None:
-        """PING when due; raise DeadConnection when a PING went unanswered."""
+        """PING when due; raise DeadConnection when a PING went unanswered
+        (until ``reset_health``: the next connection)."""
         now = self._clock()
         if self._ping_sent is not None:
             if now - self._ping_sent > self.timeout:
-                self._ping_sent = None
                 raise DeadConnection(
                     "Redis did not answer PING on the subscription within "
                     "%.1f s" % self.timeout

@@ -116,8 +116,11 @@ def test_watcher_probe_uses_the_same_settings_quietly(
     assert kwargs["ssl"] is True and kwargs["password"] == SECRET
     assert kwargs["retry"].get_retries() == 0
     assert lines(caplog_bridge, logging.ERROR) == []
-    [debug] = lines(caplog_bridge, logging.DEBUG)
-    assert "refused the credentials" in debug and SECRET not in debug
+    assert lines(caplog_bridge, logging.DEBUG) == [
+        "Redis does not answer yet: Redis at rediss://:***@cache:6379/0 refused the "
+        "credentials (wrong password or unknown user; "
+        "REDIS_URL/REDIS_USERNAME/REDIS_PASSWORD): WRONGPASS"
+    ]
 
 
 class _Stop(threading.Event):
@@ -151,6 +154,25 @@ def test_watcher_says_once_why_redis_refuses(
         "background"
     )
     assert SECRET not in caplog_bridge.text
+
+
+def test_watcher_says_again_when_the_reason_changes(
+    monkeypatch: pytest.MonkeyPatch, redis_cls: MagicMock, caplog_bridge: Any
+) -> None:
+    redis_cls.return_value.ping.side_effect = [
+        redis.AuthenticationError("WRONGPASS"),
+        redis.exceptions.NoPermissionError("NOPERM ping"),
+    ]
+    bridge = EventBridge(connect=False)
+    bridge._shutdown_event = _Stop(2)
+    bridge._watch_redis()
+    assert lines(caplog_bridge, logging.ERROR) == [
+        "Redis at redis:6379/0 refused the credentials (wrong password or unknown "
+        "user; REDIS_URL/REDIS_USERNAME/REDIS_PASSWORD): WRONGPASS; events stay in "
+        "this process (embedded mode), trying again in the background",
+        "The Redis ACL user at redis:6379/0 lacks a permission: NOPERM ping; events "
+        "stay in this process (embedded mode), trying again in the background",
+    ]
 
 
 def test_watcher_stays_quiet_while_redis_is_just_not_there(

@@ -12,7 +12,9 @@ import json
 import logging
 import queue
 import threading
+import time
 import uuid
+from concurrent.futures import Future
 from types import SimpleNamespace
 from typing import Any, Callable, Dict, List, Optional
 from unittest.mock import AsyncMock, MagicMock, call
@@ -22,11 +24,12 @@ import pytest
 import redis
 
 from osism import settings
-from osism.services.event_bridge import CHANNEL, EventBridge
-from osism.services.event_log import LogEntry, position_key
+from osism.services.event_bridge import CHANNEL, EventBridge, _log_failure
+from osism.services.event_log import position_key
+from osism.services.redis_log import RedisEventLog
 from osism.services.subscription import DeadConnection
 from osism.services.websocket_manager import WebSocketManager
-from tests.conftest import async_wait_until
+from tests.conftest import async_wait_until, wait_until
 
 LOGGER = "osism.event_bridge"
 EVENT_TYPE = "baremetal.node.power_set.end"
@@ -38,9 +41,10 @@ class StopEvent(threading.Event):
 
     ``wait(timeout)`` records ``timeout`` in ``waits`` (and in ``journal`` when
     one is given) and returns at once; the ``stop_on_wait``-th wait sets the
-    event, as a shutdown during a back-off would. Once ``is_set()`` was asked
-    more than ``budget`` times the event sets itself and ``exhausted`` tells
-    that the loop under test did not end the way the test meant it to.
+    event, as a shutdown during a back-off would. Once ``is_set()`` and
+    ``wait()`` were called more than ``budget`` times in all, the event sets
+    itself and ``exhausted`` tells that the loop under test did not end the
+    way the test meant it to.
     """
 
     def __init__(self, stop_on_wait: Optional[int] = None, budget: int = 200) -> None:
@@ -65,7 +69,7 @@ class StopEvent(threading.Event):
             self.journal.append(("wait", timeout))
         if self.stop_on_wait is not None and len(self.waits) >= self.stop_on_wait:
             self.set()
-        return super().is_set()
+        return self.is_set()
 
 
 def stop_on_last(event: threading.Event, *results: Any) -> Callable[..., Any]:
@@ -305,8 +309,8 @@ class TestInitRedis:
         bridge._init_redis()
         assert bridge._redis_subscriber is new
         assert bridge._redis_client is client
-        assert any(
-            "already broken" in line for line in logged(caplog_bridge, logging.DEBUG)
+        assert "Closing the old Redis subscriber failed: already broken" in logged(
+            caplog_bridge, logging.DEBUG
         )
 
     def test_init_redis_failure_closes_and_clears_previous_subscriber(
@@ -328,6 +332,20 @@ class TestInitRedis:
         if not redis_up:
             client.ping.side_effect = ConnectionError("down")
         bridge._init_redis(with_subscriber=False)
+        assert bridge._redis_subscriber is old
+        old.close.assert_not_called()
+        client.pubsub.assert_not_called()
+        assert (bridge._redis_client is client) is redis_up
+
+    @pytest.mark.parametrize("redis_up", [True, False], ids=["up", "down"])
+    def test_use_redis_connects_the_publisher_and_keeps_the_subscriber(
+        self, client: MagicMock, bridge: EventBridge, redis_up: bool
+    ) -> None:
+        old = bridge._redis_subscriber
+        client.pubsub.reset_mock()
+        if not redis_up:
+            client.ping.side_effect = ConnectionError("down")
+        assert bridge.use_redis() is redis_up
         assert bridge._redis_subscriber is old
         old.close.assert_not_called()
         client.pubsub.assert_not_called()
@@ -590,6 +608,22 @@ class TestRedisSubscriberLoop:
         process.assert_called_once()
         sub.subscribe.assert_called_once()
 
+    def test_subscriber_loop_skips_json_that_is_not_an_event(
+        self,
+        bridge: EventBridge,
+        sub: MagicMock,
+        no_wait: StopEvent,
+        process: MagicMock,
+        caplog_bridge: Any,
+    ) -> None:
+        bad = {"type": "message", "channel": CHANNEL, "data": "[1]"}
+        sub.get_message.side_effect = stop_on_last(no_wait, bad)
+        bridge._redis_subscriber_loop()
+        assert logged(caplog_bridge, logging.ERROR) == [
+            "Invalid JSON on osism:events: not a JSON object; message skipped"
+        ]
+        process.assert_not_called()
+
     def test_subscriber_loop_survives_process_single_event_error(
         self,
         bridge: EventBridge,
@@ -702,6 +736,23 @@ class TestRedisSubscriberLoop:
         assert len(no_wait.waits) == 8
         assert "giving up" not in " ".join(logged(caplog_bridge, logging.ERROR))
 
+    def test_subscriber_loop_only_a_confirmation_resets_the_failure_count(
+        self,
+        bridge: EventBridge,
+        sub: MagicMock,
+        no_wait: StopEvent,
+        init: MagicMock,
+        process: MagicMock,
+        caplog_bridge: Any,
+    ) -> None:
+        sub.get_message.side_effect = [message(), ConnectionError("lost")] * 5
+        bridge._redis_subscriber_loop()
+        assert process.call_count == 5
+        assert logged(caplog_bridge, logging.ERROR)[-2:] == [
+            "Redis subscription failed (5/5): lost; retrying in 7.5 s",
+            "Max Redis reconnection attempts reached, giving up",
+        ]
+
     def test_subscriber_loop_missing_subscriber_after_failed_reinit_is_a_failure(
         self,
         bridge: EventBridge,
@@ -719,9 +770,34 @@ class TestRedisSubscriberLoop:
         bridge._redis_subscriber_loop()
         sub.subscribe.assert_called_once()
         assert no_wait.waits == [self.DELAY] * 4
-        errors = logged(caplog_bridge, logging.ERROR)
-        assert sum("no connection to Redis" in line for line in errors) == 4
-        assert errors[-1] == "Max Redis reconnection attempts reached, giving up"
+        assert logged(caplog_bridge, logging.ERROR) == [
+            "Redis subscription failed (1/5): refused; retrying in 7.5 s",
+            "Redis subscription failed (2/5): no connection to Redis; retrying in "
+            "7.5 s",
+            "Redis subscription failed (3/5): no connection to Redis; retrying in "
+            "7.5 s",
+            "Redis subscription failed (4/5): no connection to Redis; retrying in "
+            "7.5 s",
+            "Redis subscription failed (5/5): no connection to Redis; retrying in "
+            "7.5 s",
+            "Max Redis reconnection attempts reached, giving up",
+        ]
+
+    def test_subscriber_loop_without_a_log_is_a_failure(
+        self,
+        bridge: EventBridge,
+        sub: MagicMock,
+        stop_event: Any,
+        caplog_bridge: Any,
+    ) -> None:
+        stop_event(bridge, stop_on_wait=1)
+        bridge._redis_log = None
+        bridge._redis_subscriber_loop()
+        sub.subscribe.assert_not_called()
+        assert logged(caplog_bridge, logging.ERROR) == [
+            "Redis subscription failed (1/5): no connection to Redis; retrying in "
+            "7.5 s"
+        ]
 
     def test_subscriber_loop_stops_when_shutdown_during_back_off(
         self,
@@ -885,14 +961,20 @@ class TestSuperviseSubscriber:
         assert bridge.subscriber_restarts == 0
 
     def test_supervise_exits_when_loop_returns_for_shutdown(
-        self, bridge: EventBridge, no_wait: StopEvent, runs: SimpleNamespace
+        self,
+        bridge: EventBridge,
+        no_wait: StopEvent,
+        runs: SimpleNamespace,
+        caplog: pytest.LogCaptureFixture,
     ) -> None:
         runs.loop.side_effect = no_wait.set
-        bridge._supervise_subscriber()
+        with caplog.at_level(logging.INFO, LOGGER):
+            bridge._supervise_subscriber()
         runs.loop.assert_called_once_with()
         runs.init.assert_not_called()
         assert no_wait.waits == []
         assert bridge.subscriber_restarts == 0
+        assert logged(caplog, logging.INFO) == ["Redis subscriber stopped for shutdown"]
 
     def test_supervise_exits_when_shutdown_during_back_off(
         self, bridge: EventBridge, stop_event: Any, runs: SimpleNamespace
@@ -912,12 +994,19 @@ class TestRestartBackOff:
         return mocker.patch("osism.services.bridge_link._redis_answers")
 
     def test_probes_each_second_and_restarts_once_redis_answers(
-        self, bridge: EventBridge, no_wait: StopEvent, answers: MagicMock
+        self,
+        bridge: EventBridge,
+        no_wait: StopEvent,
+        answers: MagicMock,
+        caplog_bridge: Any,
     ) -> None:
         answers.side_effect = [False, False, True]
         assert bridge._back_off(8.0) is False
         assert no_wait.waits == [1.0, 1.0, 1.0]
         assert answers.call_count == 3
+        assert logged(caplog_bridge, logging.INFO) == [
+            "Redis answers again; restarting the subscriber now"
+        ]
 
     def test_waits_the_whole_delay_while_redis_is_silent(
         self, bridge: EventBridge, no_wait: StopEvent, answers: MagicMock
@@ -994,6 +1083,24 @@ class TestProcessEvents:
         get.assert_not_called()
         process.assert_not_called()
 
+    def test_the_wake_up_left_by_a_shutdown_is_not_an_event(
+        self,
+        bridge: EventBridge,
+        stop_event: Any,
+        process: MagicMock,
+        caplog_bridge: Any,
+    ) -> None:
+        bridge._processor_thread = thread_mock(alive=True)
+        bridge.shutdown()  # wakes the processor through its queue
+        event = {"event_type": EVENT_TYPE, "payload": PAYLOAD}
+        bridge._event_queue.put_nowait(event)
+        # A processor started again later reads on past the stale wake-up.
+        running = stop_event(bridge)
+        process.side_effect = lambda data: running.set()
+        bridge._process_events()
+        process.assert_called_once_with(event)
+        assert logged(caplog_bridge, logging.ERROR) == []
+
     def test_process_events_error_is_logged_and_loop_continues(
         self,
         bridge: EventBridge,
@@ -1015,9 +1122,24 @@ class TestProcessEvents:
 class TestShutdown:
     """EventBridge.shutdown."""
 
-    def test_shutdown_sets_shutdown_event(self, bridge: EventBridge) -> None:
+    def test_shutdown_sets_shutdown_event(
+        self, bridge: EventBridge, caplog_bridge: Any
+    ) -> None:
         bridge.shutdown()
         assert bridge._shutdown_event.is_set()
+        assert logged(caplog_bridge, logging.INFO) == ["Shutting down event bridge"]
+
+    def test_shutdown_wakes_a_waiting_processor_at_once(self, make_bridge: Any) -> None:
+        bridge = make_bridge(connect=False)
+        bridge._start_processor_thread()
+        processor = bridge._processor_thread
+        bridge._queue_locally({"event_type": EVENT_TYPE, "payload": PAYLOAD})
+        wait_until(lambda: bridge._event_queue.unfinished_tasks == 0)
+        started = time.monotonic()  # the processor waits on its queue again
+        bridge.shutdown()
+        # Not after its one-second poll: the shutdown put a wake-up there.
+        assert time.monotonic() - started < 0.9
+        assert not processor.is_alive()
 
     def test_shutdown_closes_redis_subscriber(self, bridge: EventBridge) -> None:
         subscriber = bridge._redis_subscriber
@@ -1177,7 +1299,12 @@ class TestWatchForRedis:
         assert bridge._redis_client is None
 
     def test_watcher_connects_and_subscribes_once_redis_answers(
-        self, make_bridge: Any, stop_event: Any, answers: MagicMock, mocker: Any
+        self,
+        make_bridge: Any,
+        stop_event: Any,
+        answers: MagicMock,
+        mocker: Any,
+        caplog_bridge: Any,
     ) -> None:
         bridge = make_bridge(connect=False)
         bridge._websocket_manager = MagicMock()
@@ -1188,6 +1315,35 @@ class TestWatchForRedis:
         assert event.waits == [1.0]
         assert bridge._redis_client is not None
         start.assert_called_once_with()
+        assert logged(caplog_bridge, logging.INFO)[-1] == (
+            "Redis at redis:6379/0 answers: events go through it"
+        )
+
+    def test_a_watcher_that_finds_redis_at_once_switches_without_waiting(
+        self,
+        make_bridge: Any,
+        stop_event: Any,
+        answers: MagicMock,
+        caplog_bridge: Any,
+    ) -> None:
+        bridge = make_bridge(connect=False)
+        event = stop_event(bridge)
+        answers.return_value = True
+        bridge._watch_redis()
+        assert event.waits == []
+        assert bridge._redis_client is not None
+        assert logged(caplog_bridge, logging.INFO)[-1] == (
+            "Redis at redis:6379/0 answers: events go through it"
+        )
+
+    def test_a_watcher_started_after_shutdown_does_not_look(
+        self, make_bridge: Any, stop_event: Any, answers: MagicMock
+    ) -> None:
+        bridge = make_bridge(connect=False)
+        stop_event(bridge).set()
+        bridge._watch_redis()
+        answers.assert_not_called()
+        assert bridge._redis_client is None
 
     def test_watcher_keeps_watching_when_connect_fails_after_the_probe(
         self, make_bridge: Any, stop_event: Any, answers: MagicMock, mocker: Any
@@ -1287,7 +1443,7 @@ class TestAddEvent:
     """EventBridge.add_event: True once the log has the event."""
 
     def test_add_event_publishes_the_event_json_on_the_channel(
-        self, live: EventBridge, redis_view: fakeredis.FakeRedis
+        self, live: EventBridge, redis_view: fakeredis.FakeRedis, caplog_bridge: Any
     ) -> None:
         pubsub = channel_of(redis_view)
         assert live.add_event(EVENT_TYPE, PAYLOAD) is True
@@ -1307,6 +1463,9 @@ class TestAddEvent:
         assert json.loads(fields["event"]) == {
             k: v for k, v in published.items() if k != "stream_id"
         }
+        assert logged(caplog_bridge, logging.DEBUG) == [
+            f"Logged {EVENT_TYPE} as {published['id']} at {position} (1 subscribers)"
+        ]
 
     def test_several_events_are_logged_in_order_and_counted(
         self, live: EventBridge, redis_view: fakeredis.FakeRedis
@@ -1353,6 +1512,9 @@ class TestAddEvent:
         assert live.add_event(EVENT_TYPE, PAYLOAD) is False
         assert (live.status()["local_history"], queued(live)) == (0, [])
         assert live.status()["mode"] == "redis"
+        assert logged(caplog_bridge, logging.WARNING) == [
+            f"Appending {EVENT_TYPE} failed: FakeRedis is emulating a connection error."
+        ]
         assert any(
             "Cannot connect to Redis" in line
             for line in logged(caplog_bridge, logging.ERROR)
@@ -1362,29 +1524,52 @@ class TestAddEvent:
         assert [e["payload"] for e in logged_events(redis_view)] == [{"n": 1}]
 
     def test_a_broken_connection_is_retried_once_after_reconnecting(
-        self, bridge: EventBridge, redis_cls: MagicMock, mocker: Any, caplog_bridge: Any
+        self,
+        live: EventBridge,
+        redis_view: fakeredis.FakeRedis,
+        mocker: Any,
+        caplog_bridge: Any,
     ) -> None:
-        entry = LogEntry("1-0", {"id": "x"})
-        append = mocker.patch(
-            "osism.services.redis_log.RedisEventLog.append",
-            side_effect=[redis.ConnectionError("reset"), entry],
-        )
-        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is True
-        assert append.call_count == 2
-        assert redis_cls.call_count == 2  # a new client
-        assert any(
-            "after reconnecting" in line for line in logged(caplog_bridge, logging.INFO)
+        clients = []
+        real_append = RedisEventLog.append
+
+        def append(log: RedisEventLog, envelope: Dict[str, Any]) -> Any:
+            clients.append(log.client)
+            if len(clients) == 1:
+                raise redis.ConnectionError("reset")
+            return real_append(log, envelope)
+
+        mocker.patch.object(RedisEventLog, "append", autospec=True, side_effect=append)
+        assert live.add_event(EVENT_TYPE, PAYLOAD) is True
+        [event] = logged_events(redis_view)
+        assert event["payload"] == PAYLOAD
+        assert clients[0] is not clients[1]  # through a new client
+        assert logged(caplog_bridge, logging.WARNING) == [
+            f"Appending {EVENT_TYPE} failed: reset"
+        ]
+        assert f"Appended {event['id']} after reconnecting to Redis" in logged(
+            caplog_bridge, logging.INFO
         )
 
     @pytest.mark.parametrize(
-        "second", [redis.ConnectionError("again"), None], ids=["fails", "no-redis"]
+        "second, warnings",
+        [
+            (
+                redis.ConnectionError("again"),
+                ["Appending after reconnecting failed: again"],
+            ),
+            (None, []),
+        ],
+        ids=["fails", "no-redis"],
     )
     def test_a_reconnect_that_does_not_help_is_false(
         self,
         bridge: EventBridge,
         client: MagicMock,
         mocker: Any,
+        caplog_bridge: Any,
         second: Optional[Exception],
+        warnings: List[str],
     ) -> None:
         mocker.patch(
             "osism.services.redis_log.RedisEventLog.append",
@@ -1393,6 +1578,10 @@ class TestAddEvent:
         if second is None:
             client.ping.side_effect = ConnectionError("refused")
         assert bridge.add_event(EVENT_TYPE, PAYLOAD) is False
+        assert logged(caplog_bridge, logging.WARNING) == [
+            f"Appending {EVENT_TYPE} failed: reset",
+            *warnings,
+        ]
 
     def test_a_publisher_does_not_wait_for_another_threads_reconnect(
         self, bridge: EventBridge, mocker: Any
@@ -1407,7 +1596,11 @@ class TestAddEvent:
         init.assert_not_called()
 
     def test_a_timeout_is_not_retried(
-        self, bridge: EventBridge, redis_cls: MagicMock, mocker: Any
+        self,
+        bridge: EventBridge,
+        redis_cls: MagicMock,
+        mocker: Any,
+        caplog_bridge: Any,
     ) -> None:
         # A frozen Redis: one socket timeout, no second wait on top.
         append = mocker.patch(
@@ -1416,6 +1609,9 @@ class TestAddEvent:
         )
         assert bridge.add_event(EVENT_TYPE, PAYLOAD) is False
         assert (append.call_count, redis_cls.call_count) == (1, 1)
+        assert logged(caplog_bridge, logging.WARNING) == [
+            f"Redis did not take {EVENT_TYPE}: Timeout reading from socket; not taken"
+        ]
 
     def test_the_clients_retry_broken_connections_once_and_timeouts_never(
         self, live: EventBridge
@@ -1429,8 +1625,10 @@ class TestAddEvent:
         self, live: EventBridge, caplog_bridge: Any
     ) -> None:
         assert live.add_event(EVENT_TYPE, {"bad": object()}) is False
-        [error] = logged(caplog_bridge, logging.ERROR)
-        assert error.startswith(f"Error adding event {EVENT_TYPE!r}")
+        assert logged(caplog_bridge, logging.ERROR) == [
+            f"Error adding event {EVENT_TYPE!r}: Object of type object is not JSON "
+            "serializable; event not taken"
+        ]
 
     def test_a_publisher_in_redis_mode_waits_for_redis(
         self, server: fakeredis.FakeServer, redis_view: fakeredis.FakeRedis
@@ -1458,6 +1656,25 @@ class TestEmbeddedMode:
         positions = [e["stream_id"] for e in handed]
         assert positions == sorted(positions, key=position_key)
         assert bridge.status()["local_history"] == 3
+
+    def test_the_history_holds_event_history_size_events(
+        self, make_bridge: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(settings, "EVENT_HISTORY_SIZE", 2)
+        bridge = make_bridge(connect=False)
+        for n in range(3):
+            bridge.add_event(EVENT_TYPE, {"n": n})
+        assert bridge.status()["local_history"] == 2
+
+    def test_a_redelivery_after_the_dedupe_window_is_logged_again(
+        self, make_bridge: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(settings, "EVENT_DEDUPE_SECONDS", 0)
+        bridge = make_bridge(connect=False)
+        meta = {"message_id": str(uuid.uuid4())}
+        bridge.add_event(EVENT_TYPE, PAYLOAD, meta=meta)
+        bridge.add_event(EVENT_TYPE, PAYLOAD, meta=meta)
+        assert (len(queued(bridge)), bridge.status()["duplicates"]) == (2, 0)
 
     def test_a_redelivery_is_logged_and_handed_on_once(self, make_bridge: Any) -> None:
         bridge = make_bridge(connect=False)
@@ -1500,7 +1717,7 @@ class TestReplay:
         assert [e.event["id"] for e in replay.entries] == ids[1:]
         assert replay.recovered is True
 
-    def test_replay_without_a_log_or_with_redis_down_recovers_nothing(
+    def test_replay_with_redis_down_recovers_nothing_and_warns(
         self,
         live: EventBridge,
         server: fakeredis.FakeServer,
@@ -1508,11 +1725,18 @@ class TestReplay:
     ) -> None:
         server.connected = False
         assert live.replay(str(uuid.uuid4()), 10) == ([], False, None)
-        assert logged(caplog_bridge, logging.WARNING)[0].startswith(
-            "Cannot read the event log for a resume"
-        )
-        live._redis_log = None
-        assert live.replay(str(uuid.uuid4()), 10) == ([], False, None)
+        assert logged(caplog_bridge, logging.WARNING) == [
+            "Cannot read the event log for a resume: FakeRedis is emulating a "
+            "connection error."
+        ]
+
+    def test_a_publisher_that_never_reached_redis_has_nothing_to_replay(
+        self, server: fakeredis.FakeServer
+    ) -> None:
+        server.connected = False
+        bridge = EventBridge(connect=False)
+        assert bridge.use_redis() is False
+        assert bridge.replay(str(uuid.uuid4()), 10) == ([], False, None)
 
 
 def envelope_of(event_type: str = EVENT_TYPE, **extra: Any) -> Dict[str, Any]:
@@ -1594,13 +1818,15 @@ class TestProcessSingleEvent:
         assert [e.timestamp for e in events] == [e["timestamp"] for e in handed]
 
     @pytest.mark.parametrize(
-        "loop", [None, "not-running", "closed", "not-a-loop"], ids=str
+        "loop", [None, "not-running", "closed", "not-a-loop", "no-loop"], ids=str
     )
     def test_without_a_running_loop_the_event_is_counted_not_run(
         self, bridge: EventBridge, caplog_bridge: Any, loop: Any
     ) -> None:
         manager = MagicMock()
-        if loop == "not-running":
+        if loop == "no-loop":
+            del manager.loop
+        elif loop == "not-running":
             manager.loop = asyncio.new_event_loop()
         elif loop == "closed":
             manager.loop = asyncio.new_event_loop()
@@ -1614,11 +1840,14 @@ class TestProcessSingleEvent:
             bridge._process_single_event(envelope_of())
             bridge._process_single_event(envelope_of())
         finally:
-            if isinstance(manager.loop, asyncio.AbstractEventLoop):
+            if isinstance(getattr(manager, "loop", None), asyncio.AbstractEventLoop):
                 manager.loop.close()
         manager.broadcast_event_from_notification.assert_not_called()
         assert bridge.dropped_events == 2
-        assert len(logged(caplog_bridge, logging.WARNING)) == 1
+        assert logged(caplog_bridge, logging.WARNING) == [  # rate-limited
+            "The WebSocket manager's loop is not running; "
+            f"{EVENT_TYPE} not delivered (1 so far)"
+        ]
 
     @pytest.mark.asyncio
     async def test_a_failing_coroutine_is_logged(
@@ -1635,6 +1864,35 @@ class TestProcessSingleEvent:
             lambda: "Error broadcasting an event: broken"
             in logged(caplog_bridge, logging.ERROR)
         )
+
+
+def finished(outcome: str) -> "Future[Any]":
+    future: "Future[Any]" = Future()
+    if outcome == "result":
+        future.set_result(None)
+    elif outcome == "error":
+        future.set_exception(RuntimeError("broken"))
+    else:
+        future.cancel()
+    return future
+
+
+class TestLogFailure:
+    """_log_failure: the done-callback of every hand-off to the manager."""
+
+    @pytest.mark.parametrize(
+        "outcome, errors",
+        [
+            ("result", []),
+            ("error", ["Error broadcasting an event: broken"]),
+            ("cancelled", []),
+        ],
+    )
+    def test_only_a_failed_broadcast_is_logged(
+        self, caplog_bridge: Any, outcome: str, errors: List[str]
+    ) -> None:
+        _log_failure(finished(outcome))
+        assert logged(caplog_bridge, logging.ERROR) == errors
 
 
 class TestSubscriberCatchesUp:
@@ -1661,9 +1919,10 @@ class TestSubscriberCatchesUp:
         bridge._redis_subscriber_loop()
 
     def test_the_first_subscribe_starts_at_the_tail_then_goes_live(
-        self, live: EventBridge
+        self, live: EventBridge, caplog_bridge: Any
     ) -> None:
         live.add_event(EVENT_TYPE, {"n": "before"})
+        tail = live._redis_log.last_position()
         self.drive(
             live,
             [
@@ -1674,6 +1933,27 @@ class TestSubscriberCatchesUp:
         )
         assert [e["payload"]["n"] for e in queued(live)] == [1, 2]
         assert live.status()["caught_up"] == 0
+        assert logged(caplog_bridge, logging.INFO)[-1] == (
+            f"Subscribed to Redis channel osism:events; live from {tail}"
+        )
+
+    def test_the_health_check_pings_on_the_subscription_between_events(
+        self, live: EventBridge, stop_event: Any, caplog_bridge: Any
+    ) -> None:
+        stop_event(live)
+        live._feed.interval = 0.0  # a PING at every poll
+        self.drive(
+            live,
+            [
+                lambda: None,
+                lambda: live.add_event(EVENT_TYPE, {"n": 1}),
+                lambda: None,
+                lambda: live.add_event(EVENT_TYPE, {"n": 2}),
+                lambda: None,
+            ],
+        )
+        assert [e["payload"]["n"] for e in queued(live)] == [1, 2]
+        assert logged(caplog_bridge, logging.ERROR) == []
 
     def test_a_resubscribe_delivers_the_gap_then_live_without_duplicates(
         self, live: EventBridge, redis_view: fakeredis.FakeRedis

@@ -7,7 +7,7 @@ No test opens a connection: clients are built with ``redis.Redis`` or
 import logging
 import ssl
 from pathlib import Path
-from typing import Dict
+from typing import Callable, Dict
 from unittest.mock import MagicMock
 
 import pytest
@@ -18,9 +18,12 @@ from osism.services import redis_connection
 from osism.services.redis_connection import (
     RedisConfigError,
     RedisSettings,
+    connection_kwargs,
     create_client,
     explain,
+    needs_attention,
     parse_sentinels,
+    sentinel_kwargs,
 )
 
 SECRET = "s3cr3t-p@ss"
@@ -59,6 +62,23 @@ class TestSeedSettings:
         )
         assert (config.host, config.port, config.db) == ("cache", 6390, 2)
         assert (config.username, config.password) == ("osism", SECRET)
+
+    @pytest.mark.parametrize(
+        "name, raw, attribute, value",
+        [
+            ("REDIS_PORT", "1", "port", 1),
+            ("REDIS_PORT", "0", "port", 6379),
+            ("REDIS_SOCKET_TIMEOUT", "0.1", "socket_timeout", 0.1),
+            ("REDIS_SOCKET_TIMEOUT", "0.5", "socket_timeout", 0.5),
+            ("REDIS_SOCKET_TIMEOUT", "0.05", "socket_timeout", 5.0),
+        ],
+        ids=["port-1", "port-0", "timeout-0.1", "timeout-0.5", "timeout-0.05"],
+    )
+    def test_the_lowest_port_and_socket_timeout(
+        self, name: str, raw: str, attribute: str, value: float
+    ) -> None:
+        config = RedisSettings.from_env({name: raw})
+        assert getattr(config, attribute) == value
 
     def test_bad_port_keeps_the_default_and_says_so(
         self, caplog: pytest.LogCaptureFixture
@@ -121,24 +141,60 @@ class TestUrl:
     @pytest.mark.parametrize(
         "url, message",
         [
-            (f"http://u:{SECRET}@cache", "must start with redis:// or rediss://"),
-            (f"u:{SECRET}@cache", "must start with redis:// or rediss://"),
-            (f"//u:{SECRET}@cache", "without a scheme"),
-            (f"redis://u:{SECRET}@cache:99999", "invalid port"),
-            (f"redis://u:{SECRET}@cache:port", "invalid port"),
-            (f"redis://u:{SECRET}@cache/zero", "the database 'zero' is not a number"),
-            (f"redis://u:{SECRET}@cache/-1", "is not a number"),
-            (f"redis://u:{SECRET}@", "names no host"),
-            (f"redis://u:{SECRET}@cache?ssl=1", "query parameters are not supported"),
+            (
+                f"http://u:{SECRET}@cache",
+                "REDIS_URL must start with redis:// or rediss:// (TLS), not 'http://'",
+            ),
+            (
+                f"u:{SECRET}@cache",
+                "REDIS_URL must start with redis:// or rediss:// (TLS), not 'u://'",
+            ),
+            (
+                f"//u:{SECRET}@cache",
+                "REDIS_URL must start with redis:// or rediss:// (TLS), not without "
+                "a scheme",
+            ),
+            (f"redis://u:{SECRET}@cache:99999", "REDIS_URL has an invalid port"),
+            (f"redis://u:{SECRET}@cache:port", "REDIS_URL has an invalid port"),
+            (
+                f"redis://u:{SECRET}@cache/zero",
+                "REDIS_URL: the database 'zero' is not a number",
+            ),
+            (
+                f"redis://u:{SECRET}@cache/X",
+                "REDIS_URL: the database 'X' is not a number",
+            ),
+            (
+                f"redis://u:{SECRET}@cache/-1",
+                "REDIS_URL: the database '-1' is not a number",
+            ),
+            (f"redis://u:{SECRET}@", "REDIS_URL names no host"),
+            (
+                f"redis://u:{SECRET}@cache?ssl=1",
+                "REDIS_URL: query parameters are not supported; use the REDIS_* "
+                "settings (REDIS_TLS_CA_FILE, ...)",
+            ),
+        ],
+        ids=[
+            "other-scheme",
+            "user-as-scheme",
+            "no-scheme",
+            "port-too-big",
+            "port-not-a-number",
+            "db-word",
+            "db-letter",
+            "db-negative",
+            "no-host",
+            "query",
         ],
     )
     def test_bad_urls_are_refused_without_the_secret(
         self, url: str, message: str
     ) -> None:
-        with pytest.raises(RedisConfigError, match=message) as caught:
+        with pytest.raises(RedisConfigError) as caught:
             RedisSettings.parse({"REDIS_URL": url})
-        assert SECRET not in str(caught.value)
-        assert SECRET not in explain(caught.value)
+        assert str(caught.value) == message
+        assert SECRET not in explain(caught.value, RedisSettings())
 
     def test_from_env_never_raises_and_carries_the_error(
         self, redis_cls: MagicMock
@@ -157,10 +213,13 @@ class TestUrl:
         assert RedisSettings.from_env({"REDIS_URL": "redis://h"}).error is None
 
     def test_url_and_sentinels_together_are_refused(self) -> None:
-        with pytest.raises(RedisConfigError, match="use one of them"):
+        with pytest.raises(RedisConfigError) as caught:
             RedisSettings.parse(
                 {"REDIS_URL": "redis://cache", "REDIS_SENTINELS": "s1:26379"}
             )
+        assert str(caught.value) == (
+            "REDIS_URL and REDIS_SENTINELS are both set: use one of them"
+        )
 
 
 class TestTlsFiles:
@@ -180,29 +239,55 @@ class TestTlsFiles:
         )
 
     def test_files_without_tls_are_refused(self, tls_files: Dict[str, str]) -> None:
-        with pytest.raises(RedisConfigError, match="set but TLS is off"):
+        with pytest.raises(RedisConfigError) as caught:
             RedisSettings.parse(
-                {"REDIS_URL": "redis://cache", "REDIS_TLS_CA_FILE": tls_files["ca"]}
+                {
+                    "REDIS_URL": "redis://cache",
+                    "REDIS_TLS_CA_FILE": tls_files["ca"],
+                    "REDIS_TLS_CERT_FILE": tls_files["cert"],
+                    "REDIS_TLS_KEY_FILE": tls_files["key"],
+                }
             )
+        assert str(caught.value) == (
+            "REDIS_TLS_CA_FILE and REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE set "
+            "but TLS is off: use a rediss:// REDIS_URL or REDIS_TLS=1"
+        )
 
-    def test_cert_without_key_is_refused(self, tls_files: Dict[str, str]) -> None:
-        with pytest.raises(RedisConfigError, match="go together"):
-            RedisSettings.parse(
-                {"REDIS_TLS": "1", "REDIS_TLS_CERT_FILE": tls_files["cert"]}
-            )
+    @pytest.mark.parametrize("given", ["cert", "key"])
+    def test_cert_without_key_is_refused(
+        self, tls_files: Dict[str, str], given: str
+    ) -> None:
+        name = f"REDIS_TLS_{given.upper()}_FILE"
+        with pytest.raises(RedisConfigError) as caught:
+            RedisSettings.parse({"REDIS_TLS": "1", name: tls_files[given]})
+        assert str(caught.value) == (
+            "REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together: set both"
+        )
 
-    def test_missing_file_is_named(self, tmp_path: Path) -> None:
+    @pytest.mark.parametrize("name", ["CA", "CERT", "KEY"])
+    def test_missing_file_is_named(
+        self, tmp_path: Path, tls_files: Dict[str, str], name: str
+    ) -> None:
+        env = {
+            "REDIS_TLS": "1",
+            "REDIS_TLS_CERT_FILE": tls_files["cert"],
+            "REDIS_TLS_KEY_FILE": tls_files["key"],
+        }
         missing = str(tmp_path / "nope.pem")
-        with pytest.raises(RedisConfigError, match=f"REDIS_TLS_CA_FILE={missing}"):
-            RedisSettings.parse({"REDIS_TLS": "1", "REDIS_TLS_CA_FILE": missing})
+        env[f"REDIS_TLS_{name}_FILE"] = missing
+        with pytest.raises(RedisConfigError) as caught:
+            RedisSettings.parse(env)
+        assert str(caught.value) == f"REDIS_TLS_{name}_FILE={missing}: no such file"
 
 
 class TestSentinels:
     def test_list_parsing(self) -> None:
-        assert parse_sentinels(" s1:26379, s2:26380 ,,[::1]:26381") == (
+        assert parse_sentinels(" s1:26379, s2:26380 ,,[::1]:26381,X:1,s-X:2") == (
             ("s1", 26379),
             ("s2", 26380),
             ("::1", 26381),
+            ("X", 1),
+            ("s-X", 2),
         )
         assert parse_sentinels("") == ()
 
@@ -218,8 +303,11 @@ class TestSentinels:
 
     @pytest.mark.parametrize("port", ["0", "65536", "x"])
     def test_bad_port(self, port: str) -> None:
-        with pytest.raises(RedisConfigError, match="is not a port number"):
+        with pytest.raises(RedisConfigError) as caught:
             parse_sentinels(f"s1:{port}")
+        assert str(caught.value) == (
+            f"REDIS_SENTINELS: 's1:{port}': the port '{port}' is not a port number"
+        )
 
     def test_sentinel_settings(self) -> None:
         config = RedisSettings.from_env(
@@ -301,12 +389,12 @@ class TestCreateClient:
             socket_keepalive=True,
         )
 
-    def test_environment_is_read_when_no_settings_are_given(
+    def test_settings_from_the_environment(
         self, redis_cls: MagicMock, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setenv("REDIS_URL", "redis://app:pw@cache:6390/4")
         monkeypatch.setenv("REDIS_SOCKET_TIMEOUT", "2.5")
-        create_client()
+        create_client(RedisSettings.from_env())
         kwargs = redis_cls.call_args.kwargs
         assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("cache", 6390, 4)
         assert (kwargs["username"], kwargs["password"]) == ("app", "pw")
@@ -419,6 +507,16 @@ class TestCreateClient:
             client.close()
 
 
+PLAIN = RedisSettings()
+
+
+def ssl_error_as(link: str) -> redis.ConnectionError:
+    """A connection error whose TLS failure is only its cause or its context."""
+    error = redis.ConnectionError("Error connecting")
+    setattr(error, link, ssl.SSLError(1, "handshake"))
+    return error
+
+
 class TestExplain:
     """One line each: what is wrong, no secret."""
 
@@ -441,41 +539,80 @@ class TestExplain:
         )
         assert SECRET not in text and "\n" not in text
 
+    def test_wrong_password_without_a_user_name(self) -> None:
+        assert explain(redis.AuthenticationError("WRONGPASS"), PLAIN) == (
+            "Redis at redis:6379/0 refused the credentials (wrong password or "
+            "unknown user; REDIS_URL/REDIS_USERNAME/REDIS_PASSWORD): WRONGPASS"
+        )
+
     def test_a_secret_in_an_error_is_masked(self, config: RedisSettings) -> None:
         text = explain(redis.ConnectionError(f"oops {SECRET} here"), config)
         assert text == (
             "Cannot connect to Redis at redis://app:***@cache:6379/0: oops *** here"
         )
 
-    def test_tls_failure_by_message(self, config: RedisSettings) -> None:
-        error = redis.ConnectionError(
+    @pytest.mark.parametrize(
+        "message",
+        [
             "Error 1 connecting to cache:6379. [SSL: CERTIFICATE_VERIFY_FAILED] "
-            "certificate verify failed."
+            "certificate verify failed.",
+            "Error 1 connecting to cache:6379. [SSL: WRONG_VERSION_NUMBER] wrong "
+            "version number",
+            "Error connecting to cache:6379: Certificate has expired",
+        ],
+        ids=["ssl-and-certificate", "ssl", "certificate"],
+    )
+    def test_tls_failure_by_message(self, config: RedisSettings, message: str) -> None:
+        error = redis.ConnectionError(message)
+        assert explain(error, config) == (
+            "TLS with Redis at redis://app:***@cache:6379/0 failed (certificate, CA "
+            f"or TLS setting; REDIS_TLS_*): {message}"
         )
-        assert explain(error, config).startswith(
-            "TLS with Redis at redis://app:***@cache:6379/0 failed"
-        )
+        assert needs_attention(error) is True
 
-    def test_tls_failure_by_cause(self) -> None:
+    @pytest.mark.parametrize("link", ["__cause__", "__context__"])
+    def test_tls_failure_by_cause_or_context(self, link: str) -> None:
+        error = ssl_error_as(link)
+        assert explain(error, PLAIN) == (
+            "TLS with Redis at redis:6379/0 failed (certificate, CA or TLS setting; "
+            "REDIS_TLS_*): Error connecting"
+        )
+        assert needs_attention(error) is True
+
+    def test_a_chain_without_tls_is_not_a_tls_failure(self) -> None:
         try:
             try:
-                raise ssl.SSLError(1, "handshake")
-            except ssl.SSLError as exc:
-                raise redis.ConnectionError("Error connecting") from exc
+                raise OSError("Connection refused")
+            except OSError:
+                raise redis.ConnectionError("Error connecting")
         except redis.ConnectionError as error:
-            assert explain(error).startswith("TLS with Redis at Redis failed")
+            assert explain(error, PLAIN) == (
+                "Cannot connect to Redis at redis:6379/0: Error connecting"
+            )
+            assert needs_attention(error) is False
 
     def test_tls_mismatches_get_a_hint(self) -> None:
         tls = RedisSettings.from_env({"REDIS_URL": "rediss://cache"})
         plain = RedisSettings.from_env({"REDIS_URL": "redis://cache"})
         timeout = redis.TimeoutError("Timeout connecting to server")
         reset = redis.ConnectionError("Error while reading: Connection reset by peer")
-        assert explain(timeout, tls).endswith("(TLS is on: does that port speak TLS?)")
-        assert explain(timeout, plain).endswith("Timeout connecting to server")
-        assert explain(reset, plain).endswith(
-            "(if that port wants TLS: rediss:// or REDIS_TLS=1)"
+        assert explain(timeout, tls) == (
+            "Redis at rediss://cache:6379/0 did not answer in time: Timeout "
+            "connecting to server (TLS is on: does that port speak TLS?)"
         )
-        assert "TLS" not in explain(reset, tls)
+        assert explain(timeout, plain) == (
+            "Redis at redis://cache:6379/0 did not answer in time: Timeout "
+            "connecting to server"
+        )
+        assert explain(reset, plain) == (
+            "Cannot connect to Redis at redis://cache:6379/0: Error while reading: "
+            "Connection reset by peer (if that port wants TLS: rediss:// or "
+            "REDIS_TLS=1)"
+        )
+        assert explain(reset, tls) == (
+            "Cannot connect to Redis at rediss://cache:6379/0: Error while reading: "
+            "Connection reset by peer"
+        )
 
     def test_all_sentinels_down(self) -> None:
         config = RedisSettings.from_env({"REDIS_SENTINELS": "h1:26379,h2:26379"})
@@ -489,30 +626,93 @@ class TestExplain:
         )
 
     def test_sentinels_without_a_master(self) -> None:
-        config = RedisSettings.from_env({"REDIS_SENTINELS": "h1:26379"})
-        error = redis.sentinel.MasterNotFoundError("No master found for 'mymaster'")
-        assert "know no healthy master 'mymaster' (a failover in progress" in (
-            explain(error, config)
+        config = RedisSettings.from_env(
+            {"REDIS_SENTINELS": "h1:26379", "REDIS_SENTINEL_MASTER": "events"}
+        )
+        error = redis.sentinel.MasterNotFoundError("No master found for 'events'")
+        assert explain(error, config) == (
+            "The Sentinels of sentinel://h1:26379/events know no healthy master "
+            "'events' (a failover in progress, or REDIS_SENTINEL_MASTER wrong)"
         )
 
     @pytest.mark.parametrize(
-        "error, start",
+        "error, expected",
         [
-            (redis.TimeoutError("Timeout reading"), "Redis at Redis did not answer"),
-            (ConnectionRefusedError("refused"), "Cannot connect to Redis at Redis"),
+            (
+                redis.TimeoutError("Timeout reading"),
+                "Redis at redis:6379/0 did not answer in time: Timeout reading",
+            ),
+            (
+                ConnectionRefusedError("refused"),
+                "Cannot connect to Redis at redis:6379/0: refused",
+            ),
             (
                 redis.exceptions.NoPermissionError("NOPERM no publish"),
-                "The Redis ACL user at Redis lacks a permission: NOPERM",
+                "The Redis ACL user at redis:6379/0 lacks a permission: NOPERM no "
+                "publish",
             ),
-            (RedisConfigError("REDIS_URL names no host"), "Invalid Redis settings"),
-            (ValueError("odd\nthing"), "Redis at Redis failed: ValueError: odd thing"),
+            (
+                RedisConfigError("REDIS_URL names no host"),
+                "Invalid Redis settings: REDIS_URL names no host",
+            ),
+            (
+                ValueError("odd\nthing"),
+                "Redis at redis:6379/0 failed: ValueError: odd thing",
+            ),
         ],
     )
-    def test_other_failures(self, error: Exception, start: str) -> None:
-        assert explain(error).startswith(start)
+    def test_other_failures(self, error: Exception, expected: str) -> None:
+        assert explain(error, PLAIN) == expected
 
     def test_module_constants(self) -> None:
         assert redis_connection.MASK == "***"
+
+
+@pytest.mark.parametrize("kwargs_of", [connection_kwargs, sentinel_kwargs])
+def test_a_probe_gives_up_after_its_first_failure(kwargs_of: Callable) -> None:
+    retry = kwargs_of(RedisSettings(), True)["retry"]
+    tries = []
+
+    def connect() -> None:
+        tries.append(1)
+        raise redis.ConnectionError("refused")
+
+    with pytest.raises(redis.ConnectionError):
+        retry.call_with_retry(connect, lambda error: None)
+    assert tries == [1]
+
+
+class TestSentinelKwargs:
+    """What the connections to the Sentinels themselves get."""
+
+    @pytest.mark.parametrize(
+        "probe, timeout", [(False, 3.5), (True, 2.0)], ids=["client", "probe"]
+    )
+    def test_timeouts_are_the_clients_or_the_probes(
+        self, probe: bool, timeout: float
+    ) -> None:
+        config = RedisSettings.from_env(
+            {"REDIS_SENTINELS": "s1:26379", "REDIS_SOCKET_TIMEOUT": "3.5"}
+        )
+        kwargs = sentinel_kwargs(config, probe)
+        assert (kwargs["socket_connect_timeout"], kwargs["socket_timeout"]) == (
+            timeout,
+            timeout,
+        )
+        assert ("retry" in kwargs) is probe
+
+    def test_their_own_credentials(self) -> None:
+        config = RedisSettings.from_env(
+            {
+                "REDIS_SENTINELS": "s1:26379",
+                "REDIS_USERNAME": "app",
+                "REDIS_PASSWORD": SECRET,
+                "REDIS_SENTINEL_USERNAME": "watcher",
+                "REDIS_SENTINEL_PASSWORD": SENTINEL_SECRET,
+            }
+        )
+        kwargs = sentinel_kwargs(config, False)
+        assert (kwargs["username"], kwargs["password"]) == ("watcher", SENTINEL_SECRET)
 
 
 class TestHelp:

@@ -78,10 +78,15 @@ class TestHealthCheck:
         pubsub = MagicMock()
         clock.now += 5.0
         feed.check_health(pubsub)
-        clock.now += 2.5
-        with pytest.raises(DeadConnection, match="within 2.0 s"):
+        clock.now += 2.0
+        feed.check_health(pubsub)  # the timeout itself is still in time
+        clock.now += 0.5
+        with pytest.raises(DeadConnection) as caught:
             feed.check_health(pubsub)
-        assert isinstance(DeadConnection("x"), ConnectionError)
+        assert str(caught.value) == (
+            "Redis did not answer PING on the subscription within 2.0 s"
+        )
+        assert isinstance(caught.value, ConnectionError)
 
     def test_a_new_connection_starts_without_an_outstanding_ping(
         self, feed: Subscription, clock: Clock
@@ -156,15 +161,36 @@ class TestCatchUpAndSeam:
         assert [e["payload"]["n"] for e in delivered] == list(range(7))
 
     def test_live_messages_delivered_already_are_skipped(
-        self, feed: Subscription, log: RedisEventLog
+        self, feed: Subscription, log: RedisEventLog, caplog: pytest.LogCaptureFixture
     ) -> None:
         feed.begin(log)
         positions = fill(log, 0, 1, 2)
         feed.catch_up(log, lambda event: None)
-        assert feed.accept({"stream_id": positions[1]}) is False
-        assert feed.accept({"stream_id": positions[2]}) is False
-        assert feed.accept({"stream_id": "9999999999999-0"}) is True
+        with caplog.at_level(logging.DEBUG, "osism.event_bridge"):
+            assert feed.accept({"stream_id": positions[1]}) is False
+            assert feed.accept({"stream_id": positions[2]}) is False
+            assert feed.accept({"stream_id": "9999999999999-0"}) is True
         assert (feed.skipped, feed.position) == (2, "9999999999999-0")
+        assert caplog.messages == [
+            f"Skipped {positions[1]}: delivered already from the log",
+            f"Skipped {positions[2]}: delivered already from the log",
+        ]
+
+    def test_every_catch_up_counts_and_says_what_it_delivered(
+        self, feed: Subscription, log: RedisEventLog, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        feed.begin(log)
+        fill(log, 0, 1)
+        with caplog.at_level(logging.INFO, "osism.event_bridge"):
+            assert feed.catch_up(log, lambda event: None) == 2
+            assert feed.catch_up(log, lambda event: None) == 0
+            fill(log, 2)
+            assert feed.catch_up(log, lambda event: None) == 1
+        assert feed.caught_up == 3
+        assert caplog.messages == [
+            "Caught up with 2 events from the event log",
+            "Caught up with 1 events from the event log",
+        ]
 
     @pytest.mark.parametrize("event", [{}, {"stream_id": 5}, {"stream_id": "x-y"}])
     def test_a_message_without_a_usable_position_is_delivered(
@@ -190,7 +216,17 @@ class TestCatchUpAndSeam:
             feed.catch_up(log, delivered.append)
         assert [e["payload"]["n"] for e in delivered] == [3, 4]
         assert feed.missed_warnings == 1
-        assert "events may have been missed" in caplog.text
+        assert caplog.messages == [
+            f"The event log no longer reaches back to {positions[0]}, the last "
+            "event this process delivered: events may have been missed (the log "
+            "keeps about 1000 events, EVENT_HISTORY_SIZE); delivering what it "
+            "holds and continuing"
+        ]
+        fill(log, 5)
+        redis.xtrim("sub:log", maxlen=0, approximate=False)
+        fill(log, 6)
+        feed.catch_up(log, delivered.append)
+        assert feed.missed_warnings == 2
 
     def test_no_warning_while_the_log_reaches_back(
         self,
@@ -214,3 +250,8 @@ class TestDecode:
     def test_anything_else_is_a_value_error(self, data: str) -> None:
         with pytest.raises(ValueError):
             decode(data)
+
+    def test_json_that_is_not_an_object_is_named_so(self) -> None:
+        with pytest.raises(ValueError) as caught:
+            decode("[1]")
+        assert str(caught.value) == "not a JSON object"
