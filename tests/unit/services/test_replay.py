@@ -402,7 +402,7 @@ class TestNotRecovered:
         recovered: bool,
     ) -> None:
         monkeypatch.setattr(settings, "REPLAY_LIMIT", 3)
-        log = MemoryEventLog(100)
+        log = MemoryEventLog(100, dedupe_seconds=3600)
         for number in range(1, 11):
             log.append(envelope(number))
         async with running() as manager:
