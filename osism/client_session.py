@@ -26,6 +26,8 @@ async def admit(
     websocket: WebSocket, manager: WebSocketManager, cfg: SecurityConfig
 ) -> bool:
     """Refuse a foreign origin (before accept), a bad token or one too many."""
+    # Equivalent mutants (mutation gate): Starlette's header lookup ignores
+    # case, so "ORIGIN"/"HOST" read the same headers.
     origin = websocket.headers.get("origin")
     if not cfg.origin_allowed(origin, websocket.headers.get("host")):
         logger.warning(

@@ -129,6 +129,7 @@ class BodySizeLimit:
             await self._reject(send)
             return
         received = 0
+        # Equivalent mutant (mutation gate): None here reads as False.
         started = False
 
         async def limited_receive() -> Message:

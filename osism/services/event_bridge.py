@@ -88,6 +88,8 @@ class EventBridge(RedisLink, RedisSubscriber):
         self._close_lock = threading.Lock()
         self._redis_settings = RedisSettings.from_env()
         # Redis mode: events go to Redis (add_event is False while it is down).
+        # Equivalent mutant (mutation gate): only its truth is read, so None
+        # here is False.
         self._redis_mode = False
         self._redis_log: Optional["RedisEventLog"] = None
         self._memory_log = MemoryEventLog(

@@ -275,6 +275,7 @@ class NotificationListener(HandOver, ConsumerMixin):
                 exc,
                 self.rejected,
             )
+            # Equivalent mutant (mutation gate): kombu takes requeue=None as False.
             message.reject(requeue=False)
             self.metrics.count(exchange, "rejected")
             return

@@ -88,6 +88,8 @@ class MetricsServer:
         self._server = _HTTPServer((host, port), registry, metrics)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
+            # Surviving mutant (mutation gate): without the argument only stop()
+            # is slower (0.5 s poll instead of 0.1 s); no test times it.
             args=(POLL_INTERVAL,),
             name="osism-listener-metrics",
             daemon=True,

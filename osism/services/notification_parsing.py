@@ -80,6 +80,7 @@ def parse_notification(body: Body, service: Optional[str] = None) -> Notificatio
         _optional_str(message.get("message_id")),
         priority.upper() if priority else None,
         _timestamp(message.get("timestamp")),
+        # Equivalent mutant (mutation gate): no service is named "" or "XXXX".
         service or service_of("", publisher_id),
     )
 

@@ -121,6 +121,8 @@ class RedisEventLog:
         position = self._position_of(last_event_id)
         if position is None:
             return Replay(self._newest(limit), False, oldest_id)
+        # Equivalent mutants (mutation gate): reading more than limit + 1 (or
+        # without a bound) only reads more; whether more follow is the same.
         after = self.read_after(position, limit + 1)
         if len(after) <= limit:
             return Replay(after, True, oldest_id)
@@ -129,11 +131,15 @@ class RedisEventLog:
     def _first(self, read: Callable[..., Any]) -> Optional[Any]:
         """The first row ``read`` (xrange: the oldest, xrevrange: the newest)
         gives, ``(position, fields)``; None while the stream is empty."""
+        # Equivalent mutants (mutation gate): only rows[0] is used, so a
+        # larger count (or none) only reads more.
         rows = _rows(read(self.stream, count=1))
         return rows[0] if rows else None
 
     def _position_of(self, event_id: str) -> Optional[str]:
         """The stream id of ``event_id`` while the log still holds it."""
+        # Equivalent mutants (mutation gate): without the id key the scan below
+        # finds the same position, only slower.
         known: Any = self.client.get(self.id_key(event_id))
         if known is not None:
             if _rows(self.client.xrange(self.stream, known, known)):
@@ -141,6 +147,8 @@ class RedisEventLog:
             return None  # trimmed: the entries after it may be gone too
         start = "-"
         while True:
+            # Equivalent mutants (mutation gate): a scan in one page finds the same
+            # row.
             rows = _rows(self.client.xrange(self.stream, start, count=SCAN_PAGE))
             for row_id, fields in rows:
                 if fields.get("id") == event_id:

@@ -39,6 +39,7 @@ class Subscription:
         self.interval = interval
         self.timeout = timeout
         self.position: Optional[str] = None
+        # Equivalent mutant (mutation gate): only its truth is read.
         self.started = False
         self.caught_up = 0
         self.skipped = 0
@@ -94,6 +95,8 @@ class Subscription:
             )
         delivered = 0
         while True:
+            # Equivalent mutant (mutation gate): an unbounded page delivers the
+            # same events; only memory differs.
             entries = log.read_after(self.position, CATCH_UP_PAGE)
             for entry in entries:
                 deliver(dict(entry.event, stream_id=entry.position))

@@ -278,6 +278,8 @@ class WebSocketManager(EventIntake):
             close_quietly(websocket, CLOSE_TRY_AGAIN_LATER, "client too slow")
         )
         self._closing.add(task)
+        # Equivalent mutant (mutation gate): without the discard, finished
+        # close tasks stay in _closing; only memory differs.
         task.add_done_callback(self._closing.discard)
 
 
