@@ -1,4 +1,5 @@
-"""The Definition of Done: ``nox`` runs lint, unit tests, coverage and integration.
+"""The Definition of Done: ``nox`` runs lint, unit tests, coverage, integration,
+the browser tests and the mutation gate.
 
 Every development pin lives in the Pipfile's [dev-packages] (read through
 tools/pins.py); runtime pins live in requirements.txt.
@@ -148,5 +149,5 @@ def browser(session: nox.Session) -> None:
     )
 
 
-# Bare `nox` runs the browser tests too.
-nox.options.sessions.append("browser")
+# Bare `nox` runs the browser tests and the mutation gate too.
+nox.options.sessions += ["browser", "mutation"]
