@@ -150,4 +150,5 @@ def browser(session: nox.Session) -> None:
 
 
 # Bare `nox` runs the browser tests and the mutation gate too.
-nox.options.sessions += ["browser", "mutation"]
+nox.options.sessions.append("browser")
+nox.options.sessions.append("mutation")

@@ -4,6 +4,7 @@ playbook installs Debian's chromium, and .ci/run installing it when missing."""
 import ast
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.unit.test_zuul import inherited, jobs, playbook_paths
@@ -11,7 +12,8 @@ from tests.unit.test_zuul import inherited, jobs, playbook_paths
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_bare_nox_runs_the_browser_session() -> None:
+@pytest.mark.parametrize("session", ["browser", "mutation"])
+def test_bare_nox_runs_the_session(session: str) -> None:
     tree = ast.parse((ROOT / "noxfile.py").read_text())
     appended = [
         node.args[0].value
@@ -20,7 +22,7 @@ def test_bare_nox_runs_the_browser_session() -> None:
         and ast.unparse(node.func) == "nox.options.sessions.append"
         and isinstance(node.args[0], ast.Constant)
     ]
-    assert "browser" in appended
+    assert session in appended
 
 
 def test_the_browser_session_fails_saying_what_is_missing() -> None:
