@@ -8,8 +8,10 @@ parser and decompressor as ``websockets.connect``, without a future per
 message), so that one client process can take more messages per second
 than the server sends; ``--client-impl asyncio`` uses ``websockets.connect``.
 
-Per client it checks sequence numbers (lost, duplicated, not matching its
-filter) and records the latency from the publish time carried in the event.
+Per client it keeps each event's sequence number and publish time as they
+came, and checks them after the run (lost, duplicated, not matching its
+filter; latency = receive time - publish time), so that the work per
+delivery while the server is measured is a frame walk and two searches.
 The parent reads two live figures from shared memory (messages received, and
 the lowest sequence number every client has reached, which the full-speed
 publisher uses as its window) and gets the rest through a pipe at the end.
@@ -23,7 +25,7 @@ import time
 from array import array
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any, Dict, List, Optional, cast
+from typing import Any, Dict, List, Optional, Tuple, cast
 
 from websockets.client import ClientProtocol
 from websockets.extensions.permessage_deflate import enable_client_permessage_deflate
@@ -41,7 +43,6 @@ SHARED_SLOTS = 3
 # The two fields every bench event leads its payload with; int() and float()
 # take the space json.dumps (the naive server) writes after the colon.
 SEQ = b'"seq":'
-SENT = b'"sent":'
 
 
 @dataclass
@@ -79,14 +80,24 @@ class Tally:
 
 
 class Client:
-    """Sequence and latency bookkeeping of one connection."""
+    """Sequence and latency bookkeeping of one connection.
+
+    While the clients run, each read keeps its events' fields as they came
+    (one bytes string per read) and only the newest sequence number is
+    parsed (``last``, which the full-speed publisher's window follows);
+    ``account`` checks every event after the run, outside the measured
+    window, so that a client costs as little per delivery as possible.
+    """
 
     def __init__(self, proc: "ClientProcess", spec: ClientSpec) -> None:
         self.proc = proc
         self.spec = spec
         self.stride = 1 if spec.kind is None else len(EVENT_TYPES)
         self.offset = 0 if spec.kind is None else spec.kind
+        # The newest sequence number received (live).
         self.last = self.offset - self.stride
+        # Per read: (receive time, the events' fields joined by ";").
+        self.reads: List[Tuple[float, bytes]] = []
         self.lost = 0
         self.duplicated = 0
         self.mismatched = 0
@@ -101,54 +112,50 @@ class Client:
         if b'"type"' in data:
             # A reply (filter_update, error), alone or inside a batch.
             self._on_other(data)
-        seqs: List[bytes] = []
-        sents: List[bytes] = []
-        _events_in(data, 0, len(data), seqs, sents)
-        self.on_events(seqs, sents, now)
+        fields: List[Any] = []
+        _fields_in(data, 0, len(data), fields)
+        self.on_fields(fields, now)
 
     @property
     def settled(self) -> bool:
         """No reply is awaited: frames without an event are heartbeats."""
         return self.filters_ack is None or self.filters_ack.done()
 
-    def on_events(self, seqs: List[Any], sents: List[Any], now: float) -> None:
-        """Sequence and latency bookkeeping of events received in order."""
-        if not seqs:
+    def on_fields(self, fields: List[Any], now: float) -> None:
+        """Events received at ``now``: each one's fields from just after
+        ``"seq":`` to the comma after its ``sent`` value (``_fields_in``)."""
+        if not fields or self.spec.stalled:
             return
-        numbers = list(map(int, seqs))
-        stride = self.stride
-        first = self.last + stride
-        if numbers == list(range(first, first + stride * len(numbers), stride)):
-            # The common case: exactly the next events meant for this client.
-            self.last = numbers[-1]
-            counted = numbers
-            times = sents
-        else:
-            counted = []
-            times = []
-            for number, sent in zip(numbers, sents):
-                if self._account(number):
-                    counted.append(number)
-                    times.append(sent)
-        if self.spec.stalled or not counted:
-            return
-        proc = self.proc
-        proc.shared[DELIVERED] += len(counted)
-        proc.latencies.extend(map(now.__sub__, map(float, times)))
-        proc.seqs.extend(counted)
+        newest = fields[-1]
+        self.last = int(newest[: newest.find(b",")])
+        self.proc.shared[DELIVERED] += len(fields)
+        self.reads.append((now, b";".join(fields)))
 
-    def _account(self, seq: int) -> bool:
+    def account(self, low: int, high: int, latencies: "array[float]") -> None:
+        """Check every event received, in order (lost, duplicated, not
+        matching the filter), and append the latencies of those with a
+        sequence number in [low, high) to ``latencies``."""
+        last = self.offset - self.stride
+        for now, joined in self.reads:
+            for item in joined.split(b";"):
+                number, _, sent = item.partition(b",")
+                seq = int(number)
+                if seq != last + self.stride and not self._new(seq, last):
+                    continue
+                last = seq
+                if low <= seq < high:
+                    latencies.append(now - float(sent[sent.index(b":") + 1 :]))
+        self.last = max(self.last, last)
+
+    def _new(self, seq: int, last: int) -> bool:
         """Count one event that is not simply the next: True if it is new."""
-        last = self.last
         if seq <= last:
             self.duplicated += 1
             return False
         if (seq - self.offset) % self.stride:
             self.mismatched += 1
             return False
-        if seq != last + self.stride:
-            self.lost += (seq - last) // self.stride - 1
-        self.last = seq
+        self.lost += (seq - last) // self.stride - 1
         return True
 
     def _on_other(self, data: bytes) -> None:
@@ -220,15 +227,14 @@ class SansioClient(asyncio.Protocol):
         buf = self.buffer
         buf += data
         if not self.partial and client.settled:
-            seqs: List[bytearray] = []
-            sents: List[bytearray] = []
+            fields: List[bytearray] = []
             others: List[bytes] = []
-            run = _scan_events(buf, seqs, sents, others)
+            run = _scan_events(buf, fields, others)
             if run:
                 del buf[:run]
                 for other in others:
                     client.on_text(other, now)
-                client.on_events(seqs, sents, now)
+                client.on_fields(fields, now)
         if buf:
             data = bytes(buf)
             del buf[:]
@@ -334,54 +340,49 @@ class SansioClient(asyncio.Protocol):
             self.opened.set_exception(exc)
 
 
-def _scan_events(
-    buf: bytearray, seqs: List[bytearray], sents: List[bytearray], others: List[bytes]
-) -> int:
+def _scan_events(buf: bytearray, fields: List[Any], others: List[bytes]) -> int:
     """Scan the leading run of complete, final, unmasked text frames in
-    ``buf``: append each event's ``seq`` and ``sent`` fields (as bytes) to
-    ``seqs`` and ``sents``, and each frame without an event (a heartbeat) to
-    ``others``. Returns the length of the run (0 if ``buf`` starts with
-    anything else)."""
+    ``buf``: append each event's fields (see ``_fields_in``) to ``fields``,
+    and each frame without an event (a heartbeat) to ``others``. Returns
+    the length of the run (0 if ``buf`` starts with anything else)."""
     pos, end = 0, len(buf)
+    find = buf.find
     while end - pos >= 2:
         if buf[pos] != 0x81:  # FIN + text
             break
         length = buf[pos + 1]
         if length < 126:
             start = pos + 2
-        elif length == 126:
-            if end - pos < 4:
-                break
+        elif length == 126 and end - pos >= 4:
             start = pos + 4
             length = (buf[pos + 2] << 8) | buf[pos + 3]
-        else:  # 127, or a masked frame (>= 128): not ours to parse here
+        else:  # 127, a masked frame (>= 128), or a header not all here
             break
         stop = start + length
         if stop > end:
             break
-        if not _events_in(buf, start, stop, seqs, sents):
+        i = find(SEQ, start, stop)
+        if i < 0:
             others.append(bytes(buf[start:stop]))
+        elif buf[start] != 0x5B:  # one event: its fields, nothing more to find
+            fields.append(buf[i + 6 : find(b",", find(b",", i, stop) + 1, stop)])
+        else:
+            _fields_in(buf, start, stop, fields)
         pos = stop
     return pos
 
 
-def _events_in(
-    data: Any, start: int, stop: int, seqs: List[Any], sents: List[Any]
-) -> int:
-    """Append the ``seq`` and ``sent`` fields of the events in
-    ``data[start:stop]`` (one event, or a batched array of them) to ``seqs``
-    and ``sents``; how many there were. Only the bytes up to each field are
-    searched: ``sent`` follows ``seq`` at once, and a single event (not
-    ``[``) has no other."""
+def _fields_in(data: Any, start: int, stop: int, fields: List[Any]) -> int:
+    """Append the fields of the events in ``data[start:stop]`` (one event,
+    or a batched array of them) to ``fields``: from just after ``"seq":``
+    to the comma after ``sent``, which follows it at once (``5,"sent":1.5``,
+    or with the spaces json.dumps writes). How many there were."""
     find = data.find
     count = 0
     i = find(SEQ, start, stop)
     while i >= 0:
-        j = find(b",", i, stop)
-        seqs.append(data[i + 6 : j])
-        k = find(SENT, j, j + 9) + 7
-        j = find(b",", k, stop)
-        sents.append(data[k:j])
+        j = find(b",", find(b",", i, stop) + 1, stop)
+        fields.append(data[i + 6 : j])
         count += 1
         if data[start] != 0x5B:  # not a batched array: one event
             break
@@ -397,8 +398,6 @@ class ClientProcess:
         self.shared = shared
         self.conn = conn
         self.tally = Tally()
-        self.latencies = array("d")
-        self.seqs = array("q")
         self.clients: List[Client] = []
         self.sansio: List[SansioClient] = []
         self.tasks: List["asyncio.Task[Any]"] = []
@@ -586,9 +585,11 @@ class ClientProcess:
 
     def _result(self, published: int, low: int, high: int) -> Dict[str, Any]:
         tally = self.tally
+        window = array("d")
         for client in self.clients:
             if client.spec.stalled:
                 continue
+            client.account(low, high, window)
             missing = max(0, (client.expected_last(published) - client.last))
             tally.lost += client.lost + missing // client.stride
             tally.duplicated += client.duplicated
@@ -597,10 +598,6 @@ class ClientProcess:
                 code = client.close_code
                 tally.closed_early[code] = tally.closed_early.get(code, 0) + 1
         tally.delivered = int(self.shared[DELIVERED])
-        window = array("d")
-        for latency, seq in zip(self.latencies, self.seqs):
-            if low <= seq < high:
-                window.append(latency)
         return {
             "tally": tally.__dict__,
             "latencies": window.tobytes(),
