@@ -3,13 +3,24 @@
 An unmasked, final text frame (what a server sends, RFC 6455 section 5.2)
 is the same bytes for every client that gets it: the broadcaster builds it
 once per event (``framed``) and osism.ws_protocol's FanoutProtocol writes it
-as it is.
+as it is. The events of one turn of the broadcaster that go to a client
+travel as one ``Bundle``: one outbox entry and one joined run of frames,
+which every client without filters shares.
 """
 
 import struct
-from typing import List
+from sys import getsizeof
+from typing import List, Sequence, Union
 
-__all__ = ["FramedText", "framed", "text_frame_parts"]
+__all__ = [
+    "Bundle",
+    "FramedText",
+    "Item",
+    "bundle_of",
+    "framed",
+    "text_frame_parts",
+    "texts_of",
+]
 
 _HEADER_16 = struct.Struct("!BBH")
 _HEADER_64 = struct.Struct("!BBQ")
@@ -32,10 +43,12 @@ def text_frame_parts(text: str, out: List[bytes]) -> None:
 
 class FramedText(str):
     """A text that carries its own text frame (``frame``: header and UTF-8
-    payload), built once by ``framed`` for all the connections it goes to.
-    It is a str like any other to everything but FanoutProtocol."""
+    payload), built once by ``framed`` for all the connections it goes to,
+    and the bytes of memory the two hold (``size``). It is a str like any
+    other to everything but FanoutProtocol."""
 
     frame: bytes
+    size: int
 
 
 def framed(text: str) -> FramedText:
@@ -44,4 +57,41 @@ def framed(text: str) -> FramedText:
     parts: List[bytes] = []
     text_frame_parts(text, parts)
     result.frame = b"".join(parts)
+    result.size = getsizeof(result) + getsizeof(result.frame)
     return result
+
+
+class Bundle:
+    """Several events' texts for one client, in order, as one outbox entry.
+
+    ``frame`` is their frames joined (built once, for every client that
+    gets the same bundle); ``size`` the bytes of memory the bundle holds
+    (its texts, their frames and the joined run); ``chars`` the length of
+    the texts together.
+    """
+
+    __slots__ = ("texts", "frame", "size", "chars")
+
+    def __init__(self, texts: Sequence[FramedText]) -> None:
+        self.texts = tuple(texts)
+        self.frame = b"".join([text.frame for text in self.texts])
+        self.size = sum([text.size for text in self.texts]) + getsizeof(self.frame)
+        self.chars = sum(map(len, self.texts))
+
+    def __repr__(self) -> str:
+        return f"Bundle({len(self.texts)} texts, {self.chars} characters)"
+
+
+# What an outbox holds: a text (a reply, a replayed event or one event) or a
+# bundle of events.
+Item = Union[str, Bundle]
+
+
+def bundle_of(texts: Sequence[FramedText]) -> Union[FramedText, Bundle]:
+    """One entry for ``texts`` (at least one): the text itself when alone."""
+    return texts[0] if len(texts) == 1 else Bundle(texts)
+
+
+def texts_of(item: Item) -> Sequence[str]:
+    """The texts an outbox entry carries, in order."""
+    return item.texts if isinstance(item, Bundle) else (item,)

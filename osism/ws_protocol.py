@@ -4,7 +4,8 @@
 It is uvicorn's ``websockets-sansio`` implementation unchanged, plus the
 extension ``osism.websocket.send_texts`` in the connection's scope: a
 ``websocket.send`` message carrying ``"osism.texts": [str, ...]`` instead of
-``text`` sends each string as its own text frame, all in one transport write.
+``text`` sends each string as its own text frame (a ``Bundle`` of
+osism.ws_frames as the frames it carries), all in one transport write.
 The frames on the wire are exactly those of one ``send_text`` per string; the
 saving is the per-message work of the ASGI send path (one await, one state
 check, one write for many frames). A FramedText brings its frame along, built
@@ -24,7 +25,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import (
 from websockets.http11 import Request
 from websockets.protocol import State
 
-from osism.ws_frames import FramedText, text_frame_parts
+from osism.ws_frames import Bundle, FramedText, text_frame_parts, texts_of
 
 EXTENSION = "osism.websocket.send_texts"
 TEXTS = "osism.texts"
@@ -62,13 +63,15 @@ class FanoutProtocol(WebSocketsSansIOProtocol):
             raise ClientDisconnected()
         if self.conn.extensions:
             # permessage-deflate: websockets compresses frame by frame.
-            for text in texts:
-                self.conn.send_text(text.encode())
+            for item in texts:
+                for text in texts_of(item):
+                    self.conn.send_text(text.encode())
             self.transport.write(b"".join(self.conn.data_to_send()))
             return
         parts: List[bytes] = []
         for text in texts:
-            if type(text) is FramedText:
+            kind = type(text)
+            if kind is FramedText or kind is Bundle:
                 parts.append(text.frame)
             else:
                 text_frame_parts(text, parts)

@@ -15,6 +15,7 @@ from osism import settings
 from osism.services import filters, replay
 from osism.services.event_message import EventMessage
 from osism.services.outbox import Outbox
+from osism.ws_frames import Item
 
 logger = logging.getLogger("osism.websocket")
 
@@ -104,6 +105,11 @@ class WebSocketConnection:
             or self._priority_filters
         )
 
+    @property
+    def filtered(self) -> bool:
+        """Any filter is set (else every event matches)."""
+        return self._active
+
     def matches_filters(self, event: EventMessage) -> bool:
         """Filters of different kinds are AND-ed; within a kind any entry may match."""
         if not self._active:
@@ -129,9 +135,10 @@ class WebSocketConnection:
                 return False
         return True
 
-    def offer(self, text: str) -> bool:
-        """Queue text for the writer; False when the outbox is full (by count
-        or by bytes). ``await connection.outbox.put(text)`` waits for space."""
+    def offer(self, text: Item) -> bool:
+        """Queue a text (or a Bundle) for the writer; False when the outbox is
+        full (by count or by bytes). ``await connection.outbox.put(text)``
+        waits for space."""
         try:
             self.outbox.put_nowait(text)
         except asyncio.QueueFull:

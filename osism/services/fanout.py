@@ -1,21 +1,25 @@
-"""The broadcaster's step: offering one event to every matching client.
+"""The broadcaster's step: offering one turn's events to every matching client.
 
-The event is serialised once and its text offered to each matching
-connection's outbox; a client whose outbox is full is evicted, a client
-paused for a resume holds it. The broadcaster (WebSocketManager.
-_broadcast_events) fans out at most batch_size events, byte_budget bytes,
-per turn before the writers get one.
+Each event is serialised and framed once (the broadcaster does that, see
+WebSocketManager._broadcast_events). A client without filters gets the
+turn's events as one outbox entry shared by all such clients (a Bundle, or
+the text itself when the turn has one event), so a delivery costs it no
+work of its own; a filtered client gets the events that match it, bundled
+likewise. A client whose outbox is full is evicted, a client paused for a
+resume holds the events one by one. The broadcaster fans out at most
+batch_size events, byte_budget bytes, per turn before the writers get one.
 """
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, List, Optional, Sequence
 
 from osism import settings
 from osism.services.event_message import EventMessage
-from osism.services.outbox import text_size
-from osism.ws_frames import framed
+from osism.ws_frames import FramedText, Item, bundle_of
 
 if TYPE_CHECKING:  # pragma: no cover - import for type hints only
+    from osism.services.connection import WebSocketConnection
+    from osism.services.replay import ResumeState
     from osism.services.websocket_manager import WebSocketManager
 
 logger = logging.getLogger("osism.websocket")
@@ -37,27 +41,71 @@ def byte_budget(manager: "WebSocketManager") -> int:
     return size // 2
 
 
-def fan_out(manager: "WebSocketManager", event: EventMessage) -> int:
-    """Offer the event to every matching client; the bytes of its text."""
-    # The frame is built once here rather than once per client (ws_protocol).
-    text = framed(event.to_json())
-    is_heartbeat = event.event_type == "heartbeat" and event.source == "osism"
-    sent = 0
+def fan_out(
+    manager: "WebSocketManager",
+    events: Sequence[EventMessage],
+    texts: Sequence[FramedText],
+) -> None:
+    """Offer ``events`` (one turn's, in order; ``texts`` their framed JSON)
+    to every matching client."""
+    heartbeats = [is_heartbeat(event) for event in events]
+    # Clients per event: those without filters all get every event.
+    counts = [0] * len(events)
+    unfiltered = 0
+    shared: Optional[Item] = None
     for connection in list(manager.connections.values()):
-        if not (is_heartbeat or connection.matches_filters(event)):
-            continue
         if connection.writer is None:
             # connect() starts it; a connection added otherwise gets it here.
             manager._start_writer(connection)
-        if connection.resume is not None:
-            # Paused for a resume: hold it (a heartbeat is not needed).
-            if not is_heartbeat and not connection.resume.hold(event.position, text):
-                manager._evict_slow(connection)
+        state = connection.resume
+        if state is not None:
+            _hold(manager, connection, state, events, texts, heartbeats)
             continue
-        if connection.offer(text):
-            sent += 1
+        if connection.filtered:
+            picked = [
+                i
+                for i, event in enumerate(events)
+                if heartbeats[i] or connection.matches_filters(event)
+            ]
+            if not picked:
+                continue
+            if not connection.offer(bundle_of([texts[i] for i in picked])):
+                manager._evict_slow(connection)
+                continue
+            for i in picked:
+                counts[i] += 1
+            continue
+        if shared is None:
+            shared = bundle_of(texts)
+        if connection.offer(shared):
+            unfiltered += 1
         else:
             manager._evict_slow(connection)
-    manager.delivered += sent
-    logger.debug("Event %s offered to %d clients", event.event_type, sent)
-    return text_size(text)
+    manager.delivered += sum(counts) + unfiltered * len(events)
+    for event, count in zip(events, counts):
+        logger.debug(
+            "Event %s offered to %d clients", event.event_type, count + unfiltered
+        )
+
+
+def is_heartbeat(event: EventMessage) -> bool:
+    """The manager's own heartbeat: it goes to every client, filters or not."""
+    return event.event_type == "heartbeat" and event.source == "osism"
+
+
+def _hold(
+    manager: "WebSocketManager",
+    connection: "WebSocketConnection",
+    state: "ResumeState",
+    events: Sequence[EventMessage],
+    texts: Sequence[FramedText],
+    heartbeats: List[bool],
+) -> None:
+    """A client paused for a resume holds its matching events (a heartbeat
+    is not needed); one over its hold bound is evicted."""
+    for event, text, heartbeat in zip(events, texts, heartbeats):
+        if heartbeat or not connection.matches_filters(event):
+            continue
+        if not state.hold(event.position, text):
+            manager._evict_slow(connection)
+            return

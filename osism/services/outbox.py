@@ -3,27 +3,40 @@
 import asyncio
 from collections import deque
 from sys import getsizeof
-from typing import Deque, Optional
+from typing import Deque, List, Optional
 
-__all__ = ["Outbox", "batch_frame", "text_size"]
+from osism.ws_frames import Bundle, Item, texts_of
+
+__all__ = ["Outbox", "batch_frames", "messages_in", "text_size"]
 
 
-def text_size(text: str) -> int:
-    """Bytes of memory a queued text holds (its UTF-8 length for ASCII, plus
-    the string's header)."""
-    return getsizeof(text)
+def text_size(item: Item) -> int:
+    """Bytes of memory a queued entry holds: a text's UTF-8 length (for
+    ASCII) plus the string's header, and what a FramedText's frame or a
+    Bundle holds besides (their ``size``)."""
+    if type(item) is str:
+        return getsizeof(item)
+    size: int = getattr(item, "size")
+    return size
+
+
+def messages_in(item: Item) -> int:
+    """How many messages an entry is: a bundle's texts, or one."""
+    return len(item.texts) if type(item) is Bundle else 1
 
 
 class Outbox:
-    """A queue of texts for one client, bounded in count and in bytes.
+    """A queue of messages for one client, bounded in count and in bytes.
 
+    An entry is a text or a Bundle of event texts (ws_frames); the count
+    bound is on messages, a bundle counting as many as it carries.
     Producers: the broadcaster (``put_nowait``, which raises
-    asyncio.QueueFull when the text would take the queue over ``maxsize``
-    texts (at least 1) or ``max_bytes`` bytes; one text alone is always
-    taken, so that an event larger than the bound still reaches a client
-    that keeps up) and a resume (``put``, which waits until the text
-    fits). The one consumer is the connection's writer (``get``,
-    ``get_nowait``, ``peek``). ``bytes`` is what it holds now.
+    asyncio.QueueFull when the entry would take the queue over ``maxsize``
+    messages or ``max_bytes`` bytes; an empty outbox takes any entry, so
+    that an event larger than the bound still reaches a client that keeps
+    up) and a resume (``put``, which waits until the text fits). The one
+    consumer is the connection's writer (``get``, ``get_nowait``,
+    ``peek``). ``bytes`` is what it holds now.
 
     Not an asyncio.Queue: a delivery costs one put and one get, and the
     queue's join/task_done bookkeeping and waiter lists cost more than the
@@ -34,31 +47,37 @@ class Outbox:
         self.maxsize = maxsize
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._items: Deque[str] = deque()
+        # Messages held (a bundle counts its texts).
+        self.count = 0
+        self._items: Deque[Item] = deque()
         # The writer, waiting in get() for a text.
         self._getter: "Optional[asyncio.Future[None]]" = None
         # Callers of put() waiting for space, oldest first.
         self._putters: "Deque[asyncio.Future[None]]" = deque()
 
     def qsize(self) -> int:
-        return len(self._items)
+        """Messages held (a bundle counts its texts)."""
+        return self.count
 
     def empty(self) -> bool:
         return not self._items
 
-    def peek(self) -> str:
+    def peek(self) -> Item:
         """The text get_nowait would return, left in place."""
         if not self._items:
             raise asyncio.QueueEmpty
         return self._items[0]
 
-    def put_nowait(self, item: str) -> None:
-        size = getsizeof(item)
-        items = self._items
+    def put_nowait(self, item: Item) -> None:
+        size = text_size(item)
+        count = self.count
         held = self.bytes
-        if len(items) >= self.maxsize or (held and held + size > self.max_bytes):
+        if count and (
+            count + messages_in(item) > self.maxsize or held + size > self.max_bytes
+        ):
             raise asyncio.QueueFull
-        items.append(item)
+        self._items.append(item)
+        self.count = count + messages_in(item)
         self.bytes = held + size
         getter = self._getter
         if getter is not None:
@@ -66,7 +85,7 @@ class Outbox:
             if not getter.done():
                 getter.set_result(None)
 
-    async def put(self, item: str) -> None:
+    async def put(self, item: Item) -> None:
         """Queue ``item`` once it fits (in count and in bytes)."""
         while True:
             try:
@@ -81,12 +100,13 @@ class Outbox:
                     if waiter in self._putters:
                         self._putters.remove(waiter)
 
-    def get_nowait(self) -> str:
+    def get_nowait(self) -> Item:
         items = self._items
         if not items:
             raise asyncio.QueueEmpty
         item = items.popleft()
-        self.bytes -= getsizeof(item)
+        self.count -= messages_in(item)
+        self.bytes -= text_size(item)
         putters = self._putters
         if putters:
             waiter = putters.popleft()
@@ -94,8 +114,8 @@ class Outbox:
                 waiter.set_result(None)
         return item
 
-    async def get(self) -> str:
-        """The oldest text, once there is one."""
+    async def get(self) -> Item:
+        """The oldest entry, once there is one."""
         while not self._items:
             # put_nowait wakes it (a getter left behind by a cancelled get()
             # is done, and put_nowait passes it by).
@@ -104,18 +124,27 @@ class Outbox:
         return self.get_nowait()
 
 
-def batch_frame(first: str, outbox: Outbox, limit: int) -> str:
-    """``first`` and what follows it in the outbox, as one JSON array of at
-    most ``limit`` characters (or ``first`` alone, whatever its length)."""
-    if outbox.empty():
-        return "[" + first + "]"
-    parts = [first]
-    # "[" + first + "]", then "," + each following text
-    size = len(first) + 2
+def batch_frames(first: Item, outbox: Outbox, limit: int) -> List[str]:
+    """The texts of ``first`` and of the entries that follow it in the
+    outbox, as JSON arrays of at most ``limit`` characters each: ``first``
+    split where it must be (a text longer than the limit goes alone in its
+    array), then whole entries while the last array has room for them."""
+    frames: List[str] = []
+    parts: List[str] = []
+    # "[" + the texts joined by "," + "]": one more than the texts and commas
+    size = 1
+    for text in texts_of(first):
+        if parts and size + len(text) + 1 > limit:
+            frames.append("[" + ",".join(parts) + "]")
+            parts, size = [], 1
+        parts.append(text)
+        size += len(text) + 1
     while not outbox.empty():
-        following = outbox.peek()
-        size += len(following) + 1
+        following = texts_of(outbox.peek())
+        size += sum(map(len, following)) + len(following)
         if size > limit:
             break
-        parts.append(outbox.get_nowait())
-    return "[" + ",".join(parts) + "]"
+        outbox.get_nowait()
+        parts.extend(following)
+    frames.append("[" + ",".join(parts) + "]")
+    return frames

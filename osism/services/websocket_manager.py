@@ -26,6 +26,7 @@ from osism.services.intake import EventIntake
 from osism.services.outbox import Outbox, text_size
 from osism.services.ratelimit import RateLimitedLog
 from osism.services.writer import write_loop
+from osism.ws_frames import framed
 
 __all__ = [
     "CLOSE_TRY_AGAIN_LATER",
@@ -220,15 +221,22 @@ class WebSocketManager(EventIntake):
                 event = await queue.get()
                 if not self.connections:
                     continue
-                spent = fanout.fan_out(self, event)
                 # Events that are already queued go out in the same turn, so
-                # each writer wakes once per batch rather than once per event;
-                # a batch is at most half an outbox, in count and in bytes, so
+                # each writer wakes once per turn rather than once per event;
+                # a turn is at most half an outbox, in count and in bytes, so
                 # that a client that keeps up never overflows during a burst.
+                # Each event is serialised and framed once, for all clients.
+                events = [event]
+                texts = [framed(event.to_json())]
+                spent = text_size(texts[0])
                 for _ in range(batch - 1):
-                    if queue.empty() or not self.connections or spent >= budget:
+                    if queue.empty() or spent >= budget:
                         break
-                    spent += fanout.fan_out(self, queue.get_nowait())
+                    event = queue.get_nowait()
+                    events.append(event)
+                    texts.append(framed(event.to_json()))
+                    spent += text_size(texts[-1])
+                fanout.fan_out(self, events, texts)
                 # get() does not suspend while events are queued: yield so the
                 # writers drain their outboxes, or a burst longer than an outbox
                 # would evict clients that are keeping up.

@@ -8,12 +8,13 @@ message. When sending fails the connection is removed from the manager.
 """
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, List
 
 from fastapi import WebSocketDisconnect
 
 from osism.services.connection import WebSocketConnection
-from osism.services.outbox import Outbox, batch_frame
+from osism.services.outbox import Outbox, batch_frames
+from osism.ws_frames import Bundle, Item, texts_of
 from osism.ws_protocol import TEXTS, sends_texts
 
 if TYPE_CHECKING:  # pragma: no cover - import for type hints only
@@ -37,16 +38,20 @@ async def write_loop(
         if sends_texts(websocket):
             await write_many(manager, connection)
         while True:
-            text = await outbox.get()
+            item = await outbox.get()
             if connection.batch:
-                await send(frame(manager, text, outbox))
+                for text in frames(manager, item, outbox):
+                    await send(text)
                 while not outbox.empty():
-                    await send(frame(manager, outbox.get_nowait(), outbox))
+                    for text in frames(manager, outbox.get_nowait(), outbox):
+                        await send(text)
                 continue
-            await send(text)
+            for text in texts_of(item):
+                await send(text)
             # Send what else is queued without a get() coroutine per item.
             while not outbox.empty():
-                await send(outbox.get_nowait())
+                for text in texts_of(outbox.get_nowait()):
+                    await send(text)
     except WebSocketDisconnect:
         logger.info("WebSocket went away while sending; removing it")
     except Exception as exc:
@@ -59,27 +64,43 @@ async def write_many(
 ) -> None:
     """The writer under a server with ``osism.websocket.send_texts``: what
     is queued goes out in one ASGI message, one frame per text (or per
-    batched array), in one write."""
+    batched array), in one write; a Bundle goes as the frames it carries."""
     send = connection.websocket.send
     outbox = connection.outbox
     limit, chars = manager.WRITE_MANY, manager.WRITE_MANY_CHARS
     batch = connection.batch
     while True:
         first = await outbox.get()
-        text = frame(manager, first, outbox) if batch else first
-        texts = [text]
+        items: List[Item] = []
+        size = _take(manager, first, outbox, batch, items)
         # What the writer holds while the server may wait for the socket
         # is out of the outbox's count: keep it small.
-        size = len(text)
-        while size < chars and len(texts) < limit and not outbox.empty():
-            text = outbox.get_nowait()
-            if batch:
-                text = frame(manager, text, outbox)
-            texts.append(text)
-            size += len(text)
-        await send({"type": "websocket.send", TEXTS: texts})
+        while size < chars and len(items) < limit and not outbox.empty():
+            size += _take(manager, outbox.get_nowait(), outbox, batch, items)
+        await send({"type": "websocket.send", TEXTS: items})
 
 
-def frame(manager: "WebSocketManager", first: str, outbox: Outbox) -> str:
-    """One batched frame: ``first`` and what follows it in the outbox."""
-    return batch_frame(first, outbox, manager.BATCH_FRAME_CHARS)
+def frames(manager: "WebSocketManager", first: Item, outbox: Outbox) -> List[str]:
+    """Batched frames: ``first`` and what follows it in the outbox."""
+    return batch_frames(first, outbox, manager.BATCH_FRAME_CHARS)
+
+
+def _take(
+    manager: "WebSocketManager",
+    item: Item,
+    outbox: Outbox,
+    batch: bool,
+    items: List[Item],
+) -> int:
+    """Append what ``item`` is sent as to ``items``: itself, or for a client
+    of batched frames the arrays of it and what follows; their characters."""
+    if not batch:
+        items.append(item)
+        return _chars(item)
+    texts = frames(manager, item, outbox)
+    items.extend(texts)
+    return sum(map(len, texts))
+
+
+def _chars(item: Item) -> int:
+    return item.chars if isinstance(item, Bundle) else len(item)

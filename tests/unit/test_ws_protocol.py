@@ -14,7 +14,7 @@ from websockets.protocol import State
 from websockets.streams import StreamReader
 
 from osism.services.event_message import EventMessage
-from osism.ws_frames import framed, text_frame_parts
+from osism.ws_frames import framed, text_frame_parts, texts_of
 from osism.ws_protocol import EXTENSION, TEXTS, FanoutProtocol, sends_texts
 from tests.conftest import async_wait_until
 from tests.unit.services.test_fanout import events
@@ -193,8 +193,10 @@ def extension_websocket() -> MagicMock:
         # any other type).
         if message["type"] != "websocket.send":
             raise RuntimeError(f"unexpected ASGI message {message['type']!r}")
-        messages.append(list(message[TEXTS]))
-        frames.extend(message[TEXTS])
+        # A Bundle goes on the wire as the frames of the texts it carries.
+        texts = [text for item in message[TEXTS] for text in texts_of(item)]
+        messages.append(texts)
+        frames.extend(texts)
 
     async def nothing(*args: Any, **kwargs: Any) -> None:
         return None
@@ -280,8 +282,9 @@ class TestWriterWithTheExtension:
             manager.WRITE_MANY_CHARS = 2 * length
             websocket = extension_websocket()
             await manager.connect(websocket)
+            # Queued one text per entry before the writer runs.
             for event in sent:
-                await manager.add_event(event)
+                assert manager.send_to(websocket, event.to_json())
             await async_wait_until(lambda: len(websocket.frames) == 40)
 
             assert websocket.frames == [event.to_json() for event in sent]
@@ -294,9 +297,25 @@ class TestWriterWithTheExtension:
             manager.WRITE_MANY = 3
             websocket = extension_websocket()
             await manager.connect(websocket)
+            # Queued one text per entry before the writer runs.
             for event in sent:
-                await manager.add_event(event)
+                assert manager.send_to(websocket, event.to_json())
             await async_wait_until(lambda: len(websocket.frames) == 40)
 
             assert websocket.frames == [event.to_json() for event in sent]
             assert max(len(texts) for texts in websocket.messages) == 3
+
+    @pytest.mark.asyncio
+    async def test_a_turns_events_go_whole_in_one_message(self) -> None:
+        sent = same_length_events(12)
+        async with fresh_manager(outbox_size=100) as manager:
+            manager.FANOUT_BATCH = 6
+            manager.WRITE_MANY = 1
+            websocket = extension_websocket()
+            await manager.connect(websocket)
+            for event in sent:
+                await manager.add_event(event)
+            await async_wait_until(lambda: len(websocket.frames) == 12)
+
+            assert websocket.frames == [event.to_json() for event in sent]
+            assert [len(texts) for texts in websocket.messages] == [6, 6]

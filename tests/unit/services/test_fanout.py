@@ -16,8 +16,8 @@ import pytest
 
 from osism import settings
 from osism.api import wants_batches
-from osism.services.outbox import batch_frame
-from osism.ws_frames import framed
+from osism.services.outbox import batch_frames
+from osism.ws_frames import Bundle, framed
 from osism.services.websocket_manager import (
     EventMessage,
     Outbox,
@@ -373,11 +373,46 @@ class TestBatchFrame:
         outbox.put_nowait("222")
         outbox.put_nowait("333")
 
-        assert batch_frame("111", outbox, limit) == frame
+        assert batch_frames("111", outbox, limit) == [frame]
         assert [outbox.get_nowait() for _ in range(outbox.qsize())] == left
 
     def test_an_empty_outbox_gives_the_first_text_alone(self) -> None:
-        assert batch_frame("111", Outbox(10, max_bytes=10_000), 1000) == "[111]"
+        assert batch_frames("111", Outbox(10, max_bytes=10_000), 1000) == ["[111]"]
+
+    @pytest.mark.parametrize(
+        "limit, frames",
+        [
+            (13, ["[111,222,333]"]),
+            (12, ["[111,222]", "[333]"]),
+            (8, ["[111]", "[222]", "[333]"]),
+            (1, ["[111]", "[222]", "[333]"]),
+        ],
+    )
+    def test_a_bundle_first_is_split_at_the_limit(
+        self, limit: int, frames: List[str]
+    ) -> None:
+        bundle = Bundle([framed("111"), framed("222"), framed("333")])
+
+        assert batch_frames(bundle, Outbox(10, max_bytes=10_000), limit) == frames
+
+    @pytest.mark.parametrize(
+        "limit, frames, left",
+        [
+            (21, ["[111,222,333,444,555]"], 0),
+            # a bundle that follows goes whole or stays queued
+            (20, ["[111,222]"], 3),
+        ],
+    )
+    def test_a_bundle_that_follows_joins_only_whole(
+        self, limit: int, frames: List[str], left: int
+    ) -> None:
+        outbox = Outbox(10, max_bytes=10_000)
+        outbox.put_nowait(Bundle([framed("333"), framed("444"), framed("555")]))
+
+        assert batch_frames(Bundle([framed("111"), framed("222")]), outbox, limit) == (
+            frames
+        )
+        assert outbox.qsize() == left
 
 
 class TestBatchNegotiation:
