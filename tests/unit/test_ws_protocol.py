@@ -14,7 +14,7 @@ from websockets.protocol import State
 from websockets.streams import StreamReader
 
 from osism.services.event_message import EventMessage
-from osism.ws_frames import framed, text_frame_parts, texts_of
+from osism.ws_frames import Bundle, framed, text_frame_parts, texts_of
 from osism.ws_protocol import EXTENSION, TEXTS, FanoutProtocol, sends_texts
 from tests.conftest import async_wait_until
 from tests.unit.services.test_fanout import events
@@ -117,6 +117,27 @@ class TestSendTexts:
         await protocol.send({"type": "websocket.send", TEXTS: [carried, '{"n": 2}']})
         frames = parse_frames(written(protocol))
         assert [f.data.decode() for f in frames] == ['{"n": 9}', '{"n": 2}']
+
+    @pytest.mark.asyncio
+    async def test_a_bundle_goes_out_as_the_frames_of_its_texts(self) -> None:
+        protocol = open_protocol()
+        bundle = Bundle([framed('{"n": 1}'), framed('{"n": 2}')])
+        await protocol.send({"type": "websocket.send", TEXTS: [bundle, '{"n": 3}']})
+        assert protocol.transport.write.call_count == 1
+        frames = parse_frames(written(protocol))
+        assert [f.data.decode() for f in frames] == ['{"n": 1}', '{"n": 2}', '{"n": 3}']
+
+    @pytest.mark.asyncio
+    async def test_with_deflate_a_bundle_is_compressed_text_by_text(self) -> None:
+        protocol = open_protocol()
+        protocol.conn.extensions = [MagicMock()]
+        protocol.conn.data_to_send.return_value = [b"z"]
+        bundle = Bundle([framed("x"), framed("y")])
+        await protocol.send({"type": "websocket.send", TEXTS: [bundle]})
+        assert [c.args[0] for c in protocol.conn.send_text.call_args_list] == [
+            b"x",
+            b"y",
+        ]
 
     @pytest.mark.asyncio
     async def test_with_deflate_a_framed_text_is_compressed_as_text(self) -> None:

@@ -190,6 +190,80 @@ class TestOutboxBytes:
             assert "bytes" in caplog.text
 
 
+class TestOutboxBundles:
+    def test_a_bundle_counts_as_the_messages_it_carries(self) -> None:
+        outbox = Outbox(4, max_bytes=1 << 20)
+        outbox.put_nowait(Bundle([framed("a"), framed("b"), framed("c")]))
+        assert outbox.qsize() == 3
+        with pytest.raises(asyncio.QueueFull):
+            outbox.put_nowait(Bundle([framed("d"), framed("e")]))
+        outbox.put_nowait("f")
+        assert outbox.qsize() == 4
+
+    def test_taking_a_bundle_frees_its_messages_and_bytes(self) -> None:
+        outbox = Outbox(4, max_bytes=1 << 20)
+        bundle = Bundle([framed("a"), framed("b")])
+        outbox.put_nowait(bundle)
+        outbox.put_nowait("c")
+        assert outbox.bytes == bundle.size + text_size("c")
+        assert outbox.get_nowait() is bundle
+        assert (outbox.qsize(), outbox.bytes) == (1, text_size("c"))
+
+    def test_an_empty_outbox_takes_a_bundle_over_its_bounds(self) -> None:
+        outbox = Outbox(2, max_bytes=10)
+        outbox.put_nowait(Bundle([framed("a"), framed("b"), framed("c")]))
+        assert outbox.qsize() == 3
+
+    def test_a_framed_text_counts_its_frame_too(self) -> None:
+        text = "x" * 1000
+        assert text_size(framed(text)) >= text_size(text) + 1000
+
+    def test_a_bundle_holds_its_texts_and_their_joined_frames(self) -> None:
+        texts = [framed("x" * 500), framed("y" * 500)]
+        bundle = Bundle(texts)
+        assert bundle.frame == texts[0].frame + texts[1].frame
+        assert bundle.size >= text_size(texts[0]) + text_size(texts[1]) + 1000
+        assert bundle.chars == 1000
+
+
+class TestOneTurnToEachClient:
+    @pytest.mark.asyncio
+    async def test_clients_with_and_without_filters_get_their_events_in_order(
+        self, fake_websocket: WebSocketFactory
+    ) -> None:
+        sent = [make_event(f"compute.instance.{kind}") for kind in "abab" "abab"]
+        async with fresh_manager(outbox_size=100) as manager:
+            everything, only_a = fake_websocket(), fake_websocket()
+            await manager.connect(everything)
+            await manager.connect(only_a)
+            await manager.update_filters(only_a, event_filters=["*.a"])
+            for event in sent:
+                await manager.add_event(event)
+            await async_wait_until(lambda: len(sent_texts(everything)) == 8)
+            await async_wait_until(lambda: len(sent_texts(only_a)) == 4)
+
+            assert sent_texts(everything) == [event.to_json() for event in sent]
+            assert sent_texts(only_a) == [event.to_json() for event in sent[::2]]
+            assert manager.status()["delivered"] == 12
+
+    @pytest.mark.asyncio
+    async def test_each_event_of_a_turn_is_logged_with_its_clients(
+        self, fake_websocket: WebSocketFactory, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.DEBUG, logger="osism.websocket")
+        async with fresh_manager(outbox_size=100) as manager:
+            everything, only_a = fake_websocket(), fake_websocket()
+            await manager.connect(everything)
+            await manager.connect(only_a)
+            await manager.update_filters(only_a, event_filters=["*.a"])
+            await manager.add_event(make_event("compute.instance.a"))
+            await manager.add_event(make_event("compute.instance.b"))
+            await async_wait_until(lambda: len(sent_texts(everything)) == 2)
+
+            assert "Event compute.instance.a offered to 2 clients" in caplog.text
+            assert "Event compute.instance.b offered to 1 clients" in caplog.text
+
+
 # --------------------------------------------------------------------------
 # batched frames
 
