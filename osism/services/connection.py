@@ -7,7 +7,7 @@ bytes (outbox.py).
 
 import asyncio
 import logging
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from fastapi import WebSocket
 
@@ -52,6 +52,10 @@ class WebSocketConnection:
         self.writer: Optional["asyncio.Task[None]"] = None
         # Set while the client resumes: its live events are held meanwhile.
         self.resume: Optional[replay.ResumeState] = None
+        # After a resume, the log position its replay ended at, until a live
+        # event past it arrives: an event the replay read from the log may
+        # reach the manager only after the client went live.
+        self.replayed_to: Optional[Tuple[int, int]] = None
 
     # The filter lists are replaced, never mutated in place: assigning one
     # compiles it (filters.py), so that the check per event stays cheap.

@@ -14,6 +14,7 @@ import logging
 from typing import TYPE_CHECKING, List, Optional, Sequence
 
 from osism import settings
+from osism.services.event_log import position_key
 from osism.services.event_message import EventMessage
 from osism.ws_frames import FramedText, Item, bundle_of
 
@@ -61,11 +62,12 @@ def fan_out(
         if state is not None:
             _hold(manager, connection, state, events, texts, heartbeats)
             continue
-        if connection.filtered:
+        if connection.filtered or connection.replayed_to is not None:
             picked = [
                 i
                 for i, event in enumerate(events)
-                if heartbeats[i] or connection.matches_filters(event)
+                if (heartbeats[i] or connection.matches_filters(event))
+                and _not_replayed(connection, event)
             ]
             if not picked:
                 continue
@@ -91,6 +93,18 @@ def fan_out(
 def is_heartbeat(event: EventMessage) -> bool:
     """The manager's own heartbeat: it goes to every client, filters or not."""
     return event.event_type == "heartbeat" and event.source == "osism"
+
+
+def _not_replayed(connection: "WebSocketConnection", event: EventMessage) -> bool:
+    """False for a live event the client's replay held already (at or before
+    ``replayed_to``); the first event past it ends the check."""
+    seam = connection.replayed_to
+    if seam is None or event.position is None:
+        return True
+    if position_key(event.position) <= seam:
+        return False
+    connection.replayed_to = None
+    return True
 
 
 def _hold(

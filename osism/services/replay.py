@@ -13,7 +13,9 @@ The order of one resume, all on the manager's loop:
    (back-pressure, never an overflow), then the held live events whose position
    is after the last entry of the replay (the rest were replayed already; an
    event without a position was never in the log and is always sent). Then the
-   connection is live again.
+   connection is live again; live events at or before that seam that reach the
+   manager only now (the replay read them from the log before the bridge
+   handed them over) are skipped too, until the first one past it.
 
 Without a replay source, or when it fails, the reply says ``recovered: false``
 with no ``oldest_id`` and the connection simply continues live.
@@ -200,6 +202,8 @@ async def _feed(
         await outbox.put(text)
     if connection.resume is state:
         connection.resume = None
+        # Live events still on their way from the log may be in the replay.
+        connection.replayed_to = seam
     logger.debug(
         "Resume done: %d replayed, %d live events already replayed skipped",
         len(events),

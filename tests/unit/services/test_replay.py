@@ -295,6 +295,29 @@ class TestSeam:
                 in messages_at(ws_logs, logging.DEBUG)
             )
 
+    @pytest.mark.parametrize("filtered", [False, True])
+    @pytest.mark.asyncio
+    async def test_a_replayed_event_that_reaches_the_manager_after_going_live_is_not_sent_again(  # noqa: E501
+        self, fake_websocket: WebSocketFactory, filtered: bool
+    ) -> None:
+        # The log had 4 when the replay was read, but the bridge hands 4 over
+        # only after the client went live.
+        async with running() as manager:
+            websocket = await connected(manager, fake_websocket)
+            if filtered:
+                await manager.update_filters(websocket, event_filters=["baremetal.*"])
+            manager.replay_source = Source(
+                manager, Replay(entries(2, 3, 4), True, event_id(1))
+            )
+
+            await manager.resume(websocket, event_id(1), make_reply)
+            await settled(manager, websocket)
+            for number in (3, 4, 5, 6):
+                live(manager, entry(number))
+            await async_wait_until(lambda: 6 in ids(received(websocket)))
+
+            assert ids(received(websocket)) == ["reply", 2, 3, 4, 5, 6]
+
     @pytest.mark.asyncio
     async def test_live_events_wait_until_the_replay_is_sent(
         self, fake_websocket: WebSocketFactory
