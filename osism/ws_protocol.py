@@ -12,11 +12,17 @@ check, one write for many frames). A FramedText brings its frame along, built
 once for every connection it is sent to. With permessage-deflate negotiated each
 frame goes through websockets' compressor as before.
 
+The extension's entry also offers ``write_now(texts) -> bool``: the same
+frames written at once, without an await, when the connection is open and
+its transport takes data without waiting; False (nothing written) otherwise,
+and the app sends them the ASGI way. The broadcaster uses it for a client
+whose writer is idle, so that an event costs such a client no task wake-up.
+
 An app checks ``EXTENSION in scope["extensions"]`` before using it; under
 any other server it sends one message per frame.
 """
 
-from typing import Any, List
+from typing import Any, List, Sequence
 
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import (
@@ -47,7 +53,24 @@ class FanoutProtocol(WebSocketsSansIOProtocol):
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
         # The app's task is created above but has not run: it sees the key.
-        self.scope["extensions"][EXTENSION] = {}
+        self.scope["extensions"][EXTENSION] = {"write_now": self.write_now}
+
+    def write_now(self, texts: Sequence[Any]) -> bool:
+        """Write ``texts`` as frames now if the connection is open, accepted,
+        without deflate and its transport is not full; False otherwise."""
+        if (
+            not self.writable.is_set()
+            or self.disconnected
+            or not self.handshake_complete
+            or self.initial_response is not None
+            or self.close_sent
+            or self.conn.state is not State.OPEN
+            or self.conn.extensions
+            or self.transport.is_closing()
+        ):
+            return False
+        self.transport.write(_frames(texts))
+        return True
 
     async def send(self, message: Any) -> None:
         texts = message.get(TEXTS)
@@ -68,11 +91,16 @@ class FanoutProtocol(WebSocketsSansIOProtocol):
                     self.conn.send_text(text.encode())
             self.transport.write(b"".join(self.conn.data_to_send()))
             return
-        parts: List[bytes] = []
-        for text in texts:
-            kind = type(text)
-            if kind is FramedText or kind is Bundle:
-                parts.append(text.frame)
-            else:
-                text_frame_parts(text, parts)
-        self.transport.write(b"".join(parts))
+        self.transport.write(_frames(texts))
+
+
+def _frames(texts: Sequence[Any]) -> bytes:
+    """The text frames of ``texts`` (str, FramedText or Bundle), joined."""
+    parts: List[bytes] = []
+    for text in texts:
+        kind = type(text)
+        if kind is FramedText or kind is Bundle:
+            parts.append(text.frame)
+        else:
+            text_frame_parts(text, parts)
+    return b"".join(parts)

@@ -7,7 +7,7 @@ bytes (outbox.py).
 
 import asyncio
 import logging
-from typing import List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from fastapi import WebSocket
 
@@ -16,6 +16,7 @@ from osism.services import filters, replay
 from osism.services.event_message import EventMessage
 from osism.services.outbox import Outbox
 from osism.ws_frames import Item
+from osism.ws_protocol import EXTENSION
 
 logger = logging.getLogger("osism.websocket")
 
@@ -49,6 +50,10 @@ class WebSocketConnection:
         max_bytes = settings.OUTBOX_BYTES if outbox_bytes is None else outbox_bytes
         self.outbox = Outbox(size, max_bytes)
         self.batch = batch
+        # The server's write_now (osism.ws_protocol), for one event per frame.
+        self.write_now: Optional[Callable[[Sequence[Item]], bool]] = (
+            None if batch else write_now_of(websocket)
+        )
         self.writer: Optional["asyncio.Task[None]"] = None
         # Set while the client resumes: its live events are held meanwhile.
         self.resume: Optional[replay.ResumeState] = None
@@ -142,12 +147,27 @@ class WebSocketConnection:
     def offer(self, text: Item) -> bool:
         """Queue a text (or a Bundle) for the writer; False when the outbox is
         full (by count or by bytes). ``await connection.outbox.put(text)``
-        waits for space."""
+        waits for space. When the writer is idle and the server can write at
+        once (``write_now``), the text goes out now instead, without waking
+        the writer."""
+        write_now = self.write_now
+        if write_now is not None and self.outbox.idle() and write_now((text,)):
+            return True
         try:
             self.outbox.put_nowait(text)
         except asyncio.QueueFull:
             return False
         return True
+
+
+def write_now_of(websocket: Any) -> Optional[Callable[[Sequence[Item]], bool]]:
+    """The server's ``write_now`` for this connection (osism.ws_protocol),
+    or None under a server without it."""
+    scope = getattr(websocket, "scope", None)
+    extensions = scope.get("extensions") if isinstance(scope, dict) else None
+    entry = extensions.get(EXTENSION) if isinstance(extensions, dict) else None
+    write_now = entry.get("write_now") if isinstance(entry, dict) else None
+    return write_now if callable(write_now) else None
 
 
 # Seconds a close may take before it is given up (a client that does not

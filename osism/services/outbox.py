@@ -62,6 +62,11 @@ class Outbox:
     def empty(self) -> bool:
         return not self._items
 
+    def idle(self) -> bool:
+        """Empty, and the writer waits in get() for an entry (not woken yet)."""
+        getter = self._getter
+        return getter is not None and not getter.done() and not self._items
+
     def peek(self) -> Item:
         """The text get_nowait would return, left in place."""
         if not self._items:

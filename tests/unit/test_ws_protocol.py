@@ -9,10 +9,14 @@ from unittest.mock import AsyncMock, MagicMock
 
 import pytest
 from uvicorn.protocols.utils import ClientDisconnected
+from uvicorn.protocols.websockets.websockets_sansio_impl import (
+    WebSocketsSansIOProtocol,
+)
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.streams import StreamReader
 
+from osism.services.connection import WebSocketConnection
 from osism.services.event_message import EventMessage
 from osism.ws_frames import Bundle, framed, text_frame_parts, texts_of
 from osism.ws_protocol import EXTENSION, TEXTS, FanoutProtocol, sends_texts
@@ -90,6 +94,7 @@ def open_protocol() -> FanoutProtocol:
     protocol.conn = MagicMock()
     protocol.conn.state = State.OPEN
     protocol.conn.extensions = []
+    protocol.transport.is_closing.return_value = False
     return protocol
 
 
@@ -199,6 +204,65 @@ class TestSendTexts:
         protocol.writable.set()
         await asyncio.wait_for(sending, 1.0)
         assert parse_frames(written(protocol))[0].data == b"x"
+
+
+class TestWriteNow:
+    def test_the_scope_offers_write_now(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(
+            WebSocketsSansIOProtocol, "handle_connect", lambda self, event: None
+        )
+        protocol = open_protocol()
+        protocol.scope = {"type": "websocket", "extensions": {}}
+        protocol.handle_connect(MagicMock())
+        assert protocol.scope["extensions"][EXTENSION] == {
+            "write_now": protocol.write_now
+        }
+
+    def test_writes_the_frames_at_once_when_open(self) -> None:
+        protocol = open_protocol()
+        bundle = Bundle([framed('{"n": 2}'), framed('{"n": 3}')])
+        assert protocol.write_now([framed('{"n": 1}'), bundle, '{"n": 4}']) is True
+        assert protocol.transport.write.call_count == 1
+        assert [f.data.decode() for f in parse_frames(written(protocol))] == [
+            '{"n": 1}',
+            '{"n": 2}',
+            '{"n": 3}',
+            '{"n": 4}',
+        ]
+
+    @pytest.mark.parametrize(
+        "state",
+        [
+            "transport full",
+            "disconnected",
+            "not accepted",
+            "refused",
+            "close sent",
+            "closing",
+            "deflate",
+            "transport closing",
+        ],
+    )
+    def test_writes_nothing_unless_it_can_at_once(self, state: str) -> None:
+        protocol = open_protocol()
+        if state == "transport full":
+            protocol.writable.clear()
+        elif state == "disconnected":
+            protocol.disconnected = True
+        elif state == "not accepted":
+            protocol.handshake_complete = False
+        elif state == "refused":
+            protocol.initial_response = (403, [], b"")
+        elif state == "close sent":
+            protocol.close_sent = True
+        elif state == "closing":
+            protocol.conn.state = State.CLOSING
+        elif state == "deflate":
+            protocol.conn.extensions = [MagicMock()]
+        else:
+            protocol.transport.is_closing.return_value = True
+        assert protocol.write_now(["x"]) is False
+        protocol.transport.write.assert_not_called()
 
 
 def extension_websocket() -> MagicMock:
@@ -340,3 +404,76 @@ class TestWriterWithTheExtension:
 
             assert websocket.frames == [event.to_json() for event in sent]
             assert [len(texts) for texts in websocket.messages] == [6, 6]
+
+
+def write_now_websocket(accepts: bool = True) -> MagicMock:
+    """An extension_websocket whose scope also offers write_now; what it
+    wrote (texts, bundles unpacked) is in ``written_now``."""
+    websocket = extension_websocket()
+    written_now: List[str] = []
+
+    def write_now(items: Any) -> bool:
+        if not accepts:
+            return False
+        written_now.extend(text for item in items for text in texts_of(item))
+        return True
+
+    websocket.scope["extensions"][EXTENSION] = {"write_now": write_now}
+    websocket.written_now = written_now
+    return websocket
+
+
+class TestWriteNowFromTheBroadcaster:
+    @pytest.mark.asyncio
+    async def test_an_idle_client_gets_each_event_written_at_once(self) -> None:
+        sent = events(3)
+        async with fresh_manager(outbox_size=100) as manager:
+            websocket = write_now_websocket()
+            await manager.connect(websocket)
+            outbox = manager.connections[websocket].outbox
+            for event in sent:
+                await async_wait_until(outbox.idle)
+                await manager.add_event(event)
+                await async_wait_until(lambda: websocket.written_now)
+            await async_wait_until(lambda: len(websocket.written_now) == 3)
+
+            assert websocket.written_now == [event.to_json() for event in sent]
+            assert websocket.frames == []
+            assert manager.status()["delivered"] == 3
+
+    @pytest.mark.asyncio
+    async def test_what_cannot_be_written_at_once_goes_through_the_writer(
+        self,
+    ) -> None:
+        sent = events(3)
+        async with fresh_manager(outbox_size=100) as manager:
+            websocket = write_now_websocket(accepts=False)
+            await manager.connect(websocket)
+            for event in sent:
+                await manager.add_event(event)
+            await async_wait_until(lambda: len(websocket.frames) == 3)
+
+            assert websocket.frames == [event.to_json() for event in sent]
+
+    @pytest.mark.asyncio
+    async def test_a_client_of_batched_frames_is_written_by_its_writer(
+        self,
+    ) -> None:
+        sent = events(3)
+        async with fresh_manager(outbox_size=100) as manager:
+            websocket = write_now_websocket()
+            await manager.connect(websocket, batch=True)
+            for event in sent:
+                await manager.add_event(event)
+            await async_wait_until(
+                lambda: sum(len(json.loads(f)) for f in websocket.frames) == 3
+            )
+
+            assert websocket.written_now == []
+
+    def test_a_text_is_queued_while_the_writer_is_not_waiting(self) -> None:
+        websocket = write_now_websocket()
+        connection = WebSocketConnection(websocket, outbox_size=10)
+        assert connection.offer("x")
+        assert websocket.written_now == []
+        assert connection.outbox.get_nowait() == "x"
