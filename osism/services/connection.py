@@ -14,7 +14,7 @@ from fastapi import WebSocket
 from osism import settings
 from osism.services import filters, replay
 from osism.services.event_message import EventMessage
-from osism.services.outbox import Outbox
+from osism.services.outbox import Outbox, batch_frames
 from osism.ws_frames import Item
 from osism.ws_protocol import EXTENSION
 
@@ -24,7 +24,8 @@ logger = logging.getLogger("osism.websocket")
 class WebSocketConnection:
     """A connected client: its filters, its bounded outbox and its writer.
 
-    ``batch``: the client asked for batched frames (``?batch=1``).
+    ``batch``: the client asked for batched frames (``?batch=1``), each at
+    most ``batch_chars`` characters of JSON.
     """
 
     # No filters until __init__ sets them: each setter refreshes ``_active``
@@ -40,6 +41,7 @@ class WebSocketConnection:
         outbox_size: Optional[int] = None,
         outbox_bytes: Optional[int] = None,
         batch: bool = False,
+        batch_chars: int = 65536,
     ) -> None:
         self.websocket = websocket
         self.event_filters = []
@@ -50,10 +52,10 @@ class WebSocketConnection:
         max_bytes = settings.OUTBOX_BYTES if outbox_bytes is None else outbox_bytes
         self.outbox = Outbox(size, max_bytes)
         self.batch = batch
-        # The server's write_now (osism.ws_protocol), for one event per frame.
-        self.write_now: Optional[Callable[[Sequence[Item]], bool]] = (
-            None if batch else write_now_of(websocket)
-        )
+        # Longest batched frame, in characters of JSON (see outbox.batch_frames).
+        self.batch_chars = batch_chars
+        # The server's write_now (osism.ws_protocol), or None.
+        self.write_now = write_now_of(websocket)
         self.writer: Optional["asyncio.Task[None]"] = None
         # Set while the client resumes: its live events are held meanwhile.
         self.resume: Optional[replay.ResumeState] = None
@@ -151,8 +153,14 @@ class WebSocketConnection:
         once (``write_now``), the text goes out now instead, without waking
         the writer."""
         write_now = self.write_now
-        if write_now is not None and self.outbox.idle() and write_now((text,)):
-            return True
+        if write_now is not None and self.outbox.idle():
+            texts = (
+                batch_frames(text, self.outbox, self.batch_chars)
+                if self.batch
+                else (text,)
+            )
+            if write_now(texts):
+                return True
         try:
             self.outbox.put_nowait(text)
         except asyncio.QueueFull:

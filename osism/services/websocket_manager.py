@@ -62,8 +62,9 @@ class WebSocketManager(EventIntake):
     # message, and the characters after which it stops adding more.
     WRITE_MANY = 256
     WRITE_MANY_CHARS = 262144
-    # Longest batched frame a writer builds, in characters of JSON; a single
-    # message longer than this still goes, alone in its array.
+    # Longest batched frame, in characters of JSON (each connection takes it
+    # at connect); a single message longer than this still goes, alone in
+    # its array.
     BATCH_FRAME_CHARS = 65536
 
     def __init__(
@@ -126,7 +127,11 @@ class WebSocketManager(EventIntake):
     async def connect(self, websocket: WebSocket, batch: bool = False) -> None:
         await websocket.accept()
         connection = WebSocketConnection(
-            websocket, self.outbox_size, self.outbox_bytes, batch=batch
+            websocket,
+            self.outbox_size,
+            self.outbox_bytes,
+            batch=batch,
+            batch_chars=self.BATCH_FRAME_CHARS,
         )
         self.connections[websocket] = connection
         self._start_writer(connection)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, List
 from fastapi import WebSocketDisconnect
 
 from osism.services.connection import WebSocketConnection
-from osism.services.outbox import Outbox, batch_frames
+from osism.services.outbox import batch_frames
 from osism.ws_frames import Bundle, Item, texts_of
 from osism.ws_protocol import TEXTS, sends_texts
 
@@ -28,8 +28,8 @@ async def write_loop(
 ) -> None:
     """Send the connection's outbox until it fails, then remove the client.
 
-    The limits (WRITE_MANY, WRITE_MANY_CHARS, BATCH_FRAME_CHARS) are read
-    from the manager, so that they can be set per manager.
+    The limits WRITE_MANY and WRITE_MANY_CHARS are read from the manager, so
+    that they can be set per manager; a batched frame's from the connection.
     """
     websocket = connection.websocket
     outbox = connection.outbox
@@ -40,10 +40,10 @@ async def write_loop(
         while True:
             item = await outbox.get()
             if connection.batch:
-                for text in frames(manager, item, outbox):
+                for text in frames(connection, item):
                     await send(text)
                 while not outbox.empty():
-                    for text in frames(manager, outbox.get_nowait(), outbox):
+                    for text in frames(connection, outbox.get_nowait()):
                         await send(text)
                 continue
             for text in texts_of(item):
@@ -68,36 +68,29 @@ async def write_many(
     send = connection.websocket.send
     outbox = connection.outbox
     limit, chars = manager.WRITE_MANY, manager.WRITE_MANY_CHARS
-    batch = connection.batch
     while True:
         first = await outbox.get()
         items: List[Item] = []
-        size = _take(manager, first, outbox, batch, items)
+        size = _take(connection, first, items)
         # What the writer holds while the server may wait for the socket
         # is out of the outbox's count: keep it small.
         while size < chars and len(items) < limit and not outbox.empty():
-            size += _take(manager, outbox.get_nowait(), outbox, batch, items)
+            size += _take(connection, outbox.get_nowait(), items)
         await send({"type": "websocket.send", TEXTS: items})
 
 
-def frames(manager: "WebSocketManager", first: Item, outbox: Outbox) -> List[str]:
+def frames(connection: WebSocketConnection, first: Item) -> List[str]:
     """Batched frames: ``first`` and what follows it in the outbox."""
-    return batch_frames(first, outbox, manager.BATCH_FRAME_CHARS)
+    return batch_frames(first, connection.outbox, connection.batch_chars)
 
 
-def _take(
-    manager: "WebSocketManager",
-    item: Item,
-    outbox: Outbox,
-    batch: bool,
-    items: List[Item],
-) -> int:
+def _take(connection: WebSocketConnection, item: Item, items: List[Item]) -> int:
     """Append what ``item`` is sent as to ``items``: itself, or for a client
     of batched frames the arrays of it and what follows; their characters."""
-    if not batch:
+    if not connection.batch:
         items.append(item)
         return _chars(item)
-    texts = frames(manager, item, outbox)
+    texts = frames(connection, item)
     items.extend(texts)
     return sum(map(len, texts))
 

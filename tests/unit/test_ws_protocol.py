@@ -456,20 +456,25 @@ class TestWriteNowFromTheBroadcaster:
             assert websocket.frames == [event.to_json() for event in sent]
 
     @pytest.mark.asyncio
-    async def test_a_client_of_batched_frames_is_written_by_its_writer(
+    async def test_an_idle_client_of_batched_frames_gets_arrays_at_once(
         self,
     ) -> None:
         sent = events(3)
         async with fresh_manager(outbox_size=100) as manager:
             websocket = write_now_websocket()
             await manager.connect(websocket, batch=True)
-            for event in sent:
-                await manager.add_event(event)
-            await async_wait_until(
-                lambda: sum(len(json.loads(f)) for f in websocket.frames) == 3
-            )
+            outbox = manager.connections[websocket].outbox
 
-            assert websocket.written_now == []
+            def arrived() -> List[Any]:
+                return [e for text in websocket.written_now for e in json.loads(text)]
+
+            for event in sent:
+                await async_wait_until(outbox.idle)
+                await manager.add_event(event)
+                await async_wait_until(lambda: event.to_dict() in arrived())
+
+            assert arrived() == [event.to_dict() for event in sent]
+            assert websocket.frames == []
 
     def test_a_text_is_queued_while_the_writer_is_not_waiting(self) -> None:
         websocket = write_now_websocket()
