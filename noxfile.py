@@ -101,7 +101,8 @@ def integration(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Fan-out benchmark on loopback: prints figures and ratios to a naive server."""
-    install_project(session, "psutil")
+    # wsproto: the ws-wsproto row serves ours with uvicorn's wsproto implementation.
+    install_project(session, "psutil", "wsproto")
     session.run("python", "-m", "bench", *session.posargs)
 
 
