@@ -16,7 +16,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.streams import StreamReader
 
-from osism.services.connection import WebSocketConnection
+from osism.services.connection import WebSocketConnection, write_now_of
 from osism.services.event_message import EventMessage
 from osism.ws_frames import Bundle, framed, text_frame_parts, texts_of
 from osism.ws_protocol import EXTENSION, TEXTS, FanoutProtocol, sends_texts
@@ -359,12 +359,20 @@ class TestWriterWithTheExtension:
             await async_wait_until(lambda: websocket not in manager.connections)
 
     @pytest.mark.asyncio
-    async def test_one_message_stops_at_write_many_chars(self) -> None:
+    @pytest.mark.parametrize(
+        "bound, texts_per_message",
+        [("WRITE_MANY_CHARS", 2), ("WRITE_MANY", 3)],
+        ids=["ends-at-write-many-chars", "holds-at-most-write-many-frames"],
+    )
+    async def test_one_message_stops_at_its_bound(
+        self, bound: str, texts_per_message: int
+    ) -> None:
         sent = same_length_events(40)
         length = len(sent[0].to_json())
         async with fresh_manager(outbox_size=100) as manager:
-            # Two texts reach the bound: the message ends there.
-            manager.WRITE_MANY_CHARS = 2 * length
+            # WRITE_MANY_CHARS counts characters, WRITE_MANY frames.
+            limit = texts_per_message * (length if bound == "WRITE_MANY_CHARS" else 1)
+            setattr(manager, bound, limit)
             websocket = extension_websocket()
             await manager.connect(websocket)
             # Queued one text per entry before the writer runs.
@@ -373,22 +381,7 @@ class TestWriterWithTheExtension:
             await async_wait_until(lambda: len(websocket.frames) == 40)
 
             assert websocket.frames == [event.to_json() for event in sent]
-            assert max(len(texts) for texts in websocket.messages) == 2
-
-    @pytest.mark.asyncio
-    async def test_one_message_holds_at_most_write_many_frames(self) -> None:
-        sent = same_length_events(40)
-        async with fresh_manager(outbox_size=100) as manager:
-            manager.WRITE_MANY = 3
-            websocket = extension_websocket()
-            await manager.connect(websocket)
-            # Queued one text per entry before the writer runs.
-            for event in sent:
-                assert manager.send_to(websocket, event.to_json())
-            await async_wait_until(lambda: len(websocket.frames) == 40)
-
-            assert websocket.frames == [event.to_json() for event in sent]
-            assert max(len(texts) for texts in websocket.messages) == 3
+            assert max(len(texts) for texts in websocket.messages) == texts_per_message
 
     @pytest.mark.asyncio
     async def test_a_turns_events_go_whole_in_one_message(self) -> None:
@@ -482,3 +475,51 @@ class TestWriteNowFromTheBroadcaster:
         assert connection.offer("x")
         assert websocket.written_now == []
         assert connection.outbox.get_nowait() == "x"
+
+    @pytest.mark.asyncio
+    async def test_a_batched_client_gets_a_bundle_written_now_within_its_limit(
+        self,
+    ) -> None:
+        websocket = write_now_websocket()
+        connection = WebSocketConnection(
+            websocket, outbox_size=10, batch=True, batch_chars=9
+        )
+        writer = asyncio.create_task(connection.outbox.get())
+        try:
+            await async_wait_until(connection.outbox.idle)
+            bundle = Bundle([framed("111"), framed("222"), framed("333")])
+
+            assert connection.offer(bundle)
+            assert websocket.written_now == ["[111,222]", "[333]"]
+            assert not writer.done()
+        finally:
+            writer.cancel()
+
+
+class TestWriteNowOf:
+    @pytest.mark.parametrize(
+        "websocket",
+        [
+            object(),
+            MagicMock(),
+            MagicMock(scope={"type": "websocket"}),
+            MagicMock(scope={"extensions": {EXTENSION: {}}}),
+            MagicMock(scope={"extensions": {EXTENSION: {"write_now": "no"}}}),
+        ],
+        ids=[
+            "no-scope",
+            "scope-not-a-dict",
+            "no-extensions",
+            "no-entry",
+            "not-callable",
+        ],
+    )
+    def test_none_unless_the_scope_offers_a_callable(self, websocket: Any) -> None:
+        assert write_now_of(websocket) is None
+
+    def test_the_servers_callable_when_offered(self) -> None:
+        websocket = write_now_websocket()
+        write_now = write_now_of(websocket)
+        assert write_now is not None
+        assert write_now([framed("x")])
+        assert websocket.written_now == ["x"]
