@@ -247,6 +247,47 @@ class TestOneTurnToEachClient:
             assert manager.status()["delivered"] == 12
 
     @pytest.mark.asyncio
+    async def test_each_filtered_client_counts_its_own_deliveries(
+        self, fake_websocket: WebSocketFactory
+    ) -> None:
+        sent = [make_event(f"compute.instance.{kind}") for kind in "abab" "abab"]
+        async with fresh_manager(outbox_size=100) as manager:
+            everything, first_a, second_a = (fake_websocket() for _ in range(3))
+            for websocket in (everything, first_a, second_a):
+                await manager.connect(websocket)
+            await manager.update_filters(first_a, event_filters=["*.a"])
+            await manager.update_filters(second_a, event_filters=["*.a"])
+            for event in sent:
+                await manager.add_event(event)
+            await async_wait_until(lambda: len(sent_texts(everything)) == 8)
+            await async_wait_until(lambda: len(sent_texts(second_a)) == 4)
+
+            assert sent_texts(first_a) == sent_texts(second_a)
+            assert manager.status()["delivered"] == 8 + 4 + 4
+
+    @pytest.mark.asyncio
+    async def test_a_full_filtered_client_is_closed_and_the_next_gets_the_turn(
+        self, fake_websocket: WebSocketFactory
+    ) -> None:
+        sent = [make_event("compute.instance.a", data={"n": n}) for n in range(20)]
+        async with fresh_manager(outbox_size=4) as manager:
+            stalled, healthy = fake_websocket(), fake_websocket()
+            stall(stalled)
+            # Connected first: the broadcaster meets it before the other.
+            await manager.connect(stalled)
+            await manager.connect(healthy)
+            for websocket in (stalled, healthy):
+                await manager.update_filters(websocket, event_filters=["*.a"])
+            for event in sent:
+                await manager.add_event(event)
+            await async_wait_until(lambda: len(sent_texts(healthy)) == 20)
+            await async_wait_until(lambda: stalled.close.await_count == 1)
+
+            assert stalled.close.await_args.kwargs["code"] == 1013
+            assert sent_texts(healthy) == [event.to_json() for event in sent]
+            assert manager.slow_disconnects == 1
+
+    @pytest.mark.asyncio
     async def test_each_event_of_a_turn_is_logged_with_its_clients(
         self, fake_websocket: WebSocketFactory, caplog: pytest.LogCaptureFixture
     ) -> None:
@@ -328,6 +369,25 @@ class TestBatchedFrames:
             frames = sent_texts(batched)
             assert all(len(frame) <= 1000 for frame in frames)
             assert len(frames) >= 30 * 250 // 1000
+
+    @pytest.mark.asyncio
+    async def test_what_is_queued_beyond_one_array_follows_in_more_arrays(
+        self, fake_websocket: WebSocketFactory
+    ) -> None:
+        texts = [event.to_json() for event in same_length_events(9)]
+        async with fresh_manager(outbox_size=100) as manager:
+            # Two texts to an array: "[" + text + "," + text + "]".
+            manager.BATCH_FRAME_CHARS = 2 * len(texts[0]) + 3
+            batched = fake_websocket()
+            await manager.connect(batched, batch=True)
+            # Queued one text per entry before the writer runs.
+            for text in texts:
+                assert manager.send_to(batched, text)
+            await async_wait_until(lambda: len(unbatch(batched)) == 9)
+
+            assert unbatch(batched) == [json.loads(text) for text in texts]
+            sizes = [len(json.loads(frame)) for frame in sent_texts(batched)]
+            assert sizes == [2, 2, 2, 2, 1]
 
     @pytest.mark.asyncio
     async def test_an_event_larger_than_the_limit_goes_alone(
@@ -427,6 +487,27 @@ class TestFanOutPerTurn:
 
         assert sizes == [3, 3, 1]
 
+    @pytest.mark.asyncio
+    async def test_the_byte_budget_counts_each_events_own_bytes(
+        self, fake_websocket: WebSocketFactory
+    ) -> None:
+        small, big, *rest = events(4)
+        big = EventMessage(big.event_type, big.source, {"pad": "x" * 600}, "node")
+        sent = [small, big, *rest]
+        size = text_size(framed(small.to_json()))
+        # Half the bound holds two small events, not a small and the big one.
+        bound = 2 * (2 * size + 100)
+        async with fresh_manager(outbox_size=100, outbox_bytes=bound) as manager:
+            websocket = fake_websocket()
+            await manager.connect(websocket, batch=True)
+            for event in sent:
+                manager.enqueue(event)
+            await async_wait_until(lambda: len(unbatch(websocket)) == 4)
+            sizes = [len(json.loads(text)) for text in sent_texts(websocket)]
+
+        assert unbatch(websocket) == [event.to_dict() for event in sent]
+        assert sizes == [2, 2]
+
 
 class TestBatchFrame:
     @pytest.mark.parametrize(
@@ -456,16 +537,19 @@ class TestBatchFrame:
     @pytest.mark.parametrize(
         "limit, frames",
         [
-            (13, ["[111,222,333]"]),
-            (12, ["[111,222]", "[333]"]),
-            (8, ["[111]", "[222]", "[333]"]),
-            (1, ["[111]", "[222]", "[333]"]),
+            (17, ["[111,222,333,444]"]),
+            (13, ["[111,222,333]", "[444]"]),
+            (12, ["[111,222]", "[333,444]"]),
+            # each array exactly at the limit
+            (9, ["[111,222]", "[333,444]"]),
+            (8, ["[111]", "[222]", "[333]", "[444]"]),
+            (1, ["[111]", "[222]", "[333]", "[444]"]),
         ],
     )
     def test_a_bundle_first_is_split_at_the_limit(
         self, limit: int, frames: List[str]
     ) -> None:
-        bundle = Bundle([framed("111"), framed("222"), framed("333")])
+        bundle = Bundle([framed(text) for text in ("111", "222", "333", "444")])
 
         assert batch_frames(bundle, Outbox(10, max_bytes=10_000), limit) == frames
 
