@@ -23,19 +23,18 @@ from bench.run import Result, Scenario, run
 # load needs: on two cores every further process takes turns with the
 # server, and the waits show up as latency that is the harness's, not the
 # server's (100 clients x 500 events/s: p99 10-19 ms over two processes,
-# 5-8 ms over one, same server).
+# 3.6-9.3 ms over one, same server).
 DELIVERIES_PER_PROC = 50_000
 
 # Client processes of the full-speed scenarios.
 FULL_SPEED_PROCS = 2
 
 
-def rated_procs(clients: int, rate: int, chosen: Optional[int] = None) -> int:
-    """Client processes of a scenario at ``rate`` events/s to ``clients``
-    clients: ``chosen`` (``--client-procs``) or one per DELIVERIES_PER_PROC."""
-    if chosen:
-        return chosen
-    return max(1, math.ceil(clients * rate / DELIVERIES_PER_PROC))
+def rated_procs(scenario: Scenario) -> int:
+    """Client processes of a scenario at a fixed rate: one per
+    DELIVERIES_PER_PROC of its clients times its rate."""
+    assert scenario.rate is not None
+    return max(1, math.ceil(scenario.clients * scenario.rate / DELIVERIES_PER_PROC))
 
 
 def scenarios(args: argparse.Namespace) -> List[Scenario]:
@@ -45,7 +44,6 @@ def scenarios(args: argparse.Namespace) -> List[Scenario]:
     rated = dict(duration=args.duration or (1.5 if quick else 10.0))
     rated["warmup"] = 0.5 if quick else 1.0
     procs = args.client_procs or FULL_SPEED_PROCS
-    chosen = args.client_procs
     stall = args.stall_seconds or (6.0 if quick else 60.0)
     # A short run makes the stall show within seconds: a small receive buffer,
     # 8 KB events and outboxes of 100, so the kernel's send buffer (MBs on
@@ -118,35 +116,24 @@ def scenarios(args: argparse.Namespace) -> List[Scenario]:
             "osism",
             100,
             500,
-            procs=rated_procs(100, 500, chosen),
+            procs=procs,
             baseline="naive-100x500",
             **rated,
         ),
-        Scenario(
-            "naive-100x500",
-            "naive",
-            100,
-            500,
-            procs=rated_procs(100, 500, chosen),
-            **rated,
-        ),
+        Scenario("naive-100x500", "naive", 100, 500, procs=procs, **rated),
         Scenario(
             "batch-100x500",
             "osism",
             100,
             500,
-            procs=rated_procs(100, 500, chosen),
+            procs=procs,
             batch=True,
             baseline="naive-100x500",
             note="?batch=1",
             **rated,
         ),
-        Scenario(
-            "rate-100x20", "osism", 100, 20, procs=rated_procs(100, 20, chosen), **rated
-        ),
-        Scenario(
-            "rate-500x20", "osism", 500, 20, procs=rated_procs(500, 20, chosen), **rated
-        ),
+        Scenario("rate-100x20", "osism", 100, 20, procs=procs, **rated),
+        Scenario("rate-500x20", "osism", 500, 20, procs=procs, **rated),
         Scenario(
             "filter-100",
             "osism",
@@ -162,7 +149,7 @@ def scenarios(args: argparse.Namespace) -> List[Scenario]:
             100,
             500,
             filtered=True,
-            procs=rated_procs(100, 500, chosen),
+            procs=procs,
             note="1/10 each",
             **rated,
         ),
@@ -202,7 +189,7 @@ def scenarios(args: argparse.Namespace) -> List[Scenario]:
             50,
             300,
             stalled=1,
-            procs=rated_procs(50, 300, chosen),
+            procs=procs,
             stalled_rcvbuf=rcvbuf,
             padding=padding,
             env=stall_env,
@@ -217,7 +204,7 @@ def scenarios(args: argparse.Namespace) -> List[Scenario]:
             50,
             300,
             stalled=1,
-            procs=rated_procs(50, 300, chosen),
+            procs=procs,
             stalled_rcvbuf=rcvbuf,
             padding=padding,
             duration=naive_stall,
@@ -228,6 +215,8 @@ def scenarios(args: argparse.Namespace) -> List[Scenario]:
     for scenario in out:
         if not scenario.choices:
             scenario.choices = dict(choices)
+        if scenario.rate is not None and not args.client_procs:
+            scenario.procs = rated_procs(scenario)
     if args.profile:
         os.makedirs(args.profile, exist_ok=True)
     if args.only:
