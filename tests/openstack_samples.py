@@ -1,4 +1,4 @@
-"""The real OpenStack notifications in ../shared/openstack-samples.
+"""The real OpenStack notifications in tests/data/openstack.
 
 Each file is the oslo.messaging message dict ``{message_id, publisher_id,
 event_type, priority, payload, timestamp}``; ``expected.json`` says what a
@@ -7,7 +7,6 @@ resource_id).
 """
 
 import json
-import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +14,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
-# OSISM_SAMPLES_DIR points elsewhere when the tests run from a copy of the
-# tree (tools/mutation.py runs them from mutants/).
-SAMPLES_DIR = Path(
-    os.environ.get("OSISM_SAMPLES_DIR")
-    or Path(__file__).resolve().parents[1] / ".." / "shared" / "openstack-samples"
-).resolve()
+# Beside this module, so a copy of the tree (mutmut's mutants/) finds them too.
+SAMPLES_DIR = Path(__file__).resolve().parent / "data" / "openstack"
 MISSING = "<samples missing>"
 
 
@@ -78,7 +73,7 @@ def load_sample(name: str) -> Sample:
     if name == MISSING:
         pytest.fail(
             f"the OpenStack samples are missing: expected {SAMPLES_DIR}/expected.json "
-            "and its files (../shared/openstack-samples next to the repository)"
+            "and the sample files beside it (tests/data/openstack in the repository)"
         )
     expected = json.loads((SAMPLES_DIR / "expected.json").read_text())[name]
     message = json.loads((SAMPLES_DIR / name).read_text())

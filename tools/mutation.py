@@ -36,8 +36,6 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 DEFAULT_THRESHOLD = 95.0
 THRESHOLD_ENV = "MUTATION_THRESHOLD"
 MUTANTS = Path("mutants")
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLES_DIR = ROOT / ".." / "shared" / "openstack-samples"
 LOG_METHODS = frozenset({"debug", "info", "warning", "error", "exception", "critical"})
 
 # mutmut 3.8.1's exit codes (mutmut/stats.py status_by_exit_code), grouped by
@@ -434,9 +432,7 @@ def main(argv: Sequence[str]) -> int:
     if not args.report_only:
         shutil.rmtree(root / MUTANTS, ignore_errors=True)
         command = [mutmut_script(), "run", "--max-children", str(args.max_children)]
-        # The tests run from mutants/: tell them where the samples are.
         env = dict(os.environ)
-        env.setdefault("OSISM_SAMPLES_DIR", str(SAMPLES_DIR.resolve()))
         # In-process conditions take milliseconds: fail a wait after 1 s.
         env.setdefault("OSISM_TEST_WAIT", "1")
         # The plugins are named in [tool.mutmut] pytest_add_cli_args.

@@ -1,6 +1,6 @@
 """Real notifications of the six services, through RabbitMQ, to WebSocket clients.
 
-Every sample in ../shared/openstack-samples is published the way
+Every sample in tests/data/openstack is published the way
 oslo.messaging sends it with the services' default configuration: the
 ``oslo.message`` envelope on the service's exchange (``nova``, ``ironic``,
 ...) with routing key ``<topic>.<priority>`` (nova's legacy notifications on

@@ -99,3 +99,33 @@ class TestCiEntryPoint:
         assert match is not None
         sessions = re.findall(r'"(\w+)"', match.group(1))
         assert sessions == ["lint", "tests", "coverage", "integration"]
+
+
+class TestSelfContained:
+    """A clone anywhere runs: nothing the project runs reads outside its tree."""
+
+    RUN = ("osism", "tests", "tools", "bench", "playbooks", ".ci", "noxfile.py")
+
+    def test_no_file_the_project_runs_names_a_folder_beside_the_repository(
+        self,
+    ) -> None:
+        outside = re.compile(r"\.\./shared|\.\.[/\\]\.\.[/\\]")
+        offenders = [
+            str(path.relative_to(ROOT))
+            for top in self.RUN
+            for path in (
+                [ROOT / top] if (ROOT / top).is_file() else (ROOT / top).rglob("*")
+            )
+            if path.is_file()
+            and path.suffix in {".py", ".sh", ".yaml", ".yml", ".cfg", ".toml", ""}
+            and path != Path(__file__).resolve()
+            and outside.search(path.read_text(errors="replace"))
+        ]
+        assert offenders == []
+
+    def test_openstack_samples_are_in_the_repository(self) -> None:
+        data = ROOT / "tests" / "data" / "openstack"
+        expected = json.loads((data / "expected.json").read_text())
+        assert len(expected) == 20
+        assert [name for name in expected if not (data / name).is_file()] == []
+        assert (data / "PROVENANCE.md").is_file()

@@ -1,4 +1,4 @@
-"""Every real notification in ../shared/openstack-samples gives expected.json.
+"""Every real notification in tests/data/openstack gives expected.json.
 
 Each sample goes the way the listener takes it: the oslo envelope as it is on
 RabbitMQ, ``parse_notification`` with the service of the exchange it arrives
