@@ -1,5 +1,8 @@
-"""The Definition of Done: ``nox`` runs lint, unit tests, coverage, integration,
-the browser tests and the mutation gate.
+"""The Definition of Done: ``nox`` runs lint, the unit tests under coverage,
+integration, the browser tests and the mutation gate.
+
+The unit suite runs once in bare ``nox`` (inside ``coverage``); ``nox -s tests``
+is the quick run of the same tests without coverage.
 
 Every development pin lives in the Pipfile's [dev-packages] (read through
 tools/pins.py); runtime pins live in requirements.txt.
@@ -17,7 +20,7 @@ from pins import requirements  # noqa: E402
 
 nox.needs_version = ">=2025.2.9"
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["lint", "tests", "coverage", "integration"]
+nox.options.sessions = ["lint", "coverage", "integration", "browser", "mutation"]
 nox.options.error_on_missing_interpreters = True
 
 TEST_TOOLS = (
@@ -148,8 +151,3 @@ def browser(session: nox.Session) -> None:
         *session.posargs,
         env={"OSISM_CHROMIUM": chromium, "OSISM_REDIS_SERVER": redis_server},
     )
-
-
-# Bare `nox` runs the browser tests and the mutation gate too.
-nox.options.sessions.append("browser")
-nox.options.sessions.append("mutation")

@@ -1,28 +1,13 @@
-"""The browser tests run in CI: a nox session bare `nox` runs, a Zuul job whose
+"""The browser tests run in CI: a Zuul job whose
 playbook installs Debian's chromium, and .ci/run installing it when missing."""
 
-import ast
 from pathlib import Path
 
-import pytest
 import yaml
 
 from tests.unit.test_zuul import inherited, jobs, playbook_paths
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.mark.parametrize("session", ["browser", "mutation"])
-def test_bare_nox_runs_the_session(session: str) -> None:
-    tree = ast.parse((ROOT / "noxfile.py").read_text())
-    appended = [
-        node.args[0].value
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Call)
-        and ast.unparse(node.func) == "nox.options.sessions.append"
-        and isinstance(node.args[0], ast.Constant)
-    ]
-    assert session in appended
 
 
 def test_the_browser_session_fails_saying_what_is_missing() -> None:
