@@ -103,19 +103,42 @@ class TestToJson:
 # Outbox: bounded in count and in bytes
 
 
+# The bytes an outbox counts are the memory its entries hold. On CPython 3.11
+# a str of n ASCII characters holds 49 + n bytes; a FramedText of one
+# character holds 114 (the str) + 36 (its 3-byte frame) = 150 bytes; a bundle
+# of two of those, 2 * 150 + 39 (the 6-byte joined frame) = 339 bytes.
+
+
+class TestTextSize:
+    @pytest.mark.parametrize(
+        "item, size",
+        [("", 49), ("c", 50), ("e" * 50, 99), ("x" * 100, 149), ("b" * 200, 249)],
+    )
+    def test_an_ascii_text_holds_its_length_and_the_str_header(
+        self, item: str, size: int
+    ) -> None:
+        assert text_size(item) == size
+
+    def test_a_framed_text_holds_the_text_and_its_frame(self) -> None:
+        assert text_size(framed("a")) == 150
+
+    def test_a_bundle_holds_its_texts_and_the_joined_frame(self) -> None:
+        assert text_size(Bundle([framed("a"), framed("b")])) == 339
+
+
 class TestOutboxBytes:
     def test_counts_the_bytes_it_holds(self) -> None:
         outbox = Outbox(10, max_bytes=10_000)
         outbox.put_nowait("a" * 100)
         outbox.put_nowait("b" * 200)
-        assert outbox.bytes == text_size("a" * 100) + text_size("b" * 200)
+        assert outbox.bytes == 149 + 249
         assert outbox.get_nowait() == "a" * 100
-        assert outbox.bytes == text_size("b" * 200)
+        assert outbox.bytes == 249
         outbox.get_nowait()
         assert outbox.bytes == 0
 
     def test_refuses_a_text_that_would_cross_the_byte_bound(self) -> None:
-        limit = 3 * text_size("x" * 100)
+        limit = 3 * 149  # three texts of 100 characters
         outbox = Outbox(100, max_bytes=limit)
         for _ in range(3):
             outbox.put_nowait("x" * 100)
@@ -140,7 +163,7 @@ class TestOutboxBytes:
 
     @pytest.mark.asyncio
     async def test_put_waits_for_space_in_bytes(self) -> None:
-        outbox = Outbox(100, max_bytes=text_size("x" * 100))
+        outbox = Outbox(100, max_bytes=149)  # one text of 100 characters
         outbox.put_nowait("x" * 100)
         waiter = asyncio.create_task(outbox.put("y" * 100))
         await asyncio.sleep(0)
@@ -151,7 +174,7 @@ class TestOutboxBytes:
 
     def test_offer_is_false_over_the_byte_bound(self) -> None:
         connection = WebSocketConnection(
-            MagicMock(), outbox_size=100, outbox_bytes=2 * text_size("e" * 50)
+            MagicMock(), outbox_size=100, outbox_bytes=2 * 99
         )
         assert connection.offer("e" * 50)
         assert connection.offer("e" * 50)
@@ -160,7 +183,7 @@ class TestOutboxBytes:
     def test_byte_bound_defaults_to_setting(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(settings, "OUTBOX_BYTES", 3 * text_size("e" * 50))
+        monkeypatch.setattr(settings, "OUTBOX_BYTES", 3 * 99)
         connection = WebSocketConnection(MagicMock(), outbox_size=100)
         taken = [connection.offer("e" * 50) for _ in range(4)]
         assert taken == [True, True, True, False]
@@ -171,7 +194,7 @@ class TestOutboxBytes:
     ) -> None:
         caplog.set_level(logging.WARNING, logger="osism.websocket")
         sent = events(20, padding=1000)
-        limit = 4 * text_size(sent[0].to_json())
+        limit = 5_000  # two of these 1.1 kB events with their frames
         # The count bound (1000) is far away: only bytes can evict.
         async with fresh_manager(outbox_size=1000, outbox_bytes=limit) as manager:
             stalled, healthy = fake_websocket(), fake_websocket()
@@ -205,9 +228,9 @@ class TestOutboxBundles:
         bundle = Bundle([framed("a"), framed("b")])
         outbox.put_nowait(bundle)
         outbox.put_nowait("c")
-        assert outbox.bytes == bundle.size + text_size("c")
+        assert outbox.bytes == 339 + 50
         assert outbox.get_nowait() is bundle
-        assert (outbox.qsize(), outbox.bytes) == (1, text_size("c"))
+        assert (outbox.qsize(), outbox.bytes) == (1, 50)
 
     def test_an_empty_outbox_takes_a_bundle_over_its_bounds(self) -> None:
         outbox = Outbox(2, max_bytes=10)
