@@ -4,7 +4,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import pytest
 
-from osism.services.notifications import EXTRACTORS, event_fields, service_type_of
+from osism.services.notifications import event_fields, service_type_of
 from tests.unit.services.openstack import SERVICE_KEYS
 
 
@@ -26,17 +26,6 @@ class TestServiceTypeOf:
         assert service_type_of(event_type) == expected
 
 
-class TestExtractors:
-    @pytest.mark.parametrize("service, key", SERVICE_KEYS)
-    def test_every_service_and_alias_has_an_extractor(
-        self, service: str, key: str
-    ) -> None:
-        assert EXTRACTORS[service][0] == key
-
-    def test_only_the_known_services_have_extractors(self) -> None:
-        assert set(EXTRACTORS) == {name for name, _ in SERVICE_KEYS}
-
-
 def extract_identity(
     service: str, payload: Dict[str, Any]
 ) -> Tuple[Optional[str], Optional[str]]:
@@ -50,30 +39,69 @@ class TestSeedIdentity:
     ``<project>_object.data``."""
 
     @pytest.mark.parametrize(
-        "service, data, expected",
+        "service, key, data, expected",
         [
-            ("baremetal", {"name": "node1", "uuid": "abc-123"}, ("node1", "abc-123")),
-            ("compute", {"host": "h1", "name": "vm1", "uuid": "u1"}, ("h1", "u1")),
-            ("nova", {"name": "vm1", "uuid": "u1"}, ("vm1", "u1")),
-            ("network", {"name": "p", "id": "i", "uuid": "u"}, ("p", "i")),
-            ("neutron", {"device_id": "d1", "uuid": "u2"}, ("d1", "u2")),
-            ("volume", {"name": "v", "id": "i"}, ("v", "i")),
-            ("cinder", {"display_name": "dv", "uuid": "u"}, ("dv", "u")),
-            ("image", {"name": "img", "id": "i"}, ("img", "i")),
-            ("glance", {"name": "img", "uuid": "u"}, ("img", "u")),
-            ("identity", {"name": "proj", "id": "i"}, ("proj", "i")),
-            ("keystone", {"name": "proj", "uuid": "u"}, ("proj", "u")),
+            (
+                "baremetal",
+                "ironic_object.data",
+                {"name": "node1", "uuid": "abc-123"},
+                ("node1", "abc-123"),
+            ),
+            (
+                "compute",
+                "nova_object.data",
+                {"host": "h1", "name": "vm1", "uuid": "u1"},
+                ("h1", "u1"),
+            ),
+            ("nova", "nova_object.data", {"name": "vm1", "uuid": "u1"}, ("vm1", "u1")),
+            (
+                "network",
+                "neutron_object.data",
+                {"name": "p", "id": "i", "uuid": "u"},
+                ("p", "i"),
+            ),
+            (
+                "neutron",
+                "neutron_object.data",
+                {"device_id": "d1", "uuid": "u2"},
+                ("d1", "u2"),
+            ),
+            ("volume", "cinder_object.data", {"name": "v", "id": "i"}, ("v", "i")),
+            (
+                "cinder",
+                "cinder_object.data",
+                {"display_name": "dv", "uuid": "u"},
+                ("dv", "u"),
+            ),
+            ("image", "glance_object.data", {"name": "img", "id": "i"}, ("img", "i")),
+            (
+                "glance",
+                "glance_object.data",
+                {"name": "img", "uuid": "u"},
+                ("img", "u"),
+            ),
+            (
+                "identity",
+                "keystone_object.data",
+                {"name": "proj", "id": "i"},
+                ("proj", "i"),
+            ),
+            (
+                "keystone",
+                "keystone_object.data",
+                {"name": "proj", "uuid": "u"},
+                ("proj", "u"),
+            ),
         ],
     )
     def test_node_name_and_resource_id_from_object_data(
         self,
         service: str,
+        key: str,
         data: Dict[str, Any],
         expected: tuple,
     ) -> None:
-        payload = {EXTRACTORS[service][0]: data}
-
-        assert extract_identity(service, payload) == expected
+        assert extract_identity(service, {key: data}) == expected
 
     @pytest.mark.parametrize("service, key", SERVICE_KEYS)
     def test_missing_object_data_gives_nothing(self, service: str, key: str) -> None:
