@@ -2,16 +2,17 @@
 
 ``nox -s mutation`` runs ``python tools/mutation.py``: it removes an old
 ``mutants/`` directory, runs ``mutmut run`` (configured in pyproject.toml's
-``[tool.mutmut]``: the modules of osism/services/ plus api.py (with
-client_session.py and publish_request.py, which were part of it),
-protocol.py and security.py, tested by tests/unit), reads mutmut's verdicts from
+``[tool.mutmut]``: every module of osism/ that runs in a server or the
+listener, tested by tests/unit), reads mutmut's verdicts from
 ``mutants/**/*.py.meta``, prints the score per module and every surviving
 mutant (file, line, diff), and exits non-zero under the threshold.
 
-Score = killed / counted. Killed: a test failed, or the mutant hung until its
-time limit (CI would hang on it too). Counted: every mutant except those of
-the one exclusion rule below; survivors, mutants no test reaches and mutants
-mutmut could not judge count as not killed.
+Score = killed / counted, as mutmut counts (its ``status_by_exit_code``):
+killed means a test failed, or the mutant hung until its time limit (CI would
+hang on it too). Counted: every mutant except those of the one exclusion rule
+below; survivors, mutants no test reaches, mutants mutmut could not judge and
+runs ended by SIGKILL or a segfault (mutmut's "segfault", listed apart) count
+as not killed.
 
 Exclusion rule (the only one): a surviving mutant whose only change is the
 text of a string literal that is an argument of a logging call
@@ -19,50 +20,88 @@ text of a string literal that is an argument of a logging call
 ``logging.Logger`` and ``RateLimitedLog``) is listed separately and not
 counted. A mutant that drops, replaces or reorders such an argument, changes
 the log level or the call, is counted like any other.
+
+What the score cannot see: the run also fails when a module in scope (a file
+``only_mutate`` matches) yields no mutant although it has code, and it prints,
+per module, the functions mutmut never mutates and why (decorated, not at the
+top level, a name mutmut leaves alone, a pragma) and the statements outside
+any function, which no mutant reaches either.
 """
 
 import argparse
 import ast
 import difflib
+import fnmatch
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+    Union,
+)
 
 DEFAULT_THRESHOLD = 95.0
 THRESHOLD_ENV = "MUTATION_THRESHOLD"
 MUTANTS = Path("mutants")
+# A test's wait for a condition (tests/conftest.py WAIT_TIMEOUT) fails after
+# this many seconds during the run: the unit suite's own default. A correct
+# run on a loaded machine (two mutmut workers on two cores, and more beside)
+# can take a second for what takes milliseconds alone, and a failed wait
+# counts as a kill; a mutant that breaks delivery costs the full wait, and one
+# that hangs still ends at the per-test limit (--timeout in pyproject.toml),
+# which is twice this.
+WAIT_ENV = "OSISM_TEST_WAIT"
+WAIT_SECONDS = "5"
 LOG_METHODS = frozenset({"debug", "info", "warning", "error", "exception", "critical"})
 
-# mutmut 3.8.1's exit codes (mutmut/stats.py status_by_exit_code), grouped by
-# what they mean for the score.
+# mutmut 3.8.1's verdict for each exit code of a mutant's test run, under
+# mutmut's own names (mutmut/stats.py status_by_exit_code; any other code is
+# "suspicious"). tests/unit/test_mutation_tool.py checks this copy against
+# mutmut's table where mutmut is installed.
 KILLED = "killed"
 TIMEOUT = "timeout"
 SURVIVED = "survived"
 NO_TESTS = "no tests"
 NOT_CHECKED = "not checked"
+SKIPPED = "skipped"
+INTERRUPTED = "check was interrupted by user"
 SUSPICIOUS = "suspicious"
+SEGFAULT = "segfault"
+TYPE_CHECK = "caught by type check"
 STATUS_BY_CODE: Dict[Optional[int], str] = {
     1: KILLED,
     3: KILLED,  # pytest's internal error: the mutant broke the test run
-    37: KILLED,  # caught by the type checker (not configured here)
     0: SURVIVED,
     5: NO_TESTS,
-    33: NO_TESTS,
-    34: NOT_CHECKED,  # skipped
-    2: NOT_CHECKED,  # interrupted
+    2: INTERRUPTED,
     None: NOT_CHECKED,
+    33: NO_TESTS,
+    34: SKIPPED,
+    35: SUSPICIOUS,
     36: TIMEOUT,
-    24: TIMEOUT,  # SIGXCPU: over the CPU-time limit
-    -24: TIMEOUT,
+    37: TYPE_CHECK,  # no type checker is configured here
+    -24: TIMEOUT,  # SIGXCPU: over the CPU-time or the wall-clock limit
+    24: TIMEOUT,
     152: TIMEOUT,
     255: TIMEOUT,
-    -9: TIMEOUT,  # SIGKILL one second after SIGXCPU
+    -11: SEGFAULT,
+    -9: SEGFAULT,  # SIGKILL: the CPU hard limit after SIGXCPU, or out of memory
 }
+# mutmut's own score counts these as killed (mutmut badge); so does the gate.
 DETECTED = frozenset({KILLED, TIMEOUT})
 
 # (mutant key, source path) -> (original function code, mutated function code)
@@ -240,6 +279,214 @@ def _formatted(node: ast.JoinedStr) -> List[str]:
     return [ast.dump(v) for v in node.values if isinstance(v, ast.FormattedValue)]
 
 
+# What mutmut 3.8.1 never mutates (mutmut/mutation/file_mutation.py,
+# MutationVisitor._skip_node_and_children and combine_mutations_to_source):
+DECORATED = "decorated"
+NOT_TOP_LEVEL = "not at the top level"
+NAME = "a name mutmut leaves alone"
+PRAGMA = "pragma: no mutate"
+# - a function with any decorator but a lone @staticmethod or @classmethod
+#   (the route handlers of a FastAPI app, @property, @contextmanager), at any
+#   depth: its body is not visited;
+# - a function mutmut has no trampoline for: only module-level functions and
+#   the methods of module-level classes get one, so a function under a
+#   module-level if/try/with or in a nested class yields no mutant;
+# - __getattribute__, __setattr__, __new__, and an Enum's __init__ and
+#   _generate_next_value_;
+# - a function under ``# pragma: no mutate block`` (on its ``def`` line or
+#   above it in the same block) or between ``no mutate start`` and ``end``;
+# - any statement outside a function (module level, class bodies).
+NEVER_MUTATED_NAMES = frozenset({"__getattribute__", "__setattr__", "__new__"})
+NEVER_MUTATED_ENUM_NAMES = frozenset({"__init__", "_generate_next_value_"})
+ENUM_BASES = frozenset({"Enum", "IntEnum", "StrEnum", "Flag", "IntFlag"})
+FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A function mutmut makes no mutant of, and why."""
+
+    name: str  # qualified: "create_app.status", "Connection.filters"
+    line: int
+    reason: str
+
+
+@dataclass
+class Unmutated:
+    """What mutmut leaves alone in one module."""
+
+    functions: List[Skipped] = field(default_factory=list)
+    statements: int = 0  # statements outside any function: imports, constants
+    has_code: bool = True  # False: a docstring and imports, nothing to mutate
+
+
+def _pragma(comment: str) -> Optional[str]:
+    """mutmut's reading of a comment: "block", "start", "end", "bare" or None."""
+    if "# pragma:" not in comment or "no mutate" not in comment:
+        return None
+    tail = comment.partition("no mutate")[2].strip().lstrip(": ")
+    tokens = tail.split(",", 1)[0].split()
+    token = tokens[0] if tokens else None
+    return token if token in ("block", "start", "end") else "bare"
+
+
+def pragma_lines(source: str) -> Set[int]:
+    """Lines a ``# pragma: no mutate block`` or ``start``/``end`` region covers.
+
+    A ``block`` comment on a line of its own covers the rest of the block it
+    stands in (the lines that follow at its indentation or deeper); one after
+    a statement's colon covers that statement's block.
+    """
+    lines = source.splitlines()
+    covered: Set[int] = set()
+    start: Optional[int] = None
+    for number, text in enumerate(lines, start=1):
+        code, hash_, comment = text.partition("#")
+        token = _pragma(hash_ + comment) if hash_ else None
+        if token == "start":
+            start = number
+        elif token == "end" and start is not None:
+            covered.update(range(start, number + 1))
+            start = None
+        elif token == "block":
+            indent = len(text) - len(text.lstrip())
+            covered.add(number)
+            if code.strip():  # after a header: its block is deeper than it
+                indent += 1
+            covered.update(_block_from(lines, number, indent))
+    return covered
+
+
+def _block_from(lines: Sequence[str], number: int, indent: int) -> Iterable[int]:
+    for later, text in enumerate(lines[number:], start=number + 1):
+        if text.strip() and len(text) - len(text.lstrip()) < indent:
+            return
+        yield later
+
+
+def _is_decorated(node: ast.AST) -> bool:
+    decorators = getattr(node, "decorator_list", [])
+    if len(decorators) == 1:
+        only = decorators[0]
+        if isinstance(only, ast.Name) and only.id in ("staticmethod", "classmethod"):
+            return False
+    return bool(decorators)
+
+
+def _is_enum(node: ast.ClassDef) -> bool:
+    names = [
+        base.attr if isinstance(base, ast.Attribute) else getattr(base, "id", None)
+        for base in node.bases
+    ]
+    return any(name in ENUM_BASES for name in names)
+
+
+def _is_docstring_or_import(index: int, node: ast.stmt) -> bool:
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return True
+    return (
+        index == 0
+        and isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    )
+
+
+class _SkipFinder:
+    """Walks a module as mutmut does and notes what it leaves alone."""
+
+    def __init__(self, source: str) -> None:
+        self.pragma = pragma_lines(source)
+        self.found = Unmutated()
+
+    def skip(self, node: ast.stmt, name: str, reason: str) -> None:
+        self.found.functions.append(Skipped(name, node.lineno, reason))
+
+    def module(self, body: Sequence[ast.stmt]) -> None:
+        self.found.has_code = not all(
+            _is_docstring_or_import(index, node) for index, node in enumerate(body)
+        )
+        for index, node in enumerate(body):
+            if isinstance(node, FUNCTIONS):
+                self.top_function(node, node.name, enum=False, in_pragma=False)
+            elif isinstance(node, ast.ClassDef):
+                self.top_class(node)
+            else:
+                self.found.statements += not _is_docstring_or_import(index, node)
+                self.unreached(node, "")
+
+    def top_class(self, node: ast.ClassDef) -> None:
+        enum, in_pragma = _is_enum(node), node.lineno in self.pragma
+        for index, child in enumerate(node.body):
+            if isinstance(child, FUNCTIONS):
+                name = f"{node.name}.{child.name}"
+                self.top_function(child, name, enum=enum, in_pragma=in_pragma)
+            elif isinstance(child, ast.ClassDef):
+                self.unreached(child, f"{node.name}.")
+            else:
+                self.found.statements += not (
+                    isinstance(child, ast.Pass) or _is_docstring_or_import(index, child)
+                )
+                self.unreached(child, f"{node.name}.")
+
+    def top_function(
+        self,
+        node: Union[ast.FunctionDef, ast.AsyncFunctionDef],
+        name: str,
+        enum: bool,
+        in_pragma: bool,
+    ) -> None:
+        """A function mutmut gives a trampoline, unless a rule skips it."""
+        if enum and node.name in NEVER_MUTATED_ENUM_NAMES:
+            self.skip(node, name, NAME)
+        elif in_pragma:
+            self.skip(node, name, PRAGMA)
+        else:
+            self.definition(node, name)
+
+    def definition(
+        self, node: Union[ast.FunctionDef, ast.AsyncFunctionDef], name: str
+    ) -> None:
+        """A function mutmut visits: skipped by its decorators, name or pragma,
+        else mutated, and so are the functions it defines unless they are."""
+        if _is_decorated(node):
+            self.skip(node, name, DECORATED)
+        elif node.name in NEVER_MUTATED_NAMES:
+            self.skip(node, name, NAME)
+        elif node.lineno in self.pragma:
+            self.skip(node, name, PRAGMA)
+        else:
+            self.inside(node, f"{name}.")
+
+    def inside(self, node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, FUNCTIONS):
+                self.definition(child, prefix + child.name)
+            elif isinstance(child, ast.ClassDef):
+                self.inside(child, f"{prefix}{child.name}.")
+            else:
+                self.inside(child, prefix)
+
+    def unreached(self, node: ast.AST, prefix: str) -> None:
+        """Functions outside any module-level function or method."""
+        if isinstance(node, FUNCTIONS):
+            self.skip(node, prefix + node.name, NOT_TOP_LEVEL)
+        elif isinstance(node, ast.ClassDef):
+            for statement in node.body:
+                self.unreached(statement, f"{prefix}{node.name}.")
+        else:
+            for child in ast.iter_child_nodes(node):
+                self.unreached(child, prefix)
+
+
+def unmutated(source: str) -> Unmutated:
+    """The functions mutmut makes no mutant of in ``source``, and why."""
+    finder = _SkipFinder(source)
+    finder.module(ast.parse(source).body)
+    finder.found.functions.sort(key=lambda skipped: skipped.line)
+    return finder.found
+
+
 @dataclass
 class Survivor:
     key: str
@@ -255,10 +502,21 @@ class ModuleScore:
     detected: int = 0
     excluded: int = 0
     undetected: List[Survivor] = field(default_factory=list)
+    signalled: List[Survivor] = field(default_factory=list)  # mutmut: segfault
+    unmutated: Unmutated = field(default_factory=Unmutated)
 
     @property
     def counted(self) -> int:
         return self.total - self.excluded
+
+    @property
+    def score(self) -> float:
+        return 100.0 * self.detected / self.counted if self.counted else 100.0
+
+    @property
+    def without_mutants(self) -> bool:
+        """In scope, with code, and not one mutant: the gate does not reach it."""
+        return self.total == 0 and self.unmutated.has_code
 
 
 @dataclass
@@ -278,6 +536,44 @@ class Result:
     @property
     def score(self) -> float:
         return 100.0 * self.detected / self.counted if self.counted else 0.0
+
+    @property
+    def signalled(self) -> List[Survivor]:
+        return [s for m in self.modules.values() for s in m.signalled]
+
+    @property
+    def without_mutants(self) -> List[str]:
+        return [m.path for m in self.modules.values() if m.without_mutants]
+
+    def passed(self, threshold: float) -> bool:
+        return self.score >= threshold and not self.without_mutants
+
+
+def mutmut_config(root: Path) -> Dict[str, Any]:
+    """pyproject.toml's [tool.mutmut]."""
+    with open(root / "pyproject.toml", "rb") as handle:
+        config: Dict[str, Any] = tomllib.load(handle)["tool"]["mutmut"]
+    return config
+
+
+def in_scope(root: Path, config: Dict[str, Any]) -> List[str]:
+    """The modules mutmut mutates: the .py files under ``source_paths`` that
+    an ``only_mutate`` glob matches and no ``do_not_mutate`` glob does (the
+    globs are fnmatch patterns, whose ``*`` spans directories, as in mutmut)."""
+    only, never = config.get("only_mutate", []), config.get("do_not_mutate", [])
+    found = []
+    for source in config.get("source_paths", []):
+        top = root / source
+        files = [top] if top.is_file() else top.rglob("*.py")
+        for file in files:
+            path = file.relative_to(root).as_posix()
+            if not path.endswith(".py"):
+                continue
+            if only and not any(fnmatch.fnmatch(path, glob) for glob in only):
+                continue
+            if not any(fnmatch.fnmatch(path, glob) for glob in never):
+                found.append(path)
+    return sorted(found)
 
 
 def read_verdicts(root: Path) -> Dict[str, Dict[str, Optional[int]]]:
@@ -310,12 +606,21 @@ def judge(
     verdicts: Dict[str, Dict[str, Optional[int]]],
     read_pair: PairReader,
     read_source: SourceReader,
+    scope: Sequence[str] = (),
 ) -> Result:
-    """Score every mutant; diff and classify the ones no test detected."""
+    """Score every mutant; diff and classify the ones no test detected.
+
+    ``scope``: the modules ``only_mutate`` matches; each gets a row, and what
+    mutmut leaves alone in it is noted, mutants or not.
+    """
     result = Result()
-    for path, codes in sorted(verdicts.items()):
+    for path in sorted({*verdicts, *scope}):
         module = result.modules.setdefault(path, ModuleScore(path))
         source: Optional[str] = None
+        if path in scope:
+            source = read_source(path)
+            module.unmutated = unmutated(source)
+        codes = verdicts.get(path, {})
         for key, code in sorted(codes.items(), key=lambda item: _order(item[0])):
             status = status_of(code)
             result.status_counts[status] = result.status_counts.get(status, 0) + 1
@@ -329,6 +634,9 @@ def judge(
             if status == SURVIVED and log_text:
                 module.excluded += 1
                 result.excluded.append(survivor)
+            elif status == SEGFAULT:
+                survivor.diff = f"({status}: exit {code})\n{survivor.diff}"
+                module.signalled.append(survivor)
             else:
                 if status != SURVIVED:
                     survivor.diff = f"({status})\n{survivor.diff}"
@@ -358,27 +666,77 @@ def describe(
     return Survivor(key, path, line, diff), is_log_text_only(original, mutant)
 
 
+def unmutated_line(path: str, found: Unmutated) -> Optional[str]:
+    """One line on what mutmut leaves alone in a module, None when nothing."""
+    parts = []
+    if found.functions:
+        by_reason: Dict[str, List[str]] = {}
+        for skipped in found.functions:
+            by_reason.setdefault(skipped.reason, []).append(
+                f"{skipped.name}:{skipped.line}"
+            )
+        reasons = "; ".join(
+            f"{reason}: {', '.join(names)}" for reason, names in by_reason.items()
+        )
+        parts.append(f"{_plural(len(found.functions), 'function')} skipped ({reasons})")
+    if found.statements:
+        statements = _plural(found.statements, "statement")
+        parts.append(f"{statements} outside functions")
+    return f"  {path}: {', '.join(parts)}" if parts else None
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def report(result: Result, threshold: float) -> str:
-    """The text the session prints: survivors, excluded, per-module table."""
+    """The text the session prints: survivors, what mutmut skips, the table."""
     out: List[str] = []
     for module in result.modules.values():
         for survivor in module.undetected:
             out += [f"SURVIVED {survivor.path}:{survivor.line} {survivor.key}"]
             out += [survivor.diff, ""]
+    for survivor in result.signalled:
+        out += [f"ENDED BY A SIGNAL {survivor.path}:{survivor.line} {survivor.key}"]
+        out += [survivor.diff, ""]
     if result.excluded:
         out += ["Not counted (only the text of a logging call's string changes):"]
         out += [f"  {s.path}:{s.line} {s.key}" for s in result.excluded]
         out += [""]
-    out += [f"{'module':<40} {'mutants':>7} {'killed':>7} {'left':>5} {'log':>4} score"]
+    lines = [unmutated_line(m.path, m.unmutated) for m in result.modules.values()]
+    if any(lines):
+        out += [
+            "Never mutated (mutmut makes no mutant of these, so no test is judged"
+            " on them):"
+        ]
+        out += [line for line in lines if line]
+        out += [""]
+    out += [
+        f"{'module':<40} {'mutants':>7} {'killed':>7} {'left':>5}"
+        f" {'signal':>6} {'log':>4} score"
+    ]
     for module in result.modules.values():
-        score = 100.0 * module.detected / module.counted if module.counted else 100.0
+        if module.total == 0:
+            note = "NO MUTANT" if module.without_mutants else "nothing to mutate"
+            out += [f"{module.path:<40} {0:>7} {'':>7} {'':>5} {'':>6} {'':>4} {note}"]
+            continue
         out += [
             f"{module.path:<40} {module.total:>7} {module.detected:>7}"
-            f" {len(module.undetected):>5} {module.excluded:>4} {score:5.1f} %"
+            f" {len(module.undetected):>5} {len(module.signalled):>6}"
+            f" {module.excluded:>4} {module.score:5.1f} %"
         ]
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(result.status_counts.items()))
     out += [f"mutmut verdicts: {counts}"]
-    verdict = "PASS" if result.score >= threshold else "FAIL"
+    out += [
+        f"ended by a signal (SIGKILL or a segfault; mutmut: segfault; counted,"
+        f" not killed): {len(result.signalled)}"
+    ]
+    if result.without_mutants:
+        out += [
+            f"no mutant in {', '.join(result.without_mutants)}: in only_mutate and"
+            f" with code, but mutmut made no mutant of it (see what it skips above)"
+        ]
+    verdict = "PASS" if result.passed(threshold) else "FAIL"
     out += [
         f"mutation score {result.score:.1f} % ({result.detected} of {result.counted}"
         f" counted mutants killed, {len(result.excluded)} log-text mutants not"
@@ -426,18 +784,26 @@ def mutmut_script() -> str:
     return str(script) if script.exists() else "mutmut"
 
 
+def mutmut_environment(environ: Dict[str, str]) -> Dict[str, str]:
+    """The environment of ``mutmut run``: the tests' waits and the plugins."""
+    env = dict(environ)
+    env.setdefault(WAIT_ENV, WAIT_SECONDS)
+    # The plugins are named in [tool.mutmut] pytest_add_cli_args.
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    return env
+
+
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv, dict(os.environ))
     root = Path.cwd()
     if not args.report_only:
         shutil.rmtree(root / MUTANTS, ignore_errors=True)
         command = [mutmut_script(), "run", "--max-children", str(args.max_children)]
-        env = dict(os.environ)
-        # In-process conditions take milliseconds: fail a wait after 1 s.
-        env.setdefault("OSISM_TEST_WAIT", "1")
-        # The plugins are named in [tool.mutmut] pytest_add_cli_args.
-        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+        started = time.monotonic()
+        env = mutmut_environment(dict(os.environ))
         completed = subprocess.run(command, cwd=root, env=env)
+        minutes, seconds = divmod(round(time.monotonic() - started), 60)
+        print(f"mutmut run: {minutes} min {seconds} s wall")
         if completed.returncode != 0:
             print(f"mutmut run failed (exit {completed.returncode})", file=sys.stderr)
             return completed.returncode
@@ -446,10 +812,13 @@ def main(argv: Sequence[str]) -> int:
         print("no mutmut results under mutants/", file=sys.stderr)
         return 1
     result = judge(
-        verdicts, mutmut_function_pair, lambda path: (root / path).read_text()
+        verdicts,
+        mutmut_function_pair,
+        lambda path: (root / path).read_text(),
+        scope=in_scope(root, mutmut_config(root)),
     )
     print(report(result, args.threshold))
-    return 0 if result.score >= args.threshold else 1
+    return 0 if result.passed(args.threshold) else 1
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 import json
 import sys
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import pytest
 
@@ -142,6 +142,10 @@ SOURCE = (
     "    return n + 1\n"
 )
 FUNCTION = SOURCE[SOURCE.index("def") :]
+SOURCES = {
+    "osism/empty/__init__.py": '"""Services."""\nimport logging\n',
+    "osism/routes.py": '@app.get("/")\ndef root():\n    return 1\n',
+}
 PAIRS: Dict[str, Tuple[str, str]] = {
     "osism.m.x_f__mutmut_1": (FUNCTION, FUNCTION.replace("'got %d'", "'XXgot %dXX'")),
     "osism.m.x_f__mutmut_2": (FUNCTION, FUNCTION.replace("n + 1", "n - 1")),
@@ -149,9 +153,14 @@ PAIRS: Dict[str, Tuple[str, str]] = {
 }
 
 
-def judge(codes: Dict[str, Optional[int]]) -> "mutation.Result":
+def judge(
+    codes: Dict[str, Optional[int]], scope: Sequence[str] = ()
+) -> "mutation.Result":
     return mutation.judge(
-        {"osism/m.py": codes}, lambda key, path: PAIRS[key], lambda path: SOURCE
+        {"osism/m.py": codes} if codes else {},
+        lambda key, path: PAIRS[key],
+        lambda path: SOURCES.get(path, SOURCE),
+        scope=scope,
     )
 
 
@@ -193,13 +202,46 @@ class TestJudge:
             (-24, "timeout"),
             (36, "timeout"),
             (None, "not checked"),
-            (-11, "suspicious"),
+            (34, "skipped"),
+            (-9, "segfault"),
+            (-11, "segfault"),
+            (-6, "suspicious"),
         ],
     )
     def test_status_of_mutmut_exit_codes(
         self, code: Optional[int], status: str
     ) -> None:
         assert mutation.status_of(code) == status
+
+    def test_the_statuses_are_mutmuts(self) -> None:
+        stats = pytest.importorskip("mutmut.stats")
+        assert dict(stats.status_by_exit_code) == mutation.STATUS_BY_CODE
+        assert stats.status_by_exit_code.default_factory() == mutation.status_of(-6)
+
+    def test_a_run_ended_by_sigkill_counts_as_not_killed_and_is_listed_apart(
+        self,
+    ) -> None:
+        result = judge(
+            {
+                "osism.m.x_f__mutmut_1": 1,
+                "osism.m.x_f__mutmut_2": -9,
+                "osism.m.x_f__mutmut_3": 0,
+            }
+        )
+        module = result.modules["osism/m.py"]
+
+        assert (result.detected, result.counted) == (1, 3)
+        assert [s.key for s in result.signalled] == ["osism.m.x_f__mutmut_2"]
+        assert [s.key for s in module.undetected] == ["osism.m.x_f__mutmut_3"]
+        assert result.status_counts == {"killed": 1, "segfault": 1, "survived": 1}
+        text = mutation.report(result, threshold=30.0).splitlines()
+        assert "ENDED BY A SIGNAL osism/m.py:8 osism.m.x_f__mutmut_2" in text
+        assert "(segfault: exit -9)" in text
+        assert "SURVIVED osism/m.py:8 osism.m.x_f__mutmut_2" not in text
+        assert (
+            "ended by a signal (SIGKILL or a segfault; mutmut: segfault; counted,"
+            " not killed): 1"
+        ) in text
 
     def test_report_lists_survivors_and_the_verdict(self) -> None:
         result = judge(
@@ -244,6 +286,21 @@ def write_meta(root: Path, path: str, codes: Dict[str, Optional[int]]) -> None:
     meta.write_text(json.dumps({"exit_code_by_key": codes, "durations_by_key": {}}))
 
 
+def write_tree(root: Path, files: Dict[str, str]) -> None:
+    for path, text in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+
+
+PROJECT = {
+    "pyproject.toml": (
+        '[tool.mutmut]\nsource_paths = ["osism"]\nonly_mutate = ["osism/a.py"]\n'
+    ),
+    "osism/a.py": "def f():\n    return 1\n",
+    "osism/b.py": "def g():\n    return 2\n",
+}
+
+
 class TestReportOnly:
     def test_verdicts_are_read_per_source_file(self, tmp_path: Path) -> None:
         write_meta(tmp_path, "osism/services/a.py", {"k1": 1, "k2": 0})
@@ -261,6 +318,7 @@ class TestReportOnly:
     ) -> None:
         monkeypatch.chdir(tmp_path)
         monkeypatch.delenv("MUTATION_THRESHOLD", raising=False)
+        write_tree(tmp_path, PROJECT)
         write_meta(tmp_path, "osism/a.py", {"osism.a.x_f__mutmut_1": 1})
         assert mutation.main(["--report-only"]) == 0
         assert "mutation score 100.0 %" in capsys.readouterr().out
@@ -274,3 +332,299 @@ class TestReportOnly:
         monkeypatch.chdir(tmp_path)
         assert mutation.main(["--report-only"]) == 1
         assert "no mutmut results" in capsys.readouterr().err
+
+    def test_a_module_in_scope_without_mutants_fails_the_run(
+        self,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.delenv("MUTATION_THRESHOLD", raising=False)
+        write_tree(tmp_path, PROJECT)
+        (tmp_path / "pyproject.toml").write_text(
+            '[tool.mutmut]\nsource_paths = ["osism"]\nonly_mutate = ["osism/*.py"]\n'
+        )
+        write_meta(tmp_path, "osism/a.py", {"osism.a.x_f__mutmut_1": 1})
+        assert mutation.main(["--report-only"]) == 1
+        assert "no mutant in osism/b.py" in capsys.readouterr().out
+
+
+TREE = [
+    "osism/__init__.py",
+    "osism/api.py",
+    "osism/main.py",
+    "osism/static/page.js",
+    "osism/services/__init__.py",
+    "osism/services/fanout.py",
+    "osism/services/extra/deep.py",
+    "tests/test_api.py",
+]
+
+
+class TestScope:
+    @pytest.mark.parametrize(
+        "only, never, expected",
+        [
+            (
+                ["osism/api.py", "osism/services/*.py"],
+                [],
+                [
+                    "osism/api.py",
+                    "osism/services/__init__.py",
+                    "osism/services/extra/deep.py",  # fnmatch: * spans "/"
+                    "osism/services/fanout.py",
+                ],
+            ),
+            (
+                ["osism/services/*.py"],
+                ["osism/services/extra/*", "osism/services/__init__.py"],
+                ["osism/services/fanout.py"],
+            ),
+            (
+                [],
+                ["osism/main.py"],
+                [
+                    "osism/__init__.py",
+                    "osism/api.py",
+                    "osism/services/__init__.py",
+                    "osism/services/extra/deep.py",
+                    "osism/services/fanout.py",
+                ],
+            ),
+        ],
+        ids=["globs", "do-not-mutate", "no-only-mutate"],
+    )
+    def test_the_modules_mutmut_mutates(
+        self, tmp_path: Path, only: List[str], never: List[str], expected: List[str]
+    ) -> None:
+        write_tree(tmp_path, {path: "" for path in TREE})
+        config = {
+            "source_paths": ["osism"],
+            "only_mutate": only,
+            "do_not_mutate": never,
+        }
+        assert mutation.in_scope(tmp_path, config) == expected
+
+    def test_the_config_is_pyprojects_tool_mutmut(self) -> None:
+        config = mutation.mutmut_config(ROOT)
+        assert config["source_paths"] == ["osism"]
+        assert "osism/api.py" in mutation.in_scope(ROOT, config)
+
+
+# Each function returns its own number: the cross-check below sees which
+# numbers mutmut mutates.
+SKIPS = """\
+import enum
+
+X = 900
+
+
+def top():
+    @app.get("/")
+    async def handler():
+        return 102
+
+    def helper():
+        return 103
+
+    return 101
+
+
+@dataclass
+class C:
+    \"\"\"A class.\"\"\"
+
+    y = 901
+
+    @property
+    def p(self):
+        return 104
+
+    @staticmethod
+    def s():
+        return 105
+
+    @staticmethod
+    @cache
+    def cached():
+        return 111
+
+    def __new__(cls):
+        return 106
+
+    class Inner:
+        def m(self):
+            return 107
+
+
+if X:
+
+    def under_if():
+        return 108
+
+
+class E(enum.Enum):
+    def __init__(self, v):
+        self.v = 109
+
+
+def pragma():  # pragma: no mutate block
+    return 110
+
+
+# pragma: no mutate start
+def region():
+    return 112
+
+
+# pragma: no mutate end
+class Plain:
+    def __init__(self):
+        self.v = 113
+"""
+SKIPPED = [
+    ("top.handler", 8, "decorated"),
+    ("C.p", 24, "decorated"),
+    ("C.cached", 33, "decorated"),
+    ("C.__new__", 36, "a name mutmut leaves alone"),
+    ("C.Inner.m", 40, "not at the top level"),
+    ("under_if", 46, "not at the top level"),
+    ("E.__init__", 51, "a name mutmut leaves alone"),
+    ("pragma", 55, "pragma: no mutate"),
+    ("region", 60, "pragma: no mutate"),
+]
+MUTATED = {101, 103, 105, 113}
+
+
+class TestWhatMutmutSkips:
+    def test_each_rule_names_the_function_its_line_and_why(self) -> None:
+        found = mutation.unmutated(SKIPS)
+        assert [(s.name, s.line, s.reason) for s in found.functions] == SKIPPED
+        # X = 900, y = 901, if X: ... (the docstring and import are not code)
+        assert found.statements == 3
+
+    def test_the_rules_are_mutmuts(self) -> None:
+        file_mutation = pytest.importorskip("mutmut.mutation.file_mutation")
+        import libcst
+
+        _, mutations, _, _ = file_mutation.create_mutations("skips.py", SKIPS)
+        mutated = {
+            int(m.original_node.value)
+            for m in mutations
+            if isinstance(m.original_node, libcst.Integer)
+            and isinstance(m.contained_by_top_level_function, libcst.FunctionDef)
+        }
+        assert mutated == MUTATED
+
+    @pytest.mark.parametrize(
+        "source, statements, has_code",
+        [
+            ('"""Doc."""\n', 0, False),
+            ('"""Doc."""\nimport os\nfrom x import y\n', 0, False),
+            ("", 0, False),
+            ('"""Doc."""\n__version__ = "1"\n', 1, True),
+            ("def f():\n    return 1\n", 0, True),
+            ("class A:\n    pass\n", 0, True),
+            ("class A:\n    x: int\n    y = 1\n", 2, True),
+            ("if TYPE_CHECKING:\n    import x\napp = create()\n", 2, True),
+        ],
+    )
+    def test_statements_outside_functions(
+        self, source: str, statements: int, has_code: bool
+    ) -> None:
+        found = mutation.unmutated(source)
+        assert (found.statements, found.has_code) == (statements, has_code)
+
+    @pytest.mark.parametrize(
+        "source, covered",
+        [
+            ("a = 1\nb = 2  # pragma: no mutate\n", set()),
+            ("def f():  # pragma: no mutate block\n    a = 1\nb = 2\n", {1, 2}),
+            (
+                "def f():\n    a = 1\n"
+                "    # pragma: no mutate block\n    b = 2\n"
+                "c = 3\n",
+                {3, 4},
+            ),
+            (
+                "a = 1\n# pragma: no mutate start\n"
+                "b = 2\n# pragma: no mutate end\n"
+                "c = 3\n",
+                {2, 3, 4},
+            ),
+        ],
+        ids=["line", "header-block", "standalone-block", "start-end"],
+    )
+    def test_pragma_regions(self, source: str, covered: Set[int]) -> None:
+        assert mutation.pragma_lines(source) == covered
+
+    def test_the_report_line_groups_functions_by_reason(self) -> None:
+        found = mutation.unmutated(SKIPS)
+        assert mutation.unmutated_line("osism/x.py", found) == (
+            "  osism/x.py: 9 functions skipped (decorated: top.handler:8, C.p:24,"
+            " C.cached:33; a name mutmut leaves alone: C.__new__:36, E.__init__:51;"
+            " not at the top level: C.Inner.m:40, under_if:46; pragma: no mutate:"
+            " pragma:55, region:60), 3 statements outside functions"
+        )
+        assert mutation.unmutated_line("osism/x.py", mutation.Unmutated()) is None
+
+
+class TestModulesWithoutMutants:
+    def test_a_module_with_code_and_no_mutant_fails_the_run_whatever_the_score(
+        self,
+    ) -> None:
+        result = judge(
+            {"osism.m.x_f__mutmut_2": 1}, scope=["osism/m.py", "osism/routes.py"]
+        )
+
+        assert result.score == 100.0
+        assert result.without_mutants == ["osism/routes.py"]
+        assert not result.passed(threshold=0.0)
+        text = mutation.report(result, threshold=0.0).splitlines()
+        assert text[-1].endswith("threshold 0 %: FAIL")
+        assert text[-2].startswith("no mutant in osism/routes.py: in only_mutate")
+        assert "  osism/routes.py: 1 function skipped (decorated: root:2)" in text
+        assert any(
+            line.startswith("osism/routes.py ") and line.endswith("NO MUTANT")
+            for line in text
+        )
+
+    def test_a_module_of_a_docstring_and_imports_has_nothing_to_mutate(
+        self,
+    ) -> None:
+        result = judge(
+            {"osism.m.x_f__mutmut_2": 1},
+            scope=["osism/m.py", "osism/empty/__init__.py"],
+        )
+        assert result.without_mutants == []
+        assert result.passed(threshold=95.0)
+        assert any(
+            line.startswith("osism/empty/__init__.py ")
+            and line.endswith("nothing to mutate")
+            for line in mutation.report(result, threshold=95.0).splitlines()
+        )
+
+    def test_a_module_out_of_scope_is_not_asked_for_mutants(self) -> None:
+        result = judge({"osism.m.x_f__mutmut_2": 1}, scope=["osism/m.py"])
+        assert list(result.modules) == ["osism/m.py"]
+        assert result.passed(threshold=95.0)
+
+
+class TestWaits:
+    @pytest.mark.parametrize(
+        "environ, wait",
+        [({}, "5"), ({"OSISM_TEST_WAIT": "8"}, "8")],
+        ids=["default", "set-by-caller"],
+    )
+    def test_the_run_waits_as_long_as_the_unit_suite(
+        self, environ: Dict[str, str], wait: str
+    ) -> None:
+        env = mutation.mutmut_environment(environ)
+        assert env["OSISM_TEST_WAIT"] == wait
+        assert env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] == "1"
+
+    def test_a_failed_wait_ends_its_test_before_the_per_test_limit(self) -> None:
+        args = mutation.mutmut_config(ROOT)["pytest_add_cli_args"]
+        limits = [float(a.split("=")[1]) for a in args if a.startswith("--timeout=")]
+        assert limits and float(mutation.WAIT_SECONDS) < limits[0]
