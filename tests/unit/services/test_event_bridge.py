@@ -1,10 +1,21 @@
-"""Unit tests of osism.services.event_bridge.
+"""Unit tests of osism.services.event_bridge (with bridge_link and
+bridge_subscriber, its mixins).
 
-Every EventBridge is built with ``redis.Redis`` patched, so no test touches a
-network; no test starts a thread. The bridge's loops are called directly and
-end through ``_shutdown_event``, which here is a :class:`StopEvent`: it never
-blocks, records every back-off delay, and ends any loop that runs longer than
-its budget (the test then fails instead of hanging).
+The tests watch what the bridge does, not how it calls its collaborators:
+
+- Redis is a fakeredis server (:class:`FakeRedisServer`) behind every
+  ``redis.Redis`` the code builds; a test reads the log, the channel and the
+  subscriptions from its own client of that server, and takes Redis away
+  with ``server.connected = False``;
+- threads are :class:`FakeThread` objects: started, they are alive (as
+  ``status()`` reports) but run only when a test calls ``run()``, in the
+  test's thread; a hung one makes ``join`` wait out its timeout on a fake
+  clock;
+- ``_shutdown_event`` is a :class:`StopEvent`: a fake clock that never blocks,
+  records every wait and ends any loop that runs longer than its budget;
+- what reaches the WebSocket manager is read from a real
+  :class:`WebSocketManager`'s queue, on the test's event loop; without a
+  manager the bridge hands events to its local queue, where a test reads them.
 """
 
 import asyncio
@@ -12,52 +23,75 @@ import json
 import logging
 import queue
 import threading
-import time
 import uuid
 from concurrent.futures import Future
 from types import SimpleNamespace
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 from unittest.mock import AsyncMock, MagicMock, call
 
 import fakeredis
 import pytest
+import pytest_asyncio
 import redis
 
 from osism import settings
+from osism.services import event_bridge as event_bridge_module
+from osism.services.bridge_link import _redis_answers
 from osism.services.event_bridge import CHANNEL, EventBridge, _log_failure
 from osism.services.event_log import position_key
 from osism.services.redis_log import RedisEventLog
 from osism.services.subscription import DeadConnection
 from osism.services.websocket_manager import WebSocketManager
-from tests.conftest import async_wait_until, wait_until
+from tests.conftest import async_wait_until
 
 LOGGER = "osism.event_bridge"
 EVENT_TYPE = "baremetal.node.power_set.end"
 PAYLOAD = {"ironic_object.data": {"name": "node1", "uuid": "abc-123"}}
+# The settings every client of the bridge gets from a bare environment.
+SEED_CLIENT = {
+    "host": "redis",
+    "port": 6379,
+    "db": 0,
+    "decode_responses": True,
+    "socket_connect_timeout": 10.0,
+    "socket_timeout": 5.0,
+    "health_check_interval": 30,
+    "socket_keepalive": True,
+}
 
 
 class StopEvent(threading.Event):
     """A ``_shutdown_event`` that never blocks and ends every loop.
 
     ``wait(timeout)`` records ``timeout`` in ``waits`` (and in ``journal`` when
-    one is given) and returns at once; the ``stop_on_wait``-th wait sets the
-    event, as a shutdown during a back-off would. Once ``is_set()`` and
-    ``wait()`` were called more than ``budget`` times in all, the event sets
-    itself and ``exhausted`` tells that the loop under test did not end the
-    way the test meant it to.
+    one is given), runs ``on_wait`` (what happens meanwhile) and returns at
+    once; the ``stop_on_wait``-th wait sets the event, as a shutdown during a
+    back-off would, and so does the ``stop_on_check``-th ``is_set()``. Once
+    ``is_set()`` and ``wait()`` were called more than ``budget`` times in all,
+    the event sets itself and ``exhausted`` tells that the loop under test did
+    not end the way the test meant it to.
     """
 
-    def __init__(self, stop_on_wait: Optional[int] = None, budget: int = 200) -> None:
+    def __init__(
+        self,
+        stop_on_wait: Optional[int] = None,
+        budget: int = 200,
+        stop_on_check: Optional[int] = None,
+    ) -> None:
         super().__init__()
         self.stop_on_wait = stop_on_wait
+        self.stop_on_check = stop_on_check
         self.budget = budget
         self.checks = 0
         self.waits: List[Optional[float]] = []
         self.journal: Optional[List[Any]] = None
+        self.on_wait: Callable[[], None] = lambda: None
         self.exhausted = False
 
     def is_set(self) -> bool:
         self.checks += 1
+        if self.checks == self.stop_on_check:
+            self.set()
         if self.checks > self.budget and not super().is_set():
             self.exhausted = True
             self.set()
@@ -67,9 +101,131 @@ class StopEvent(threading.Event):
         self.waits.append(timeout)
         if self.journal is not None:
             self.journal.append(("wait", timeout))
+        self.on_wait()
         if self.stop_on_wait is not None and len(self.waits) >= self.stop_on_wait:
             self.set()
         return self.is_set()
+
+
+class FakeThread:
+    """``threading.Thread`` for the bridge: ``start()`` makes it alive without
+    running it; ``run()`` runs its target in the test's thread; ``join`` ends
+    it at once, unless it ``hangs``: then ``join(timeout)`` waits the whole
+    timeout on the fake clock (``waited``) and it stays alive."""
+
+    def __init__(
+        self,
+        threads: "FakeThreads",
+        target: Callable[[], None],
+        name: str,
+        daemon: bool,
+    ) -> None:
+        self.threads, self.target, self.name, self.daemon = (
+            threads,
+            target,
+            name,
+            daemon,
+        )
+        self.alive = False
+        self.hangs = False
+        self.waited = 0.0
+
+    def start(self) -> None:
+        self.alive = True
+        self.threads.started.append(self)
+
+    def is_alive(self) -> bool:
+        return self.alive
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        if not self.alive:
+            return
+        if timeout is None:
+            pytest.fail(f"{self.name} joined without a timeout")
+        if self.hangs:
+            self.waited += timeout
+        else:
+            self.alive = False
+
+    def run(self) -> None:
+        try:
+            self.target()
+        finally:
+            self.alive = False
+
+
+class FakeThreads:
+    """The threads the bridge started, by name."""
+
+    def __init__(self) -> None:
+        self.started: List[FakeThread] = []
+
+    def Thread(self, target: Callable[[], None], name: str, daemon: bool) -> FakeThread:
+        return FakeThread(self, target, name, daemon)
+
+    def names(self) -> List[str]:
+        return [thread.name for thread in self.started]
+
+    def named(self, name: str) -> FakeThread:
+        [thread] = [t for t in self.started if t.name == name]
+        return thread
+
+
+SUBSCRIBER = "osism-redis-subscriber"
+PROCESSOR = "osism-bridge-processor"
+WATCHER = "osism-redis-watcher"
+
+
+class FakeClient(fakeredis.FakeRedis):
+    """A fakeredis client that knows whether it was closed."""
+
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        super().close()
+
+
+class FakeRedisServer(fakeredis.FakeServer):
+    """A fakeredis server behind every ``redis.Redis`` the code builds;
+    ``built`` holds the settings each was built with, ``refuse`` makes
+    building one fail (a Redis that answers a probe but refuses clients)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.built: List[Dict[str, Any]] = []
+        self.clients_built: List[FakeClient] = []
+        self.refuse: Callable[[Dict[str, Any]], bool] = lambda settings: False
+
+    def build(self, **settings: Any) -> fakeredis.FakeRedis:
+        self.built.append(settings)
+        if self.refuse(settings):
+            raise redis.ConnectionError("refused")
+        client = FakeClient(server=self, decode_responses=True)
+        self.clients_built.append(client)
+        return client
+
+    def open_clients(self) -> int:
+        return sum(1 for client in self.clients_built if not client.closed)
+
+    def probes(self) -> int:
+        """How often the code asked whether Redis answers (probe clients)."""
+        return sum(1 for settings in self.built if "retry" in settings)
+
+    def channel_subscribers(self) -> int:
+        """How many subscriptions to the channel the server holds."""
+        view = fakeredis.FakeRedis(server=self, decode_responses=True)
+        return int(dict(view.pubsub_numsub(CHANNEL))[CHANNEL])
+
+
+class BrokenPubSub:
+    """A subscription whose close() fails, as one on a broken socket may."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+    def close(self) -> None:
+        raise RuntimeError(self.error)
 
 
 def stop_on_last(event: threading.Event, *results: Any) -> Callable[..., Any]:
@@ -130,7 +286,15 @@ def thread_mock(alive: bool) -> MagicMock:
 @pytest.fixture(autouse=True)
 def redis_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The seed's defaults hold whatever the caller's environment says."""
-    for name in ("REDIS_HOST", "REDIS_PORT", "REDIS_DB"):
+    for name in (
+        "REDIS_HOST",
+        "REDIS_PORT",
+        "REDIS_DB",
+        "REDIS_URL",
+        "REDIS_SENTINELS",
+        "REDIS_USERNAME",
+        "REDIS_PASSWORD",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -140,6 +304,87 @@ def caplog_bridge(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> FakeRedisServer:
+    """The fakeredis server behind every redis.Redis (the module attribute
+    the seed names: ``osism.services.event_bridge.redis``)."""
+    server = FakeRedisServer()
+    monkeypatch.setattr(event_bridge_module.redis, "Redis", server.build)
+    return server
+
+
+@pytest.fixture
+def redis_view(server: FakeRedisServer) -> fakeredis.FakeRedis:
+    """The test's own client of the same server."""
+    return fakeredis.FakeRedis(server=server, decode_responses=True)
+
+
+@pytest.fixture
+def live(server: FakeRedisServer) -> EventBridge:
+    """A bridge connected to the fakeredis server (Redis mode)."""
+    return EventBridge()
+
+
+@pytest.fixture
+def local(server: FakeRedisServer) -> EventBridge:
+    """A bridge that did not connect (embedded mode until told otherwise)."""
+    return EventBridge(connect=False)
+
+
+@pytest.fixture
+def threads(monkeypatch: pytest.MonkeyPatch) -> FakeThreads:
+    """The threads the bridge starts are FakeThreads."""
+    threads = FakeThreads()
+    monkeypatch.setattr(
+        event_bridge_module,
+        "threading",
+        SimpleNamespace(
+            Thread=threads.Thread,
+            Event=threading.Event,
+            Lock=threading.Lock,
+            RLock=threading.RLock,
+        ),
+    )
+    return threads
+
+
+@pytest.fixture
+def stop_event() -> Iterator[Callable[..., StopEvent]]:
+    """Installs a StopEvent on a bridge; fails a test whose loop ran away."""
+    events: List[StopEvent] = []
+
+    def install(bridge: EventBridge, **kwargs: Any) -> StopEvent:
+        event = StopEvent(**kwargs)
+        bridge._shutdown_event = event
+        events.append(event)
+        return event
+
+    yield install
+    assert not any(e.exhausted for e in events), "a loop under test did not end"
+
+
+@pytest_asyncio.fixture
+async def manager() -> WebSocketManager:
+    """A real manager bound to the test's running loop."""
+    manager = WebSocketManager()
+    manager.loop = asyncio.get_running_loop()
+    return manager
+
+
+async def received(manager: WebSocketManager, count: int) -> List[Any]:
+    """The first ``count`` events that reached ``manager`` (waits for them)."""
+    await async_wait_until(lambda: manager.event_queue.qsize() >= count)
+    return [manager.event_queue.get_nowait() for _ in range(count)]
+
+
+def subscribe(pubsub: Any) -> Any:
+    """Subscribe ``pubsub`` to the channel and take the confirmation."""
+    pubsub.subscribe(CHANNEL)
+    assert pubsub.get_message(timeout=0.1)["type"] == "subscribe"
+    return pubsub
+
+
+# The bridges the tests below this line still build on mocks.
 @pytest.fixture
 def redis_cls(mocker: Any) -> MagicMock:
     """``redis.Redis`` as the bridge sees it; its client answers ping."""
@@ -165,320 +410,496 @@ def bridge(make_bridge: Callable[..., EventBridge]) -> EventBridge:
 
 
 @pytest.fixture
-def stop_event() -> Any:
-    """Installs a StopEvent on a bridge; fails a test whose loop ran away."""
-    events: List[StopEvent] = []
-
-    def install(bridge: EventBridge, **kwargs: Any) -> StopEvent:
-        event = StopEvent(**kwargs)
-        bridge._shutdown_event = event
-        events.append(event)
-        return event
-
-    yield install
-    assert not any(e.exhausted for e in events), "a loop under test did not end"
-
-
-@pytest.fixture
 def no_wait(bridge: EventBridge, stop_event: Any) -> StopEvent:
     return stop_event(bridge)
 
 
-class TestInitRedis:
-    """EventBridge.__init__ / _init_redis / _close_subscriber."""
+class TestConnecting:
+    """EventBridge.__init__ / _init_redis / connect / use_redis: which Redis the
+    bridge talks to, and what it reports when it cannot."""
 
-    def test_init_redis_connects_with_seed_defaults(
-        self, redis_cls: MagicMock, make_bridge: Any
-    ) -> None:
-        make_bridge()
-        redis_cls.assert_called_once_with(
-            host="redis",
-            port=6379,
-            db=0,
-            decode_responses=True,
-            socket_connect_timeout=10.0,
-            socket_timeout=5.0,
-            health_check_interval=30,
-            socket_keepalive=True,
-        )
+    def test_the_client_gets_the_seed_defaults(self, server: FakeRedisServer) -> None:
+        bridge = EventBridge()
+        assert server.built == [SEED_CLIENT]
+        assert bridge.status()["redis"] == "redis:6379/0"
 
     @pytest.mark.parametrize(
-        "env, expected",
+        "env, where, address",
         [
-            ({"REDIS_HOST": "redis.example"}, ("redis.example", 6379, 0)),
-            ({"REDIS_PORT": "6380"}, ("redis", 6380, 0)),
-            ({"REDIS_DB": "3"}, ("redis", 6379, 3)),
+            (
+                {"REDIS_HOST": "redis.example"},
+                "redis.example:6379/0",
+                ("redis.example", 6379, 0),
+            ),
+            ({"REDIS_PORT": "6380"}, "redis:6380/0", ("redis", 6380, 0)),
+            ({"REDIS_DB": "3"}, "redis:6379/3", ("redis", 6379, 3)),
             (
                 {"REDIS_HOST": "10.0.0.5", "REDIS_PORT": "7000", "REDIS_DB": "1"},
+                "10.0.0.5:7000/1",
                 ("10.0.0.5", 7000, 1),
             ),
-            ({"REDIS_PORT": "not-a-port"}, ("redis", 6379, 0)),
+            ({"REDIS_PORT": "not-a-port"}, "redis:6379/0", ("redis", 6379, 0)),
         ],
         ids=["host", "port", "db", "all", "invalid-port-keeps-default"],
     )
-    def test_init_redis_address_from_environment(
+    def test_the_address_comes_from_the_environment(
         self,
         monkeypatch: pytest.MonkeyPatch,
-        redis_cls: MagicMock,
-        make_bridge: Any,
+        server: FakeRedisServer,
         env: dict,
-        expected: tuple,
+        where: str,
+        address: tuple,
     ) -> None:
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        make_bridge()
-        kwargs = redis_cls.call_args.kwargs
-        assert (kwargs["host"], kwargs["port"], kwargs["db"]) == expected
-        assert type(kwargs["port"]) is int and type(kwargs["db"]) is int
+        bridge = EventBridge()
+        [client] = server.built
+        built = (client["host"], client["port"], client["db"])
+        assert built == address
+        assert type(client["port"]) is int and type(client["db"]) is int
+        assert bridge.status()["redis"] == where
 
-    def test_init_redis_ping_success_sets_client_and_subscriber(
-        self, client: MagicMock, make_bridge: Any
+    def test_a_bridge_that_reached_redis_logs_there_and_subscribes(
+        self, server: FakeRedisServer, redis_view: fakeredis.FakeRedis
     ) -> None:
-        bridge = make_bridge()
-        client.ping.assert_called_once_with()
-        client.pubsub.assert_called_once_with()
-        assert bridge._redis_client is client
-        assert bridge._redis_subscriber is client.pubsub.return_value
+        bridge = EventBridge()
+        status = bridge.status()
+        assert (status["mode"], status["redis_connected"]) == ("redis", True)
+        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is True
+        assert redis_view.xlen(f"{CHANNEL}:log") == 1
+        # Its subscription is open on the same server.
+        subscribe(bridge._redis_subscriber)
+        assert server.channel_subscribers() == 1
 
-    def test_init_redis_ping_failure_logs_error_and_leaves_both_none(
-        self, client: MagicMock, make_bridge: Any, caplog_bridge: Any
+    def test_a_redis_that_does_not_answer_leaves_the_bridge_local(
+        self, server: FakeRedisServer, caplog_bridge: Any
     ) -> None:
-        client.ping.side_effect = ConnectionError("refused")
-        bridge = make_bridge()
-        assert bridge._redis_client is None
-        assert bridge._redis_subscriber is None
-        client.pubsub.assert_not_called()
+        server.connected = False
+        bridge = EventBridge()
+        status = bridge.status()
+        assert (status["mode"], status["redis_connected"]) == ("local", False)
         [error] = logged(caplog_bridge, logging.ERROR)
-        assert "Cannot connect to Redis at redis:6379/0: refused" in error
-        assert bridge.status()["mode"] == "local"
+        assert error.startswith("Cannot connect to Redis at redis:6379/0: ")
+        # No subscription to run.
+        bridge._redis_subscriber_loop()
+        assert logged(caplog_bridge, logging.ERROR)[-1] == (
+            "Redis subscriber not initialized; not subscribing"
+        )
 
-    def test_init_redis_without_redis_package_warns_and_stays_local(
-        self, mocker: Any, redis_cls: MagicMock, make_bridge: Any, caplog_bridge: Any
+    def test_without_the_redis_package_redis_is_not_used(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        server: FakeRedisServer,
+        caplog_bridge: Any,
     ) -> None:
-        mocker.patch("osism.services.event_bridge.REDIS_AVAILABLE", False)
-        bridge = make_bridge()
-        redis_cls.assert_not_called()
-        assert bridge._redis_client is None
+        monkeypatch.setattr(event_bridge_module, "REDIS_AVAILABLE", False)
+        bridge = EventBridge()
+        assert server.built == []
+        assert (bridge.status()["mode"], bridge.status()["redis_connected"]) == (
+            "local",
+            False,
+        )
         assert bridge._redis_subscriber is None
         assert logged(caplog_bridge, logging.WARNING) == [
             "Python package redis not available; events stay local"
         ]
 
-    def test_init_connect_false_does_not_touch_redis(
-        self, redis_cls: MagicMock, make_bridge: Any
+    def test_a_bridge_built_without_connecting_keeps_events_in_memory(
+        self, server: FakeRedisServer, redis_view: fakeredis.FakeRedis
     ) -> None:
-        bridge = make_bridge(connect=False)
-        redis_cls.assert_not_called()
-        assert bridge._redis_client is None
+        bridge = EventBridge(connect=False)
+        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is True
+        assert server.built == []
+        assert redis_view.exists(f"{CHANNEL}:log") == 0
+        assert bridge.status()["local_history"] == 1
 
     @pytest.mark.parametrize(
         "queue_size, expected",
         [(None, settings.BRIDGE_QUEUE_SIZE), (3, 3)],
         ids=["settings", "argument"],
     )
-    def test_init_local_queue_is_bounded(
-        self, make_bridge: Any, queue_size: Optional[int], expected: int
+    def test_the_local_queue_is_bounded(
+        self, server: FakeRedisServer, queue_size: Optional[int], expected: int
     ) -> None:
-        bridge = make_bridge(connect=False, queue_size=queue_size)
-        assert bridge._event_queue.maxsize == expected > 0
+        bridge = EventBridge(connect=False, queue_size=queue_size)
+        assert bridge.status()["local_queue_size"] == expected > 0
 
-    def test_init_redis_closes_previous_subscriber_before_replacing_it(
-        self, client: MagicMock, bridge: EventBridge
+    def test_a_reconnect_replaces_the_subscription(
+        self, live: EventBridge, server: FakeRedisServer
     ) -> None:
-        old = bridge._redis_subscriber
-        new = MagicMock(name="new pubsub")
+        old = subscribe(live._redis_subscriber)
+        live._init_redis()
+        assert server.channel_subscribers() == 0  # the old one is closed
+        new = live._redis_subscriber
+        assert new is not None and new is not old
+        subscribe(new)
+        assert server.channel_subscribers() == 1
 
-        def pubsub() -> MagicMock:
-            assert old.close.called, "new pubsub created before the old was closed"
-            return new
-
-        client.pubsub.side_effect = pubsub
-        bridge._init_redis()
-        old.close.assert_called_once_with()
-        assert bridge._redis_subscriber is new
-        new.close.assert_not_called()
-
-    def test_init_redis_swallows_close_error_of_previous_subscriber(
-        self, client: MagicMock, bridge: EventBridge, caplog_bridge: Any
+    def test_a_reconnect_survives_an_old_subscription_that_fails_to_close(
+        self, live: EventBridge, server: FakeRedisServer, caplog_bridge: Any
     ) -> None:
-        old = bridge._redis_subscriber
-        old.close.side_effect = RuntimeError("already broken")
-        new = MagicMock(name="new pubsub")
-        client.pubsub.side_effect = None
-        client.pubsub.return_value = new
-        bridge._init_redis()
-        assert bridge._redis_subscriber is new
-        assert bridge._redis_client is client
+        live._redis_subscriber = BrokenPubSub("already broken")
+        live._init_redis()
+        subscribe(live._redis_subscriber)
+        assert server.channel_subscribers() == 1
+        assert live.status()["redis_connected"] is True
         assert "Closing the old Redis subscriber failed: already broken" in logged(
             caplog_bridge, logging.DEBUG
         )
 
-    def test_init_redis_failure_closes_and_clears_previous_subscriber(
-        self, client: MagicMock, bridge: EventBridge
+    def test_a_failed_reconnect_closes_the_old_subscription(
+        self, live: EventBridge, server: FakeRedisServer
     ) -> None:
-        old = bridge._redis_subscriber
-        client.ping.side_effect = ConnectionError("down")
-        bridge._init_redis()
-        old.close.assert_called_once_with()
-        assert bridge._redis_subscriber is None
-        assert bridge._redis_client is None
+        subscribe(live._redis_subscriber)
+        server.connected = False
+        live._init_redis()
+        server.connected = True
+        assert server.channel_subscribers() == 0
+        assert live._redis_subscriber is None
+        assert live.status()["redis_connected"] is False
 
     @pytest.mark.parametrize("redis_up", [True, False], ids=["up", "down"])
-    def test_init_redis_without_subscriber_keeps_subscriber_untouched(
-        self, client: MagicMock, bridge: EventBridge, redis_up: bool
+    def test_connecting_the_publisher_keeps_the_subscription(
+        self, live: EventBridge, server: FakeRedisServer, redis_up: bool
     ) -> None:
-        old = bridge._redis_subscriber
-        client.pubsub.reset_mock()
-        if not redis_up:
-            client.ping.side_effect = ConnectionError("down")
-        bridge._init_redis(with_subscriber=False)
-        assert bridge._redis_subscriber is old
-        old.close.assert_not_called()
-        client.pubsub.assert_not_called()
-        assert (bridge._redis_client is client) is redis_up
+        old = subscribe(live._redis_subscriber)
+        server.connected = redis_up
+        live._init_redis(with_subscriber=False)
+        server.connected = True
+        assert live._redis_subscriber is old
+        assert server.channel_subscribers() == 1
+        assert live.status()["redis_connected"] is redis_up
 
     @pytest.mark.parametrize("redis_up", [True, False], ids=["up", "down"])
-    def test_use_redis_connects_the_publisher_and_keeps_the_subscriber(
-        self, client: MagicMock, bridge: EventBridge, redis_up: bool
+    def test_use_redis_connects_the_publisher_and_keeps_the_subscription(
+        self, live: EventBridge, server: FakeRedisServer, redis_up: bool
     ) -> None:
-        old = bridge._redis_subscriber
-        client.pubsub.reset_mock()
-        if not redis_up:
-            client.ping.side_effect = ConnectionError("down")
-        assert bridge.use_redis() is redis_up
-        assert bridge._redis_subscriber is old
-        old.close.assert_not_called()
-        client.pubsub.assert_not_called()
-        assert (bridge._redis_client is client) is redis_up
-
-
-class TestConnect:
-    """EventBridge.connect."""
+        old = subscribe(live._redis_subscriber)
+        server.connected = redis_up
+        assert live.use_redis() is redis_up
+        server.connected = True
+        assert live._redis_subscriber is old
+        assert server.channel_subscribers() == 1
+        assert live.status()["redis_connected"] is redis_up
 
     @pytest.mark.parametrize(
-        "redis_available, ping_error, expected",
-        [
-            (True, None, True),
-            (True, ConnectionError("down"), False),
-            (False, None, False),
-        ],
+        "redis_available, redis_up, expected",
+        [(True, True, True), (True, False, False), (False, True, False)],
         ids=["answers", "ping-fails", "no-redis-package"],
     )
     def test_connect_returns_whether_redis_answered(
         self,
-        mocker: Any,
-        client: MagicMock,
-        make_bridge: Any,
+        monkeypatch: pytest.MonkeyPatch,
+        local: EventBridge,
+        server: FakeRedisServer,
         redis_available: bool,
-        ping_error: Optional[Exception],
+        redis_up: bool,
         expected: bool,
     ) -> None:
-        bridge = make_bridge(connect=False)
-        mocker.patch("osism.services.event_bridge.REDIS_AVAILABLE", redis_available)
-        client.ping.side_effect = ping_error
-        assert bridge.connect() is expected
-        assert (bridge._redis_client is not None) is expected
-
-
-@pytest.fixture
-def starters(mocker: Any) -> SimpleNamespace:
-    return SimpleNamespace(
-        subscriber=mocker.patch.object(EventBridge, "_start_redis_subscriber"),
-        processor=mocker.patch.object(EventBridge, "_start_processor_thread"),
-    )
+        monkeypatch.setattr(event_bridge_module, "REDIS_AVAILABLE", redis_available)
+        server.connected = redis_up
+        assert local.connect() is expected
+        assert local.status()["redis_connected"] is expected
 
 
 class TestSetWebsocketManager:
-    """EventBridge.set_websocket_manager."""
+    """EventBridge.set_websocket_manager: the threads that deliver."""
 
     @pytest.mark.parametrize(
-        "has_client, subscriber_thread, starts",
-        [(True, None, True), (False, None, False), (True, "thread", False)],
-        ids=["client-no-thread", "no-client", "thread-exists"],
+        "redis_up, started",
+        [(True, [SUBSCRIBER, PROCESSOR]), (False, [PROCESSOR])],
+        ids=["redis-subscriber-and-processor", "processor-only"],
     )
-    def test_set_websocket_manager_starts_subscriber_only_when_needed(
+    def test_it_starts_the_threads_delivery_needs(
         self,
-        bridge: EventBridge,
-        starters: SimpleNamespace,
-        has_client: bool,
-        subscriber_thread: Optional[str],
-        starts: bool,
+        server: FakeRedisServer,
+        threads: FakeThreads,
+        redis_up: bool,
+        started: List[str],
     ) -> None:
-        if not has_client:
-            bridge._redis_client = None
-        if subscriber_thread:
-            bridge._subscriber_thread = thread_mock(alive=True)
-        bridge.set_websocket_manager(MagicMock())
-        assert starters.subscriber.called is starts
+        server.connected = redis_up
+        bridge = EventBridge()
+        bridge.set_websocket_manager(object())
+        assert threads.names() == started
+        assert all(thread.daemon for thread in threads.started)
+        status = bridge.status()
+        assert (status["subscriber_alive"], status["processor_alive"]) == (
+            redis_up,
+            True,
+        )
 
-    @pytest.mark.parametrize(
-        "processor, starts",
-        [(None, True), (True, False), (False, True)],
-        ids=["none", "alive", "dead"],
-    )
-    def test_set_websocket_manager_starts_processor_unless_alive(
+    def test_a_second_manager_starts_no_second_thread(
+        self, live: EventBridge, threads: FakeThreads
+    ) -> None:
+        live.set_websocket_manager(object())
+        live.set_websocket_manager(object())
+        assert threads.names() == [SUBSCRIBER, PROCESSOR]
+
+    def test_a_processor_that_ended_is_started_again(
+        self, local: EventBridge, threads: FakeThreads, stop_event: Any
+    ) -> None:
+        local.set_websocket_manager(object())
+        stop_event(local).set()
+        threads.named(PROCESSOR).run()  # ends at once: shutdown is set
+        assert local.status()["processor_alive"] is False
+        local.set_websocket_manager(object())
+        assert threads.names() == [PROCESSOR, PROCESSOR]
+        assert local.status()["processor_alive"] is True
+
+    @pytest.mark.asyncio
+    async def test_the_processor_delivers_to_the_manager(
         self,
-        bridge: EventBridge,
-        starters: SimpleNamespace,
-        processor: Optional[bool],
-        starts: bool,
+        local: EventBridge,
+        threads: FakeThreads,
+        stop_event: Any,
+        manager: WebSocketManager,
+        caplog_bridge: Any,
     ) -> None:
-        if processor is not None:
-            bridge._processor_thread = thread_mock(alive=processor)
-        bridge.set_websocket_manager(MagicMock())
-        assert starters.processor.call_count == int(starts)
-
-    def test_set_websocket_manager_stores_manager(
-        self, bridge: EventBridge, starters: SimpleNamespace, caplog_bridge: Any
-    ) -> None:
-        manager = MagicMock()
-        bridge.set_websocket_manager(manager)
-        assert bridge._websocket_manager is manager
+        local.set_websocket_manager(manager)
+        assert local.add_event(EVENT_TYPE, {"n": 1}) is True
+        stop_event(local, stop_on_check=2)  # after one event
+        threads.named(PROCESSOR).run()
+        [event] = await received(manager, 1)
+        assert (event.event_type, event.data["n"]) == (EVENT_TYPE, 1)
         assert logged(caplog_bridge, logging.INFO)[-1] == (
             "Event bridge delivering to the WebSocket manager"
         )
 
-    def test_set_websocket_manager_clears_previous_shutdown(
-        self, bridge: EventBridge, starters: SimpleNamespace
+    def test_a_manager_set_after_a_shutdown_is_served(
+        self, local: EventBridge, threads: FakeThreads
     ) -> None:
-        bridge.shutdown()
-        assert bridge._shutdown_event.is_set()
-        bridge.set_websocket_manager(MagicMock())
-        assert not bridge._shutdown_event.is_set()
+        local.shutdown()
+        local.set_websocket_manager(object())
+        assert not local._shutdown_event.is_set()
+        assert local.status()["processor_alive"] is True
 
 
-class TestStartThreads:
-    """_start_redis_subscriber / _start_processor_thread."""
+class TestRedisSubscriberThread:
+    """_start_redis_subscriber: a daemon thread that runs the supervised loop."""
 
-    @pytest.fixture
-    def thread_cls(self, bridge: EventBridge, mocker: Any) -> MagicMock:
-        # Replaces the module's ``threading`` only: the bridge is already built.
-        return mocker.patch("osism.services.event_bridge.threading").Thread
-
-    @pytest.mark.parametrize(
-        "starter, target, attribute",
-        [
-            ("_start_redis_subscriber", "_supervise_subscriber", "_subscriber_thread"),
-            ("_start_processor_thread", "_process_events", "_processor_thread"),
-        ],
-        ids=["subscriber-is-supervised", "processor"],
-    )
-    def test_start_threads_run_target_in_one_daemon_thread(
+    @pytest.mark.asyncio
+    async def test_the_subscriber_thread_delivers_what_is_published(
         self,
-        bridge: EventBridge,
-        thread_cls: MagicMock,
-        starter: str,
-        target: str,
-        attribute: str,
+        live: EventBridge,
+        threads: FakeThreads,
+        stop_event: Any,
+        manager: WebSocketManager,
+        redis_view: fakeredis.FakeRedis,
     ) -> None:
-        getattr(bridge, starter)()
-        thread_cls.assert_called_once()
-        kwargs = thread_cls.call_args.kwargs
-        assert kwargs["target"] == getattr(bridge, target)
-        assert kwargs["daemon"] is True
-        assert kwargs["name"].startswith("osism-")
-        thread_cls.return_value.start.assert_called_once_with()
-        assert getattr(bridge, attribute) is thread_cls.return_value
+        live.set_websocket_manager(manager)
+        subscriber = threads.named(SUBSCRIBER)
+        assert subscriber.daemon is True
+        pubsub = live._redis_subscriber
+        real_get = pubsub.get_message
+        steps = [lambda: None, lambda: live.add_event(EVENT_TYPE, {"n": 1})]
+
+        def get_message(timeout: float) -> Any:
+            if not steps:
+                live._shutdown_event.set()
+                return None
+            steps.pop(0)()
+            return real_get(timeout=0.01)
+
+        pubsub.get_message = get_message
+        stop_event(live)
+        subscriber.run()
+        [event] = await received(manager, 1)
+        assert (event.event_type, event.data["n"]) == (EVENT_TYPE, 1)
+        assert live.status()["subscriber_alive"] is False
+
+
+class TestShutdown:
+    """EventBridge.shutdown."""
+
+    def test_shutdown_sets_shutdown_event(
+        self, local: EventBridge, caplog_bridge: Any
+    ) -> None:
+        local.shutdown()
+        assert local._shutdown_event.is_set()
+        assert logged(caplog_bridge, logging.INFO) == ["Shutting down event bridge"]
+
+    def test_a_waiting_processor_wakes_at_once_without_a_timeout(
+        self, local: EventBridge, threads: FakeThreads
+    ) -> None:
+        """A shutdown while the processor waits on its empty queue wakes it
+        through the queue: its wait ends with no timeout."""
+
+        class WaitingQueue(queue.Queue):  # type: ignore[type-arg]
+            timeouts = 0
+
+            def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
+                if self.empty():
+                    local.shutdown()  # arrives while the processor waits
+                try:
+                    return super().get(block=False)
+                except queue.Empty:
+                    self.timeouts += 1  # had to wait out its timeout
+                    raise
+
+        waiting = local._event_queue = WaitingQueue()
+        local.set_websocket_manager(object())
+        threads.named(PROCESSOR).run()
+        assert waiting.timeouts == 0
+        assert local.status()["processor_alive"] is False
+
+    def test_shutdown_closes_the_subscription(
+        self, live: EventBridge, server: FakeRedisServer, caplog_bridge: Any
+    ) -> None:
+        subscribe(live._redis_subscriber)
+        live.shutdown()
+        assert server.channel_subscribers() == 0
+        assert logged(caplog_bridge, logging.ERROR) == []
+
+    def test_shutdown_without_subscription_is_fine(
+        self, local: EventBridge, caplog_bridge: Any
+    ) -> None:
+        local.shutdown()
+        assert logged(caplog_bridge, logging.ERROR) == []
+
+    def test_a_close_error_is_logged_and_shutdown_goes_on(
+        self, live: EventBridge, threads: FakeThreads, caplog_bridge: Any
+    ) -> None:
+        live.set_websocket_manager(object())
+        live._redis_subscriber = BrokenPubSub("broken pipe")
+        live.shutdown()
+        assert logged(caplog_bridge, logging.ERROR) == [
+            "Error closing Redis subscriber: broken pipe"
+        ]
+        assert not any(thread.alive for thread in threads.started)
+        assert live._shutdown_event.is_set()
+
+    def test_shutdown_ends_every_thread(
+        self, live: EventBridge, threads: FakeThreads, server: FakeRedisServer
+    ) -> None:
+        live.set_websocket_manager(object())
+        assert threads.names() == [SUBSCRIBER, PROCESSOR]
+        live.shutdown()
+        assert not any(thread.alive for thread in threads.started)
+        status = live.status()
+        assert (status["subscriber_alive"], status["processor_alive"]) == (False, False)
+
+    def test_shutdown_waits_a_bounded_time_for_threads_that_hang(
+        self, local: EventBridge, threads: FakeThreads, server: FakeRedisServer
+    ) -> None:
+        local.watch_for_redis()
+        local.connect()
+        local.set_websocket_manager(object())
+        for thread in threads.started:
+            thread.hangs = True
+        local.shutdown()
+        # Five seconds each; the watcher holds nothing (a name lookup): one.
+        assert {t.name: t.waited for t in threads.started} == {
+            WATCHER: 1.0,
+            SUBSCRIBER: 5.0,
+            PROCESSOR: 5.0,
+        }
+        status = local.status()
+        assert not (
+            status["subscriber_alive"]
+            or status["processor_alive"]
+            or status["watching_for_redis"]
+        )
+
+    def test_threads_that_ended_cost_shutdown_no_wait(
+        self, local: EventBridge, threads: FakeThreads, stop_event: Any
+    ) -> None:
+        local.set_websocket_manager(object())
+        stop_event(local).set()
+        threads.named(PROCESSOR).run()
+        threads.named(PROCESSOR).hangs = True
+        local.shutdown()
+        assert threads.named(PROCESSOR).waited == 0.0
+
+
+class TestStatus:
+    """EventBridge.status (what /v1/status reports of the bridge)."""
+
+    def test_redis_mode_stays_when_redis_goes_away(
+        self, live: EventBridge, server: FakeRedisServer
+    ) -> None:
+        assert live.status()["mode"] == "redis"
+        server.connected = False
+        assert live.add_event(EVENT_TYPE, PAYLOAD) is False
+        # add_event says False then; the mode does not change.
+        status = live.status()
+        assert (status["mode"], status["redis_connected"]) == ("redis", False)
+
+    def test_local_mode_without_redis(self, local: EventBridge) -> None:
+        assert local.status()["mode"] == "local"
+
+    def test_an_embedded_bridge_reports_its_threads_queue_and_history(
+        self,
+        server: FakeRedisServer,
+        threads: FakeThreads,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setenv("REDIS_HOST", "cache")
+        monkeypatch.setenv("REDIS_PORT", "6390")
+        monkeypatch.setenv("REDIS_DB", "2")
+        monkeypatch.setenv("REDIS_PASSWORD", "s3cret")
+        server.connected = False
+        bridge = EventBridge(connect=False, queue_size=1)
+        bridge.add_event("a", {})
+        bridge.add_event("b", {})
+        bridge.set_websocket_manager(object())
+        status = bridge.status()
+        assert status == {
+            "mode": "local",
+            "redis": "redis://:***@cache:6390/2",
+            "redis_connected": False,
+            "subscribed": False,
+            "subscriber_alive": False,
+            "processor_alive": True,
+            "watching_for_redis": False,
+            "subscriber_restarts": 0,
+            "local_queue": 1,
+            "local_queue_size": 1,
+            "local_history": 2,
+            "published": 0,
+            "duplicates": 0,
+            "dropped_events": 1,
+            "last_position": None,
+            "caught_up": 0,
+            "missed_warnings": 0,
+        }
+        assert "s3cret" not in json.dumps(status)
+        bridge.watch_for_redis()
+        assert bridge.status()["watching_for_redis"] is True
+
+    def test_a_redis_bridge_reports_its_subscription_and_what_it_published(
+        self,
+        live: EventBridge,
+        threads: FakeThreads,
+        stop_event: Any,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setattr(settings, "SUBSCRIBER_RESTART_MAX_DELAY", 1.0)
+        live.set_websocket_manager(None)  # threads only; events stay local
+        for n in range(3):
+            live.add_event(EVENT_TYPE, {"n": n})
+        seen: List[Dict[str, Any]] = []
+        pubsub = live._redis_subscriber
+        real_get = pubsub.get_message
+
+        def get_message(timeout: float) -> Any:
+            seen.append(live.status())
+            if len(seen) == 2:
+                raise redis.ConnectionError("lost")  # the loop gives up
+            return real_get(timeout=0.01)
+
+        pubsub.get_message = get_message
+        live.SUBSCRIBE_MAX_RETRIES = 1
+        stop_event(live, stop_on_wait=1)
+        threads.named(SUBSCRIBER).run()
+        confirmed = seen[1]
+        assert confirmed["subscribed"] is True
+        assert confirmed["subscriber_alive"] is True
+        assert confirmed["processor_alive"] is True
+        assert confirmed["published"] == 3
+        assert confirmed["last_position"] == live._redis_log.last_position()
+        status = live.status()
+        assert (status["subscribed"], status["subscriber_restarts"]) == (False, 1)
+        assert status["subscriber_alive"] is False
 
 
 class TestRedisSubscriberLoop:
@@ -1119,313 +1540,172 @@ class TestProcessEvents:
         ]
 
 
-class TestShutdown:
-    """EventBridge.shutdown."""
-
-    def test_shutdown_sets_shutdown_event(
-        self, bridge: EventBridge, caplog_bridge: Any
-    ) -> None:
-        bridge.shutdown()
-        assert bridge._shutdown_event.is_set()
-        assert logged(caplog_bridge, logging.INFO) == ["Shutting down event bridge"]
-
-    def test_shutdown_wakes_a_waiting_processor_at_once(self, make_bridge: Any) -> None:
-        bridge = make_bridge(connect=False)
-        bridge._start_processor_thread()
-        processor = bridge._processor_thread
-        bridge._queue_locally({"event_type": EVENT_TYPE, "payload": PAYLOAD})
-        wait_until(lambda: bridge._event_queue.unfinished_tasks == 0)
-        started = time.monotonic()  # the processor waits on its queue again
-        bridge.shutdown()
-        # Not after its one-second poll: the shutdown put a wake-up there.
-        assert time.monotonic() - started < 0.9
-        assert not processor.is_alive()
-
-    def test_shutdown_closes_redis_subscriber(self, bridge: EventBridge) -> None:
-        subscriber = bridge._redis_subscriber
-        bridge.shutdown()
-        subscriber.close.assert_called_once_with()
-
-    def test_shutdown_without_subscriber_is_fine(
-        self, make_bridge: Any, caplog_bridge: Any
-    ) -> None:
-        bridge = make_bridge(connect=False)
-        bridge.shutdown()
-        assert logged(caplog_bridge, logging.ERROR) == []
-
-    def test_shutdown_close_error_is_logged_and_shutdown_continues(
-        self, bridge: EventBridge, caplog_bridge: Any
-    ) -> None:
-        bridge._redis_subscriber.close.side_effect = RuntimeError("broken pipe")
-        thread = thread_mock(alive=True)
-        bridge._processor_thread = thread
-        bridge.shutdown()
-        assert logged(caplog_bridge, logging.ERROR) == [
-            "Error closing Redis subscriber: broken pipe"
-        ]
-        thread.join.assert_called_once_with(timeout=5.0)
-        assert bridge._shutdown_event.is_set()
-
-    @pytest.mark.parametrize("attribute", ["_subscriber_thread", "_processor_thread"])
-    @pytest.mark.parametrize(
-        "alive, joins", [(True, True), (False, False)], ids=["alive", "dead"]
-    )
-    def test_shutdown_joins_live_threads_only(
-        self, bridge: EventBridge, attribute: str, alive: bool, joins: bool
-    ) -> None:
-        thread = thread_mock(alive=alive)
-        setattr(bridge, attribute, thread)
-        bridge.shutdown()
-        if joins:
-            thread.join.assert_called_once_with(timeout=5.0)
-        else:
-            thread.join.assert_not_called()
-        assert getattr(bridge, attribute) is None
-
-    def test_shutdown_joins_all_live_threads(self, bridge: EventBridge) -> None:
-        threads = [thread_mock(alive=True) for _ in range(2)]
-        bridge._subscriber_thread, bridge._processor_thread = threads
-        bridge.shutdown()
-        for thread in threads:
-            thread.join.assert_called_once_with(timeout=5.0)
-
-
-class TestStatus:
-    """EventBridge.status."""
-
-    def test_status_reports_redis_mode_once_connected(
-        self, bridge: EventBridge
-    ) -> None:
-        assert bridge.status()["mode"] == "redis"
-        # Redis mode stays when Redis goes away: add_event says False then.
-        bridge._redis_client = None
-        assert bridge.status()["mode"] == "redis"
-        assert bridge.status()["redis_connected"] is False
-
-    def test_status_reports_local_mode_without_redis(self, make_bridge: Any) -> None:
-        assert make_bridge(connect=False).status()["mode"] == "local"
-
-    def test_status_reports_threads_queue_and_counters(
-        self, make_bridge: Any, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        monkeypatch.setenv("REDIS_HOST", "cache")
-        monkeypatch.setenv("REDIS_PORT", "6390")
-        monkeypatch.setenv("REDIS_DB", "2")
-        monkeypatch.setenv("REDIS_PASSWORD", "s3cret")
-        bridge = make_bridge(connect=False, queue_size=1)
-        bridge.add_event("a", {})
-        bridge.add_event("b", {})
-        bridge._subscribed = True
-        bridge._subscriber_thread = thread_mock(alive=True)
-        bridge._processor_thread = thread_mock(alive=False)
-        bridge.subscriber_restarts = 2
-        bridge.published = 3
-        status = bridge.status()
-        assert status == {
-            "mode": "local",
-            "redis": "redis://:***@cache:6390/2",
-            "redis_connected": False,
-            "subscribed": True,
-            "subscriber_alive": True,
-            "processor_alive": False,
-            "watching_for_redis": False,
-            "subscriber_restarts": 2,
-            "local_queue": 1,
-            "local_queue_size": 1,
-            "local_history": 2,
-            "published": 3,
-            "duplicates": 0,
-            "dropped_events": 1,
-            "last_position": None,
-            "caught_up": 0,
-            "missed_warnings": 0,
-        }
-        assert "s3cret" not in json.dumps(status)
-
-
 class TestWatchForRedis:
     """EventBridge.watch_for_redis / _watch_redis: an API that started without Redis."""
 
     MAX_DELAY = 4.0
 
-    @pytest.fixture
-    def answers(self, mocker: Any) -> MagicMock:
-        return mocker.patch("osism.services.bridge_link._redis_answers")
-
-    def test_watch_starts_one_watcher_thread(
-        self, make_bridge: Any, mocker: Any
-    ) -> None:
-        thread_cls = mocker.patch("osism.services.event_bridge.threading.Thread")
-        bridge = make_bridge(connect=False)
-        bridge.watch_for_redis()
-        thread_cls.return_value.is_alive.return_value = True
-        bridge.watch_for_redis()
-        thread_cls.assert_called_once_with(
-            target=bridge._watch_redis, name="osism-redis-watcher", daemon=True
-        )
-        thread_cls.return_value.start.assert_called_once_with()
-        assert bridge.status()["watching_for_redis"] is True
-
-    def test_watch_is_not_needed_with_redis(
-        self, bridge: EventBridge, mocker: Any
-    ) -> None:
-        thread_cls = mocker.patch("osism.services.event_bridge.threading.Thread")
-        bridge.watch_for_redis()
-        thread_cls.assert_not_called()
-
-    def test_watcher_backs_off_while_redis_is_silent(
-        self,
-        make_bridge: Any,
-        stop_event: Any,
-        answers: MagicMock,
-        monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture,
-    ) -> None:
+    @pytest.fixture(autouse=True)
+    def max_delay(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(settings, "SUBSCRIBER_RESTART_MAX_DELAY", self.MAX_DELAY)
-        bridge = make_bridge(connect=False)
-        event = stop_event(bridge, stop_on_wait=5)
-        answers.return_value = False
-        with caplog.at_level(logging.DEBUG, "osism.event_bridge"):
-            bridge._watch_redis()
-        assert event.waits == [1.0, 2.0, 4.0, 4.0, 4.0]
-        # One INFO line says where events stay and how to point at Redis;
-        # nothing louder while the default Redis is absent.
-        [info] = logged(caplog, logging.INFO)
-        assert info.startswith("No Redis answers at redis:6379/0: events stay")
-        assert "REDIS_HOST" in info
-        assert logged(caplog, logging.WARNING) + logged(caplog, logging.ERROR) == []
-        # The first look is at once: an API serves before Redis is found.
-        assert answers.call_count == 5
-        assert bridge._redis_client is None
 
-    def test_watcher_connects_and_subscribes_once_redis_answers(
+    def test_one_watcher_thread_looks_for_redis(
+        self, local: EventBridge, threads: FakeThreads, stop_event: Any
+    ) -> None:
+        local.watch_for_redis()
+        local.watch_for_redis()
+        [watcher] = threads.started
+        assert (watcher.name, watcher.daemon) == (WATCHER, True)
+        assert local.status()["watching_for_redis"] is True
+        stop_event(local)
+        watcher.run()
+        status = local.status()
+        assert (status["mode"], status["redis_connected"]) == ("redis", True)
+        assert status["watching_for_redis"] is False
+
+    def test_no_watcher_is_needed_with_redis(
+        self, live: EventBridge, threads: FakeThreads
+    ) -> None:
+        live.watch_for_redis()
+        assert threads.started == []
+        assert live.status()["watching_for_redis"] is False
+
+    def test_a_watch_after_a_shutdown_looks_again(
+        self, local: EventBridge, threads: FakeThreads
+    ) -> None:
+        local.shutdown()
+        local.watch_for_redis()
+        assert not local._shutdown_event.is_set()
+        assert threads.names() == [WATCHER]
+
+    def test_the_watcher_backs_off_while_redis_is_silent(
         self,
-        make_bridge: Any,
+        local: EventBridge,
+        server: FakeRedisServer,
         stop_event: Any,
-        answers: MagicMock,
-        mocker: Any,
         caplog_bridge: Any,
     ) -> None:
-        bridge = make_bridge(connect=False)
-        bridge._websocket_manager = MagicMock()
-        start = mocker.patch.object(bridge, "_start_redis_subscriber")
-        event = stop_event(bridge)
-        answers.side_effect = [False, True]
-        bridge._watch_redis()
+        event = stop_event(local, stop_on_wait=5)
+        server.connected = False
+        local._watch_redis()
+        assert event.waits == [1.0, 2.0, 4.0, 4.0, 4.0]
+        # The first look is at once: an API serves before Redis is found.
+        assert server.probes() == 5
+        # One INFO line says where events stay and how to point at Redis;
+        # nothing louder while the default Redis is absent.
+        [info] = logged(caplog_bridge, logging.INFO)
+        assert info.startswith("No Redis answers at redis:6379/0: events stay")
+        assert "REDIS_HOST" in info
+        assert logged(caplog_bridge, logging.WARNING) == []
+        assert logged(caplog_bridge, logging.ERROR) == []
+        assert local.status()["redis_connected"] is False
+
+    def test_the_watcher_switches_to_redis_and_subscribes_once_it_answers(
+        self,
+        local: EventBridge,
+        server: FakeRedisServer,
+        threads: FakeThreads,
+        stop_event: Any,
+        caplog_bridge: Any,
+    ) -> None:
+        local.set_websocket_manager(object())
+        event = stop_event(local)
+        server.connected = False
+        event.on_wait = lambda: setattr(server, "connected", True)
+        local._watch_redis()
         assert event.waits == [1.0]
-        assert bridge._redis_client is not None
-        start.assert_called_once_with()
+        status = local.status()
+        assert (status["mode"], status["redis_connected"]) == ("redis", True)
+        assert threads.names() == [PROCESSOR, SUBSCRIBER]
+        assert status["subscriber_alive"] is True
         assert logged(caplog_bridge, logging.INFO)[-1] == (
             "Redis at redis:6379/0 answers: events go through it"
         )
 
     def test_a_watcher_that_finds_redis_at_once_switches_without_waiting(
-        self,
-        make_bridge: Any,
-        stop_event: Any,
-        answers: MagicMock,
-        caplog_bridge: Any,
+        self, local: EventBridge, stop_event: Any, caplog_bridge: Any
     ) -> None:
-        bridge = make_bridge(connect=False)
-        event = stop_event(bridge)
-        answers.return_value = True
-        bridge._watch_redis()
+        event = stop_event(local)
+        local._watch_redis()
         assert event.waits == []
-        assert bridge._redis_client is not None
+        assert local.status()["redis_connected"] is True
         assert logged(caplog_bridge, logging.INFO)[-1] == (
             "Redis at redis:6379/0 answers: events go through it"
         )
 
     def test_a_watcher_started_after_shutdown_does_not_look(
-        self, make_bridge: Any, stop_event: Any, answers: MagicMock
+        self, local: EventBridge, server: FakeRedisServer, stop_event: Any
     ) -> None:
-        bridge = make_bridge(connect=False)
-        stop_event(bridge).set()
-        bridge._watch_redis()
-        answers.assert_not_called()
-        assert bridge._redis_client is None
+        stop_event(local).set()
+        local._watch_redis()
+        assert server.built == []
+        assert local.status()["redis_connected"] is False
 
-    def test_watcher_keeps_watching_when_connect_fails_after_the_probe(
-        self, make_bridge: Any, stop_event: Any, answers: MagicMock, mocker: Any
+    def test_the_watcher_keeps_looking_when_connecting_fails_after_the_probe(
+        self, local: EventBridge, server: FakeRedisServer, stop_event: Any
     ) -> None:
-        bridge = make_bridge(connect=False)
-        init = mocker.patch.object(bridge, "_init_redis")
-        event = stop_event(bridge, stop_on_wait=2)
-        answers.return_value = True
-        bridge._watch_redis()
-        assert init.call_count == 2
+        server.refuse = lambda settings: "retry" not in settings  # probes only
+        event = stop_event(local, stop_on_wait=2)
+        local._watch_redis()
         assert event.waits == [1.0, 2.0]
+        assert server.probes() == 2
+        assert local.status()["redis_connected"] is False
 
-    def test_watcher_does_not_subscribe_without_a_manager(
-        self, make_bridge: Any, stop_event: Any, answers: MagicMock, mocker: Any
+    def test_the_watcher_does_not_subscribe_without_a_manager(
+        self, local: EventBridge, threads: FakeThreads, stop_event: Any
     ) -> None:
-        bridge = make_bridge(connect=False)
-        start = mocker.patch.object(bridge, "_start_redis_subscriber")
-        stop_event(bridge)
-        answers.return_value = True
-        bridge._watch_redis()
-        assert bridge._redis_client is not None
-        start.assert_not_called()
+        stop_event(local)
+        local._watch_redis()
+        assert local.status()["redis_connected"] is True
+        assert threads.started == []
 
-    def test_shutdown_joins_the_watcher(self, make_bridge: Any) -> None:
-        bridge = make_bridge(connect=False)
-        watcher = thread_mock(alive=True)
-        bridge._watcher_thread = watcher
-        bridge.shutdown()
-        # Shorter than the others: it may sit in a name lookup, holding nothing.
-        watcher.join.assert_called_once_with(timeout=1.0)
-        assert bridge._watcher_thread is None
+    @pytest.mark.parametrize(
+        "error, logged_errors",
+        [
+            (redis.ConnectionError("refused"), 0),
+            (redis.AuthenticationError("invalid password"), 1),
+        ],
+        ids=["absent-quietly", "refused-us-loudly-once"],
+    )
+    def test_the_watcher_says_once_why_redis_refuses_it(
+        self,
+        local: EventBridge,
+        server: FakeRedisServer,
+        stop_event: Any,
+        caplog_bridge: Any,
+        error: Exception,
+        logged_errors: int,
+    ) -> None:
+        def refuse(settings: Dict[str, Any]) -> bool:
+            raise error
+
+        server.refuse = refuse
+        stop_event(local, stop_on_wait=3)
+        local._watch_redis()
+        errors = logged(caplog_bridge, logging.ERROR)
+        assert len(errors) == logged_errors
+        assert all("events stay in this process" in line for line in errors)
 
 
 class TestRedisAnswers:
     """_redis_answers: the watcher's quiet probe."""
 
-    def test_redis_answers_true_on_ping_and_closes_its_client(
-        self, redis_cls: MagicMock
+    def test_it_is_true_when_redis_answers_and_leaves_no_client_behind(
+        self, server: FakeRedisServer, redis_view: fakeredis.FakeRedis
     ) -> None:
-        from osism.services.bridge_link import _redis_answers
-
-        redis_cls.return_value.ping.return_value = True
         assert _redis_answers() is True
-        kwargs = redis_cls.call_args.kwargs
-        assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("redis", 6379, 0)
-        assert kwargs["retry"].get_retries() == 0
-        redis_cls.return_value.close.assert_called_once_with()
+        [probe] = server.built
+        assert (probe["host"], probe["port"], probe["db"]) == ("redis", 6379, 0)
+        assert probe["retry"].get_retries() == 0
+        assert server.open_clients() == 0
 
-    def test_redis_answers_false_without_error_log(
-        self, redis_cls: MagicMock, caplog_bridge: Any
+    def test_it_is_false_without_an_error_log(
+        self, server: FakeRedisServer, caplog_bridge: Any
     ) -> None:
-        from osism.services.bridge_link import _redis_answers
-
-        redis_cls.return_value.ping.side_effect = ConnectionError("refused")
+        server.connected = False
         assert _redis_answers() is False
         assert logged(caplog_bridge, logging.ERROR) == []
         assert logged(caplog_bridge, logging.WARNING) == []
-
-
-@pytest.fixture
-def server(mocker: Any) -> fakeredis.FakeServer:
-    """One fakeredis server behind every redis.Redis the bridge builds."""
-    server = fakeredis.FakeServer()
-    mocker.patch(
-        "osism.services.event_bridge.redis.Redis",
-        side_effect=lambda **kwargs: fakeredis.FakeRedis(
-            server=server, decode_responses=True
-        ),
-    )
-    return server
-
-
-@pytest.fixture
-def redis_view(server: fakeredis.FakeServer) -> fakeredis.FakeRedis:
-    """The test's own client of the same server."""
-    return fakeredis.FakeRedis(server=server, decode_responses=True)
-
-
-@pytest.fixture
-def live(server: fakeredis.FakeServer) -> EventBridge:
-    """A bridge connected to the fakeredis server (Redis mode)."""
-    return EventBridge()
 
 
 def channel_of(redis: fakeredis.FakeRedis) -> Any:
