@@ -902,388 +902,476 @@ class TestStatus:
         assert status["subscriber_alive"] is False
 
 
+Step = Callable[[], Any]
+
+
+class Poller:
+    """Drives the subscriber loop through its polls of the bridge's current
+    subscription (whichever: a reconnect opens a new one).
+
+    Before each poll the next step runs; what it returns decides the poll:
+    None reads the subscription on the fakeredis server, a dict is the
+    message the poll gives instead, an exception is raised by the poll. After
+    the last step the next poll sets shutdown. ``timeouts`` says how long each
+    poll would have waited for a message; ``subscribed`` what ``status()``
+    said at each poll.
+    """
+
+    def __init__(self, bridge: EventBridge, steps: List[Step]) -> None:
+        self.bridge = bridge
+        self.steps = list(steps)
+        self.timeouts: List[Optional[float]] = []
+        self.subscribed: List[bool] = []
+        self.real = redis.client.PubSub.get_message
+
+    def get_message(self, pubsub: Any, *args: Any, **kwargs: Any) -> Any:
+        if pubsub is not self.bridge._redis_subscriber:
+            return self.real(pubsub, *args, **kwargs)
+        self.timeouts.append(kwargs.get("timeout", args[1] if len(args) > 1 else 0))
+        self.subscribed.append(self.bridge.status()["subscribed"])
+        if not self.steps:
+            self.bridge._shutdown_event.set()
+            return None
+        outcome = self.steps.pop(0)()
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if isinstance(outcome, dict):
+            return outcome
+        return self.real(pubsub, timeout=0.0)
+
+
+@pytest.fixture
+def poll(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Poller]:
+    """Runs a bridge's subscriber loop through the given steps."""
+
+    def run(bridge: EventBridge, *steps: Step) -> Poller:
+        poller = Poller(bridge, list(steps))
+
+        def get_message(pubsub: Any, *args: Any, **kwargs: Any) -> Any:
+            return poller.get_message(pubsub, *args, **kwargs)
+
+        monkeypatch.setattr(redis.client.PubSub, "get_message", get_message)
+        bridge._redis_subscriber_loop()
+        monkeypatch.setattr(redis.client.PubSub, "get_message", poller.real)
+        return poller
+
+    return run
+
+
+def idle() -> None:
+    """A poll that finds nothing new (or the confirmation of a subscribe)."""
+
+
+def fail(error: BaseException) -> Step:
+    return lambda: error
+
+
+def give(value: Any) -> Step:
+    return lambda: value
+
+
+def control(kind: str) -> Dict[str, Any]:
+    return {"type": kind, "channel": CHANNEL, "data": 1}
+
+
+def raw(data: str) -> Dict[str, Any]:
+    return {"type": "message", "channel": CHANNEL, "data": data}
+
+
+class FlakyManager:
+    """A manager whose hand-off fails at once for events of type "broken";
+    the others go on to ``real``."""
+
+    def __init__(self, real: WebSocketManager) -> None:
+        self.real = real
+        self.loop = real.loop
+
+    def broadcast_event_from_notification(
+        self, event_type: str, payload: Any, **kwargs: Any
+    ) -> Any:
+        if event_type == "broken":
+            raise RuntimeError("manager broke")
+        return self.real.broadcast_event_from_notification(
+            event_type, payload, **kwargs
+        )
+
+
+def subscriptions_confirmed(caplog: pytest.LogCaptureFixture) -> int:
+    return sum(
+        1
+        for line in logged(caplog, logging.INFO)
+        if line.startswith("Subscribed to Redis channel")
+    )
+
+
+def reconnects(caplog: pytest.LogCaptureFixture) -> int:
+    """New connections to Redis (a bridge's first one is made before the test
+    watches the log)."""
+    return sum(
+        1
+        for line in logged(caplog, logging.INFO)
+        if line.startswith("Connected to Redis at")
+    )
+
+
+DOWN = "FakeRedis is emulating a connection error."
+
+
 class TestRedisSubscriberLoop:
-    """EventBridge._redis_subscriber_loop (and _handle_message)."""
+    """EventBridge._redis_subscriber_loop (and _handle_message), on fakeredis."""
 
     DELAY = 7.5
 
     @pytest.fixture
-    def sub(self, bridge: EventBridge) -> MagicMock:
-        subscriber = MagicMock(name="pubsub")
-        bridge._redis_subscriber = subscriber
-        bridge._websocket_manager = MagicMock(name="manager")
-        bridge.SUBSCRIBE_RETRY_DELAY = self.DELAY
-        return subscriber
+    def sub(self, live: EventBridge, stop_event: Any) -> StopEvent:
+        """The live bridge's loop with a StopEvent: its back-off delays."""
+        live.SUBSCRIBE_RETRY_DELAY = self.DELAY
+        return stop_event(live)
 
-    @pytest.fixture
-    def process(self, mocker: Any, bridge: EventBridge) -> MagicMock:
-        return mocker.patch.object(bridge, "_process_single_event")
+    def publish(self, bridge: EventBridge, **payload: Any) -> Step:
+        return lambda: bridge.add_event(EVENT_TYPE, payload) and None
 
-    @pytest.fixture
-    def init(self, mocker: Any, bridge: EventBridge) -> MagicMock:
-        return mocker.patch.object(bridge, "_init_redis")
-
-    def test_subscriber_loop_without_subscriber_logs_error_and_returns(
-        self,
-        bridge: EventBridge,
-        no_wait: StopEvent,
-        init: MagicMock,
-        caplog_bridge: Any,
+    def test_without_a_subscription_it_logs_and_returns(
+        self, local: EventBridge, stop_event: Any, caplog_bridge: Any
     ) -> None:
-        bridge._redis_subscriber = None
-        bridge._redis_subscriber_loop()
+        event = stop_event(local)
+        local._redis_subscriber_loop()
         assert logged(caplog_bridge, logging.ERROR) == [
             "Redis subscriber not initialized; not subscribing"
         ]
-        init.assert_not_called()
-        assert no_wait.waits == []
+        assert event.waits == []
 
-    def test_subscriber_loop_subscribes_to_channel_once_on_entry(
-        self, bridge: EventBridge, sub: MagicMock, no_wait: StopEvent, process: Any
-    ) -> None:
-        sub.get_message.side_effect = stop_on_last(no_wait, None, None)
-        bridge._redis_subscriber_loop()
-        sub.subscribe.assert_called_once_with("osism:events")
-        sub.get_message.assert_called_with(timeout=1.0)
-
-    def test_subscriber_loop_reports_subscribed_while_listening(
-        self, bridge: EventBridge, sub: MagicMock, no_wait: StopEvent, process: Any
-    ) -> None:
-        seen = []
-        confirmations = [SUBSCRIBED, None]
-
-        def get_message(timeout: float) -> Any:
-            seen.append(bridge._subscribed)
-            if len(seen) == 2:
-                no_wait.set()
-            return confirmations.pop(0)
-
-        sub.get_message.side_effect = get_message
-        bridge._redis_subscriber_loop()
-        # Live only once Redis confirmed the subscription.
-        assert seen == [False, True]
-        assert bridge._subscribed is False
-
-    def test_subscriber_loop_keeps_polling_after_timeouts(
+    def test_it_subscribes_once_and_polls_at_most_a_second_at_a_time(
         self,
-        bridge: EventBridge,
-        sub: MagicMock,
-        no_wait: StopEvent,
-        process: MagicMock,
+        live: EventBridge,
+        sub: StopEvent,
+        server: FakeRedisServer,
+        poll: Any,
         caplog_bridge: Any,
     ) -> None:
-        sub.get_message.side_effect = stop_on_last(no_wait, None, None, None, None)
-        bridge._redis_subscriber_loop()
-        assert sub.get_message.call_count == 4
-        process.assert_not_called()
+        during: List[int] = []
+        poller = poll(live, idle, lambda: during.append(server.channel_subscribers()))
+        assert during == [1]
+        assert subscriptions_confirmed(caplog_bridge) == 1
+        # A shutdown is seen within a second.
+        assert set(poller.timeouts) == {1.0}
+        assert server.channel_subscribers() == 0  # closed on the way out
+
+    def test_it_reports_subscribed_once_redis_confirmed(
+        self, live: EventBridge, sub: StopEvent, poll: Any
+    ) -> None:
+        poller = poll(live, idle, idle)
+        # Live only once Redis confirmed the subscription.
+        assert poller.subscribed == [False, True, True]
+        assert live.status()["subscribed"] is False
+
+    def test_it_keeps_polling_through_quiet_timeouts(
+        self, live: EventBridge, sub: StopEvent, poll: Any, caplog_bridge: Any
+    ) -> None:
+        poller = poll(live, idle, idle, idle, idle)
+        assert len(poller.timeouts) == 5
+        assert queued(live) == []
         assert logged(caplog_bridge, logging.ERROR) == []
 
     @pytest.mark.parametrize("kind", ["psubscribe", "pong", "unsubscribe"])
-    def test_subscriber_loop_ignores_non_message_types(
-        self,
-        bridge: EventBridge,
-        sub: MagicMock,
-        no_wait: StopEvent,
-        process: MagicMock,
-        kind: str,
+    def test_it_hands_on_no_control_message(
+        self, live: EventBridge, sub: StopEvent, poll: Any, kind: str
     ) -> None:
-        control = {"type": kind, "channel": CHANNEL, "data": 1}
-        sub.get_message.side_effect = stop_on_last(no_wait, control)
-        bridge._redis_subscriber_loop()
-        process.assert_not_called()
-        assert queued(bridge) == []
+        poll(live, idle, give(control(kind)))
+        assert queued(live) == []
 
-    def test_subscriber_loop_hands_decoded_event_to_process_single_event(
-        self, bridge: EventBridge, sub: MagicMock, no_wait: StopEvent, process: Any
-    ) -> None:
-        sub.get_message.side_effect = stop_on_last(no_wait, message())
-        bridge._redis_subscriber_loop()
-        process.assert_called_once_with({"event_type": EVENT_TYPE, "payload": PAYLOAD})
-
-    def test_subscriber_loop_without_manager_queues_event_locally(
+    @pytest.mark.asyncio
+    async def test_an_event_on_the_channel_reaches_the_manager(
         self,
-        bridge: EventBridge,
-        sub: MagicMock,
-        no_wait: StopEvent,
-        process: MagicMock,
+        live: EventBridge,
+        sub: StopEvent,
+        poll: Any,
+        manager: WebSocketManager,
+        redis_view: fakeredis.FakeRedis,
     ) -> None:
-        bridge._websocket_manager = None
-        sub.get_message.side_effect = stop_on_last(no_wait, message())
-        bridge._redis_subscriber_loop()
-        process.assert_not_called()
-        assert queued(bridge) == [{"event_type": EVENT_TYPE, "payload": PAYLOAD}]
+        live._websocket_manager = manager
+        plain = {"event_type": EVENT_TYPE, "payload": PAYLOAD}
+        poll(
+            live, idle, lambda: redis_view.publish(CHANNEL, json.dumps(plain)) and None
+        )
+        [event] = await received(manager, 1)
+        assert (event.event_type, event.node_name) == (EVENT_TYPE, "node1")
+        assert queued(live) == []
 
-    def test_subscriber_loop_skips_invalid_json_and_continues(
+    def test_without_a_manager_an_event_waits_on_the_local_queue(
         self,
-        bridge: EventBridge,
-        sub: MagicMock,
-        no_wait: StopEvent,
-        process: MagicMock,
-        caplog_bridge: Any,
+        live: EventBridge,
+        sub: StopEvent,
+        poll: Any,
+        redis_view: fakeredis.FakeRedis,
     ) -> None:
-        bad = {"type": "message", "channel": CHANNEL, "data": "{not json"}
-        sub.get_message.side_effect = stop_on_last(no_wait, bad, message())
-        bridge._redis_subscriber_loop()
+        plain = {"event_type": EVENT_TYPE, "payload": PAYLOAD}
+        poll(
+            live, idle, lambda: redis_view.publish(CHANNEL, json.dumps(plain)) and None
+        )
+        assert queued(live) == [plain]
+
+    def test_invalid_json_is_skipped_and_the_loop_goes_on(
+        self, live: EventBridge, sub: StopEvent, poll: Any, caplog_bridge: Any
+    ) -> None:
+        poll(live, idle, give(raw("{not json")), self.publish(live, n=1))
         [error] = logged(caplog_bridge, logging.ERROR)
         assert error.startswith("Invalid JSON on osism:events")
-        process.assert_called_once()
-        sub.subscribe.assert_called_once()
+        assert [e["payload"] for e in queued(live)] == [{"n": 1}]
+        assert subscriptions_confirmed(caplog_bridge) == 1
 
-    def test_subscriber_loop_skips_json_that_is_not_an_event(
-        self,
-        bridge: EventBridge,
-        sub: MagicMock,
-        no_wait: StopEvent,
-        process: MagicMock,
-        caplog_bridge: Any,
+    def test_json_that_is_not_an_event_is_skipped(
+        self, live: EventBridge, sub: StopEvent, poll: Any, caplog_bridge: Any
     ) -> None:
-        bad = {"type": "message", "channel": CHANNEL, "data": "[1]"}
-        sub.get_message.side_effect = stop_on_last(no_wait, bad)
-        bridge._redis_subscriber_loop()
+        poll(live, idle, give(raw("[1]")))
         assert logged(caplog_bridge, logging.ERROR) == [
             "Invalid JSON on osism:events: not a JSON object; message skipped"
         ]
-        process.assert_not_called()
+        assert queued(live) == []
 
-    def test_subscriber_loop_survives_process_single_event_error(
+    @pytest.mark.asyncio
+    async def test_an_event_the_manager_fails_on_is_skipped(
         self,
-        bridge: EventBridge,
-        sub: MagicMock,
-        no_wait: StopEvent,
-        process: MagicMock,
+        live: EventBridge,
+        sub: StopEvent,
+        poll: Any,
+        manager: WebSocketManager,
         caplog_bridge: Any,
     ) -> None:
-        process.side_effect = [RuntimeError("manager broke"), None]
-        sub.get_message.side_effect = stop_on_last(no_wait, message("a"), message("b"))
-        bridge._redis_subscriber_loop()
-        assert process.call_count == 2
+        live._websocket_manager = FlakyManager(manager)
+        poll(
+            live,
+            idle,
+            lambda: live.add_event("broken", {}) and None,
+            self.publish(live, n=1),
+        )
+        [event] = await received(manager, 1)
+        assert event.data["n"] == 1
         assert logged(caplog_bridge, logging.ERROR) == [
             "Error processing Redis event: manager broke; message skipped"
         ]
-        sub.subscribe.assert_called_once()
+        assert subscriptions_confirmed(caplog_bridge) == 1
 
-    def test_subscriber_loop_get_message_error_waits_then_reinitialises(
+    def test_a_lost_connection_is_reopened_after_the_delay_and_delivery_goes_on(
         self,
-        bridge: EventBridge,
-        sub: MagicMock,
-        no_wait: StopEvent,
-        init: MagicMock,
-        process: Any,
+        live: EventBridge,
+        sub: StopEvent,
+        server: FakeRedisServer,
+        poll: Any,
         caplog_bridge: Any,
     ) -> None:
-        waits_at_init = []
-        init.side_effect = lambda: waits_at_init.append(list(no_wait.waits))
-        sub.get_message.side_effect = stop_on_last(
-            no_wait, ConnectionError("lost"), None
+        sub.on_wait = lambda: setattr(server, "connected", True)
+        poll(
+            live,
+            idle,
+            lambda: setattr(server, "connected", False),
+            idle,
+            self.publish(live, n=1),
         )
-        bridge._redis_subscriber_loop()
-        assert waits_at_init == [[self.DELAY]]
-        init.assert_called_once_with()
-        assert sub.subscribe.call_count == 2
+        assert sub.waits == [self.DELAY]
+        assert [e["payload"] for e in queued(live)] == [{"n": 1}]
+        assert reconnects(caplog_bridge) == 1  # after the delay
+        assert subscriptions_confirmed(caplog_bridge) == 2
         assert logged(caplog_bridge, logging.ERROR) == [
-            "Redis subscription failed (1/5): lost; retrying in 7.5 s"
+            f"Redis subscription failed (1/5): {DOWN}; retrying in 7.5 s"
         ]
 
-    def test_subscriber_loop_every_get_message_error_backs_off(
-        self,
-        bridge: EventBridge,
-        sub: MagicMock,
-        stop_event: Any,
-        init: MagicMock,
-        process: Any,
+    def test_every_failure_costs_one_back_off(
+        self, live: EventBridge, stop_event: Any, poll: Any, caplog_bridge: Any
     ) -> None:
-        event = stop_event(bridge, stop_on_wait=3)
-        sub.get_message.side_effect = ConnectionError("lost")
-        bridge._redis_subscriber_loop()
-        # no busy loop: one poll, one resubscribe, one back-off per failure
-        assert sub.get_message.call_count == 3
-        assert sub.subscribe.call_count == 3
+        live.SUBSCRIBE_RETRY_DELAY = self.DELAY
+        event = stop_event(live, stop_on_wait=3)
+        lost = redis.ConnectionError("lost")
+        poll(live, fail(lost), fail(lost), fail(lost))
+        # No busy loop: one back-off per failure, then a new connection.
         assert event.waits == [self.DELAY] * 3
-        assert init.call_count == 2
+        assert reconnects(caplog_bridge) == 2
 
-    def test_subscriber_loop_subscribe_error_takes_same_back_off(
+    def test_a_failed_subscribe_takes_the_same_back_off(
         self,
-        bridge: EventBridge,
-        sub: MagicMock,
-        no_wait: StopEvent,
-        init: MagicMock,
-        process: Any,
+        live: EventBridge,
+        sub: StopEvent,
+        server: FakeRedisServer,
+        poll: Any,
+        caplog_bridge: Any,
     ) -> None:
-        sub.subscribe.side_effect = [ConnectionError("refused"), None]
-        sub.get_message.side_effect = stop_on_last(no_wait, None)
-        bridge._redis_subscriber_loop()
-        assert no_wait.waits == [self.DELAY]
-        init.assert_called_once_with()
-        assert sub.subscribe.call_count == 2
+        server.connected = False
+        sub.on_wait = lambda: setattr(server, "connected", True)
+        poll(live, idle)
+        assert sub.waits == [self.DELAY]
+        assert subscriptions_confirmed(caplog_bridge) == 1
 
     @pytest.mark.parametrize("max_retries", [1, 3, 5])
-    def test_subscriber_loop_gives_up_after_max_consecutive_failures(
+    def test_it_gives_up_after_max_consecutive_failures(
         self,
-        bridge: EventBridge,
-        sub: MagicMock,
-        no_wait: StopEvent,
-        init: MagicMock,
+        live: EventBridge,
+        sub: StopEvent,
+        server: FakeRedisServer,
+        poll: Any,
         caplog_bridge: Any,
         max_retries: int,
     ) -> None:
-        bridge.SUBSCRIBE_MAX_RETRIES = max_retries
-        sub.subscribe.side_effect = ConnectionError("refused")
-        bridge._redis_subscriber_loop()
-        assert sub.subscribe.call_count == max_retries
-        assert no_wait.waits == [self.DELAY] * (max_retries - 1)
-        assert init.call_count == max_retries - 1
+        live.SUBSCRIBE_MAX_RETRIES = max_retries
+        server.connected = False
+        poll(live)
+        assert sub.waits == [self.DELAY] * (max_retries - 1)
         errors = logged(caplog_bridge, logging.ERROR)
         assert errors[-1] == "Max Redis reconnection attempts reached, giving up"
         assert errors[-2].startswith(
             f"Redis subscription failed ({max_retries}/{max_retries})"
         )
-        assert not no_wait.is_set()
+        assert not sub.is_set()
 
-    def test_subscriber_loop_successful_subscribe_resets_retry_count(
-        self,
-        bridge: EventBridge,
-        sub: MagicMock,
-        no_wait: StopEvent,
-        init: MagicMock,
-        caplog_bridge: Any,
+    def test_a_confirmed_subscribe_resets_the_failure_count(
+        self, live: EventBridge, sub: StopEvent, poll: Any, caplog_bridge: Any
     ) -> None:
-        refused = ConnectionError("refused")
-        sub.subscribe.side_effect = [refused] * 4 + [None] + [refused] * 3 + [None]
-        sub.get_message.side_effect = stop_on_last(
-            no_wait, SUBSCRIBED, ConnectionError("lost"), SUBSCRIBED, None
-        )
-        bridge._redis_subscriber_loop()
-        # eight failures in all, never five in a row: the loop did not give up
-        assert len(no_wait.waits) == 8
+        lost = fail(redis.ConnectionError("lost"))
+        poll(live, *[lost] * 4, idle, *[lost] * 4, idle)
+        # Eight failures in all, never five in a row: the loop did not give up.
+        assert len(sub.waits) == 8
         assert "giving up" not in " ".join(logged(caplog_bridge, logging.ERROR))
 
-    def test_subscriber_loop_only_a_confirmation_resets_the_failure_count(
-        self,
-        bridge: EventBridge,
-        sub: MagicMock,
-        no_wait: StopEvent,
-        init: MagicMock,
-        process: MagicMock,
-        caplog_bridge: Any,
+    def test_only_a_confirmation_resets_the_failure_count(
+        self, live: EventBridge, sub: StopEvent, poll: Any, caplog_bridge: Any
     ) -> None:
-        sub.get_message.side_effect = [message(), ConnectionError("lost")] * 5
-        bridge._redis_subscriber_loop()
-        assert process.call_count == 5
+        lost = fail(redis.ConnectionError("lost"))
+        poll(live, *[give(message()), lost] * 5)
+        assert len(queued(live)) == 5
         assert logged(caplog_bridge, logging.ERROR)[-2:] == [
             "Redis subscription failed (5/5): lost; retrying in 7.5 s",
             "Max Redis reconnection attempts reached, giving up",
         ]
 
-    def test_subscriber_loop_missing_subscriber_after_failed_reinit_is_a_failure(
+    def test_no_connection_after_a_failed_reconnect_is_a_failure(
         self,
-        bridge: EventBridge,
-        sub: MagicMock,
-        no_wait: StopEvent,
-        init: MagicMock,
+        live: EventBridge,
+        sub: StopEvent,
+        server: FakeRedisServer,
+        poll: Any,
         caplog_bridge: Any,
     ) -> None:
-        def redis_still_down() -> None:
-            bridge._redis_client = None
-            bridge._redis_subscriber = None
-
-        init.side_effect = redis_still_down
-        sub.subscribe.side_effect = ConnectionError("refused")
-        bridge._redis_subscriber_loop()
-        sub.subscribe.assert_called_once()
-        assert no_wait.waits == [self.DELAY] * 4
-        assert logged(caplog_bridge, logging.ERROR) == [
-            "Redis subscription failed (1/5): refused; retrying in 7.5 s",
-            "Redis subscription failed (2/5): no connection to Redis; retrying in "
-            "7.5 s",
-            "Redis subscription failed (3/5): no connection to Redis; retrying in "
-            "7.5 s",
-            "Redis subscription failed (4/5): no connection to Redis; retrying in "
-            "7.5 s",
-            "Redis subscription failed (5/5): no connection to Redis; retrying in "
-            "7.5 s",
+        poll(live, idle, lambda: setattr(server, "connected", False))
+        assert sub.waits == [self.DELAY] * 4
+        no_connection = "no connection to Redis; retrying in 7.5 s"
+        assert [
+            line
+            for line in logged(caplog_bridge, logging.ERROR)
+            if not line.startswith("Cannot connect to Redis")
+        ] == [
+            f"Redis subscription failed (1/5): {DOWN}; retrying in 7.5 s",
+            f"Redis subscription failed (2/5): {no_connection}",
+            f"Redis subscription failed (3/5): {no_connection}",
+            f"Redis subscription failed (4/5): {no_connection}",
+            f"Redis subscription failed (5/5): {no_connection}",
             "Max Redis reconnection attempts reached, giving up",
         ]
 
-    def test_subscriber_loop_without_a_log_is_a_failure(
+    def test_a_subscription_without_a_log_is_a_failure(
         self,
-        bridge: EventBridge,
-        sub: MagicMock,
+        live: EventBridge,
         stop_event: Any,
+        server: FakeRedisServer,
+        poll: Any,
         caplog_bridge: Any,
     ) -> None:
-        stop_event(bridge, stop_on_wait=1)
-        bridge._redis_log = None
-        bridge._redis_subscriber_loop()
-        sub.subscribe.assert_not_called()
+        live.SUBSCRIBE_RETRY_DELAY = self.DELAY
+        stop_event(live, stop_on_wait=1)
+        live._redis_log = None
+        poll(live)
+        assert subscriptions_confirmed(caplog_bridge) == 0
         assert logged(caplog_bridge, logging.ERROR) == [
             "Redis subscription failed (1/5): no connection to Redis; retrying in "
             "7.5 s"
         ]
 
-    def test_subscriber_loop_stops_when_shutdown_during_back_off(
-        self,
-        bridge: EventBridge,
-        sub: MagicMock,
-        stop_event: Any,
-        init: MagicMock,
-        caplog_bridge: Any,
+    def test_a_shutdown_during_the_back_off_ends_it(
+        self, live: EventBridge, stop_event: Any, poll: Any, caplog_bridge: Any
     ) -> None:
-        event = stop_event(bridge, stop_on_wait=1)
-        sub.subscribe.side_effect = ConnectionError("refused")
-        bridge._redis_subscriber_loop()
-        sub.subscribe.assert_called_once()
-        init.assert_not_called()
-        assert "giving up" not in " ".join(logged(caplog_bridge, logging.ERROR))
+        live.SUBSCRIBE_RETRY_DELAY = self.DELAY
+        event = stop_event(live, stop_on_wait=1)
+        poll(live, fail(redis.ConnectionError("refused")))
         assert event.waits == [self.DELAY]
+        assert reconnects(caplog_bridge) == 0
+        assert "giving up" not in " ".join(logged(caplog_bridge, logging.ERROR))
 
-    def test_subscriber_loop_error_caused_by_shutdown_exits_quietly(
-        self,
-        bridge: EventBridge,
-        sub: MagicMock,
-        no_wait: StopEvent,
-        init: MagicMock,
-        caplog_bridge: Any,
+    def test_an_error_caused_by_shutdown_ends_it_quietly(
+        self, live: EventBridge, sub: StopEvent, poll: Any, caplog_bridge: Any
     ) -> None:
-        def closed_by_shutdown(timeout: float) -> None:
-            no_wait.set()
-            raise ValueError("I/O operation on closed file")
+        def closed_by_shutdown() -> Exception:
+            sub.set()
+            return ValueError("I/O operation on closed file")
 
-        sub.get_message.side_effect = closed_by_shutdown
-        bridge._redis_subscriber_loop()
+        poll(live, closed_by_shutdown)
         assert logged(caplog_bridge, logging.ERROR) == []
-        assert no_wait.waits == []
-        init.assert_not_called()
+        assert sub.waits == []
+        assert reconnects(caplog_bridge) == 0
 
-    def test_subscriber_loop_with_shutdown_set_does_not_subscribe(
-        self, bridge: EventBridge, sub: MagicMock, no_wait: StopEvent
-    ) -> None:
-        no_wait.set()
-        bridge._redis_subscriber_loop()
-        sub.subscribe.assert_not_called()
-        sub.close.assert_called_once_with()
-
-    def test_subscriber_loop_closes_subscriber_on_exit(
-        self, bridge: EventBridge, sub: MagicMock, no_wait: StopEvent, process: Any
-    ) -> None:
-        sub.get_message.side_effect = stop_on_last(no_wait, None)
-        bridge._redis_subscriber_loop()
-        sub.close.assert_called_once_with()
-
-    def test_subscriber_loop_swallows_close_error_on_exit(
+    def test_after_a_shutdown_it_does_not_subscribe_and_closes(
         self,
-        bridge: EventBridge,
-        sub: MagicMock,
-        no_wait: StopEvent,
-        process: Any,
+        live: EventBridge,
+        sub: StopEvent,
+        server: FakeRedisServer,
         caplog_bridge: Any,
     ) -> None:
-        sub.get_message.side_effect = stop_on_last(no_wait, None)
-        sub.close.side_effect = RuntimeError("close failed")
-        bridge._redis_subscriber_loop()
+        subscribe(live._redis_subscriber)
+        sub.set()
+        live._redis_subscriber_loop()
+        assert subscriptions_confirmed(caplog_bridge) == 0
+        assert server.channel_subscribers() == 0
+
+    def test_a_close_error_on_the_way_out_is_swallowed(
+        self,
+        live: EventBridge,
+        sub: StopEvent,
+        poll: Any,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog_bridge: Any,
+    ) -> None:
+        def broken_close(pubsub: Any) -> None:
+            raise RuntimeError("close failed")
+
+        poll(
+            live,
+            idle,
+            lambda: monkeypatch.setattr(redis.client.PubSub, "close", broken_close),
+        )
         assert "Closing Redis subscriber failed: close failed" in logged(
             caplog_bridge, logging.DEBUG
         )
-        assert bridge._subscribed is False
+        assert live.status()["subscribed"] is False
+
+    def test_a_connection_that_does_not_answer_ping_is_reopened(
+        self,
+        live: EventBridge,
+        stop_event: Any,
+        poll: Any,
+        caplog_bridge: Any,
+    ) -> None:
+        live.SUBSCRIBE_RETRY_DELAY = self.DELAY
+        event = stop_event(live, stop_on_wait=2)
+        subscribed: List[bool] = []
+        event.on_wait = lambda: subscribed.append(live.status()["subscribed"])
+        # A PING at every poll, and no answer is ever in time.
+        live._feed.interval, live._feed.timeout = 0.0, -1.0
+        poll(live, *[idle] * 4)
+        assert subscribed == [False, False]  # not ready while it reconnects
+        assert subscriptions_confirmed(caplog_bridge) == 2
+        assert logged(caplog_bridge, logging.ERROR)[0].startswith(
+            "Redis subscription failed (1/5): Redis did not answer PING"
+        )
+
+
+class FakeClock:
+    """``time`` for the supervisor: monotonic() gives ``readings`` in turn
+    (the last one for ever)."""
+
+    def __init__(self, *readings: float) -> None:
+        self.readings = list(readings) or [0.0]
+
+    def monotonic(self) -> float:
+        if len(self.readings) > 1:
+            return self.readings.pop(0)
+        return self.readings[0]
 
 
 class TestSuperviseSubscriber:
@@ -1292,60 +1380,66 @@ class TestSuperviseSubscriber:
     MAX_DELAY = 8.0
 
     @pytest.fixture
-    def runs(
-        self, mocker: Any, bridge: EventBridge, monkeypatch: pytest.MonkeyPatch
-    ) -> SimpleNamespace:
+    def journal(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        local: EventBridge,
+        server: FakeRedisServer,
+    ) -> List[Any]:
+        """What the supervisor did, in order: "run" (a subscriber loop that
+        gave up), "connect" (a new connection), ("wait", delay)."""
+        journal: List[Any] = []
         monkeypatch.setattr(settings, "SUBSCRIBER_RESTART_MAX_DELAY", self.MAX_DELAY)
         # One wait per back-off (probes are tested on their own below).
         monkeypatch.setattr("osism.services.bridge_subscriber.PROBE_INTERVAL", 100.0)
-        mocker.patch("osism.services.bridge_link._redis_answers", return_value=False)
-        clock = mocker.patch("osism.services.bridge_subscriber.time")
-        clock.monotonic.return_value = 0.0
-        journal: List[Any] = []
-        loop = mocker.patch.object(
-            bridge, "_redis_subscriber_loop", side_effect=lambda: journal.append("run")
+        server.connected = False  # the probes fail
+        monkeypatch.setattr(
+            local, "_redis_subscriber_loop", lambda: journal.append("run")
         )
-        init = mocker.patch.object(
-            bridge, "_init_redis", side_effect=lambda: journal.append("init")
-        )
-        return SimpleNamespace(loop=loop, init=init, clock=clock, journal=journal)
+        monkeypatch.setattr(local, "_init_redis", lambda: journal.append("connect"))
+        self.clock(monkeypatch, 0.0)
+        return journal
 
-    def test_supervise_restarts_with_capped_exponential_back_off(
-        self, bridge: EventBridge, stop_event: Any, runs: SimpleNamespace
+    def clock(self, monkeypatch: pytest.MonkeyPatch, *readings: float) -> None:
+        monkeypatch.setattr(
+            "osism.services.bridge_subscriber.time", FakeClock(*readings)
+        )
+
+    def test_it_restarts_with_capped_exponential_back_off(
+        self, local: EventBridge, stop_event: Any, journal: List[Any]
     ) -> None:
-        event = stop_event(bridge, stop_on_wait=7)
-        bridge._supervise_subscriber()
+        event = stop_event(local, stop_on_wait=7)
+        local._supervise_subscriber()
         assert event.waits == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0, 8.0]
-        assert runs.loop.call_count == 7
-        assert bridge.subscriber_restarts == 7
+        assert journal.count("run") == 7
+        assert local.status()["subscriber_restarts"] == 7
 
-    def test_supervise_reinitialises_redis_before_each_restart(
-        self, bridge: EventBridge, stop_event: Any, runs: SimpleNamespace
+    def test_it_reconnects_before_each_restart(
+        self, local: EventBridge, stop_event: Any, journal: List[Any]
     ) -> None:
-        event = stop_event(bridge, stop_on_wait=3)
-        event.journal = runs.journal
-        bridge._supervise_subscriber()
-        assert runs.journal == [
+        event = stop_event(local, stop_on_wait=3)
+        event.journal = journal
+        local._supervise_subscriber()
+        assert journal == [
             "run",
             ("wait", 1.0),
-            "init",
+            "connect",
             "run",
             ("wait", 2.0),
-            "init",
+            "connect",
             "run",
             ("wait", 4.0),
         ]
-        runs.init.assert_called_with()
 
-    def test_supervise_logs_each_restart(
+    def test_it_logs_each_restart(
         self,
-        bridge: EventBridge,
+        local: EventBridge,
         stop_event: Any,
-        runs: SimpleNamespace,
+        journal: List[Any],
         caplog_bridge: Any,
     ) -> None:
-        stop_event(bridge, stop_on_wait=2)
-        bridge._supervise_subscriber()
+        stop_event(local, stop_on_wait=2)
+        local._supervise_subscriber()
         assert logged(caplog_bridge, logging.WARNING) == [
             "Redis subscriber stopped; starting it again in 1.0 s (restart 1)",
             "Redis subscriber stopped; starting it again in 2.0 s (restart 2)",
@@ -1359,184 +1453,190 @@ class TestSuperviseSubscriber:
         [(2 * MAX_DELAY, MAX_DELAY), (2 * MAX_DELAY + 0.5, 1.0)],
         ids=["not-long-enough", "long-healthy-run-resets"],
     )
-    def test_supervise_resets_delay_after_long_healthy_run(
+    def test_a_long_healthy_run_resets_the_delay(
         self,
-        bridge: EventBridge,
+        local: EventBridge,
         stop_event: Any,
-        runs: SimpleNamespace,
+        journal: List[Any],
+        monkeypatch: pytest.MonkeyPatch,
         healthy_for: float,
         next_delay: float,
     ) -> None:
-        event = stop_event(bridge, stop_on_wait=4)
+        event = stop_event(local, stop_on_wait=4)
         # start/end of three short runs, then one that stayed up healthy_for s
-        runs.clock.monotonic.side_effect = [0.0] * 6 + [100.0, 100.0 + healthy_for]
-        bridge._supervise_subscriber()
+        self.clock(monkeypatch, *[0.0] * 6, 100.0, 100.0 + healthy_for)
+        local._supervise_subscriber()
         assert event.waits == [1.0, 2.0, 4.0, next_delay]
 
-    def test_supervise_exits_at_once_when_shutdown_is_set(
-        self, bridge: EventBridge, no_wait: StopEvent, runs: SimpleNamespace
+    def test_it_does_not_start_after_a_shutdown(
+        self, local: EventBridge, stop_event: Any, journal: List[Any]
     ) -> None:
-        no_wait.set()
-        bridge._supervise_subscriber()
-        runs.loop.assert_not_called()
-        assert bridge.subscriber_restarts == 0
+        stop_event(local).set()
+        local._supervise_subscriber()
+        assert journal == []
+        assert local.status()["subscriber_restarts"] == 0
 
-    def test_supervise_exits_when_loop_returns_for_shutdown(
+    def test_a_loop_that_ends_for_shutdown_is_not_restarted(
         self,
-        bridge: EventBridge,
-        no_wait: StopEvent,
-        runs: SimpleNamespace,
-        caplog: pytest.LogCaptureFixture,
+        local: EventBridge,
+        stop_event: Any,
+        journal: List[Any],
+        monkeypatch: pytest.MonkeyPatch,
+        caplog_bridge: Any,
     ) -> None:
-        runs.loop.side_effect = no_wait.set
-        with caplog.at_level(logging.INFO, LOGGER):
-            bridge._supervise_subscriber()
-        runs.loop.assert_called_once_with()
-        runs.init.assert_not_called()
-        assert no_wait.waits == []
-        assert bridge.subscriber_restarts == 0
-        assert logged(caplog, logging.INFO) == ["Redis subscriber stopped for shutdown"]
+        event = stop_event(local)
 
-    def test_supervise_exits_when_shutdown_during_back_off(
-        self, bridge: EventBridge, stop_event: Any, runs: SimpleNamespace
+        def run_until_shutdown() -> None:
+            journal.append("run")
+            event.set()
+
+        monkeypatch.setattr(local, "_redis_subscriber_loop", run_until_shutdown)
+        local._supervise_subscriber()
+        assert journal == ["run"]
+        assert event.waits == []
+        assert local.status()["subscriber_restarts"] == 0
+        assert logged(caplog_bridge, logging.INFO) == [
+            "Redis subscriber stopped for shutdown"
+        ]
+
+    def test_a_shutdown_during_the_back_off_ends_it(
+        self, local: EventBridge, stop_event: Any, journal: List[Any]
     ) -> None:
-        event = stop_event(bridge, stop_on_wait=1)
-        bridge._supervise_subscriber()
-        runs.loop.assert_called_once_with()
-        runs.init.assert_not_called()
+        event = stop_event(local, stop_on_wait=1)
+        local._supervise_subscriber()
+        assert journal == ["run"]
         assert event.waits == [1.0]
 
 
 class TestRestartBackOff:
     """The supervisor's back-off ends early once Redis answers a probe."""
 
-    @pytest.fixture
-    def answers(self, mocker: Any) -> MagicMock:
-        return mocker.patch("osism.services.bridge_link._redis_answers")
-
-    def test_probes_each_second_and_restarts_once_redis_answers(
+    def test_it_probes_each_second_and_restarts_once_redis_answers(
         self,
-        bridge: EventBridge,
-        no_wait: StopEvent,
-        answers: MagicMock,
+        local: EventBridge,
+        stop_event: Any,
+        server: FakeRedisServer,
         caplog_bridge: Any,
     ) -> None:
-        answers.side_effect = [False, False, True]
-        assert bridge._back_off(8.0) is False
-        assert no_wait.waits == [1.0, 1.0, 1.0]
-        assert answers.call_count == 3
+        event = stop_event(local)
+        server.connected = False
+        event.on_wait = lambda: setattr(server, "connected", len(event.waits) == 3)
+        assert local._back_off(8.0) is False
+        assert event.waits == [1.0, 1.0, 1.0]
+        assert server.probes() == 3
         assert logged(caplog_bridge, logging.INFO) == [
             "Redis answers again; restarting the subscriber now"
         ]
 
-    def test_waits_the_whole_delay_while_redis_is_silent(
-        self, bridge: EventBridge, no_wait: StopEvent, answers: MagicMock
+    def test_it_waits_the_whole_delay_while_redis_is_silent(
+        self, local: EventBridge, stop_event: Any, server: FakeRedisServer
     ) -> None:
-        answers.return_value = False
-        assert bridge._back_off(2.5) is False
-        assert no_wait.waits == [1.0, 1.0, 0.5]
-        assert answers.call_count == 2  # none after the last slice
+        event = stop_event(local)
+        server.connected = False
+        assert local._back_off(2.5) is False
+        assert event.waits == [1.0, 1.0, 0.5]
+        assert server.probes() == 2  # none after the last slice
 
     def test_a_shutdown_ends_it(
-        self, bridge: EventBridge, stop_event: Any, answers: MagicMock
+        self, local: EventBridge, stop_event: Any, server: FakeRedisServer
     ) -> None:
-        event = stop_event(bridge, stop_on_wait=2)
-        answers.return_value = False
-        assert bridge._back_off(8.0) is True
+        event = stop_event(local, stop_on_wait=2)
+        server.connected = False
+        assert local._back_off(8.0) is True
         assert event.waits == [1.0, 1.0]
 
 
-def loop_state(running: bool, closed: bool) -> MagicMock:
-    loop = MagicMock(spec=asyncio.AbstractEventLoop)
-    loop.is_running.return_value = running
-    loop.is_closed.return_value = closed
-    return loop
+class ClockQueue(queue.Queue):  # type: ignore[type-arg]
+    """The local queue on a fake clock: a get() on an empty queue waits out
+    its timeout at once (``waited``) and raises queue.Empty."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waited: List[Optional[float]] = []
+
+    def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
+        try:
+            return super().get(block=False)
+        except queue.Empty:
+            self.waited.append(timeout)
+            raise
 
 
 class TestProcessEvents:
     """EventBridge._process_events (the local-queue processor loop)."""
 
-    @pytest.fixture
-    def process(self, mocker: Any, bridge: EventBridge) -> MagicMock:
-        return mocker.patch.object(bridge, "_process_single_event")
-
-    def test_process_events_processes_queued_event_and_marks_it_done(
-        self, bridge: EventBridge, no_wait: StopEvent, process: MagicMock
+    @pytest.mark.asyncio
+    async def test_queued_events_reach_the_manager_in_order(
+        self, local: EventBridge, stop_event: Any, manager: WebSocketManager
     ) -> None:
-        event = {"event_type": EVENT_TYPE, "payload": PAYLOAD}
-        bridge._event_queue.put_nowait(event)
-        process.side_effect = lambda data: no_wait.set()
-        bridge._process_events()
-        process.assert_called_once_with(event)
-        assert bridge._event_queue.unfinished_tasks == 0
-
-    def test_process_events_keeps_queue_order(
-        self, bridge: EventBridge, no_wait: StopEvent, process: MagicMock
-    ) -> None:
+        local._websocket_manager = manager
         for name in ("a", "b", "c"):
-            bridge._event_queue.put_nowait({"event_type": name, "payload": {}})
-        process.side_effect = stop_on_last(no_wait, None, None, None)
-        bridge._process_events()
-        assert [c.args[0]["event_type"] for c in process.call_args_list] == [
-            "a",
-            "b",
-            "c",
+            local.add_event(f"compute.instance.{name}", {})
+        stop_event(local, stop_on_check=4)  # after three events
+        local._process_events()
+        events = await received(manager, 3)
+        assert [e.event_type for e in events] == [
+            "compute.instance.a",
+            "compute.instance.b",
+            "compute.instance.c",
         ]
+        assert local._event_queue.unfinished_tasks == 0
 
-    def test_process_events_empty_queue_continues_until_shutdown(
-        self, mocker: Any, bridge: EventBridge, no_wait: StopEvent, process: MagicMock
+    def test_an_idle_processor_looks_for_shutdown_every_second(
+        self, local: EventBridge, stop_event: Any
     ) -> None:
-        get = mocker.patch.object(
-            bridge._event_queue,
-            "get",
-            side_effect=stop_on_last(no_wait, queue.Empty, queue.Empty, queue.Empty),
-        )
-        bridge._process_events()
-        assert get.call_args_list == [call(timeout=1.0)] * 3
-        process.assert_not_called()
+        waiting = local._event_queue = ClockQueue()
+        stop_event(local, stop_on_check=4)
+        local._process_events()
+        assert waiting.waited == [1.0, 1.0, 1.0]
 
-    def test_process_events_exits_at_once_when_shutdown_is_set(
-        self, mocker: Any, bridge: EventBridge, no_wait: StopEvent, process: MagicMock
+    def test_a_processor_after_shutdown_does_not_read(
+        self, local: EventBridge, stop_event: Any
     ) -> None:
-        get = mocker.spy(bridge._event_queue, "get")
-        no_wait.set()
-        bridge._process_events()
-        get.assert_not_called()
-        process.assert_not_called()
+        local.add_event(EVENT_TYPE, PAYLOAD)
+        stop_event(local).set()
+        local._process_events()
+        assert len(queued(local)) == 1
 
-    def test_the_wake_up_left_by_a_shutdown_is_not_an_event(
+    @pytest.mark.asyncio
+    async def test_the_wake_up_left_by_a_shutdown_is_not_an_event(
         self,
-        bridge: EventBridge,
+        local: EventBridge,
+        threads: FakeThreads,
         stop_event: Any,
-        process: MagicMock,
+        manager: WebSocketManager,
         caplog_bridge: Any,
     ) -> None:
-        bridge._processor_thread = thread_mock(alive=True)
-        bridge.shutdown()  # wakes the processor through its queue
-        event = {"event_type": EVENT_TYPE, "payload": PAYLOAD}
-        bridge._event_queue.put_nowait(event)
+        local.set_websocket_manager(manager)
+        threads.named(PROCESSOR).hangs = True  # still waiting on its queue
+        local.shutdown()  # wakes the processor through its queue
+        local.add_event(EVENT_TYPE, PAYLOAD)
         # A processor started again later reads on past the stale wake-up.
-        running = stop_event(bridge)
-        process.side_effect = lambda data: running.set()
-        bridge._process_events()
-        process.assert_called_once_with(event)
+        stop_event(local, stop_on_check=3)
+        local._process_events()
+        [event] = await received(manager, 1)
+        assert event.event_type == EVENT_TYPE
+        assert manager.event_queue.empty()
         assert logged(caplog_bridge, logging.ERROR) == []
 
-    def test_process_events_error_is_logged_and_loop_continues(
+    @pytest.mark.asyncio
+    async def test_an_event_the_manager_fails_on_is_logged_and_the_loop_goes_on(
         self,
-        bridge: EventBridge,
-        no_wait: StopEvent,
-        process: MagicMock,
+        local: EventBridge,
+        stop_event: Any,
+        manager: WebSocketManager,
         caplog_bridge: Any,
     ) -> None:
-        for name in ("a", "b"):
-            bridge._event_queue.put_nowait({"event_type": name, "payload": {}})
-        process.side_effect = stop_on_last(no_wait, RuntimeError("bad event"), None)
-        bridge._process_events()
-        assert process.call_count == 2
-        assert bridge._event_queue.unfinished_tasks == 0
+        local._websocket_manager = FlakyManager(manager)
+        local.add_event("broken", {})
+        local.add_event(EVENT_TYPE, {"n": 1})
+        stop_event(local, stop_on_check=3)
+        local._process_events()
+        [event] = await received(manager, 1)
+        assert event.data["n"] == 1
+        assert local._event_queue.unfinished_tasks == 0
         assert logged(caplog_bridge, logging.ERROR) == [
-            "Error processing local event: bad event; continuing"
+            "Error processing local event: manager broke; continuing"
         ]
 
 
