@@ -21,27 +21,21 @@ from tests.conftest import async_wait_until
 from tests.integration.conftest import ReportFigure, StartApi
 from tests.integration.scenario import User, connect, event, ironic
 from tests.integration.servers import ApiServer, RedisServer
-from tests.integration.test_listener import (  # noqa: F401 (fixtures)
-    DEFAULT_KEYS,
-    POWER_SET,
-    Broker,
-    ListenerProcess,
-    broker,
-    start_listener,
-)
+from tests.integration.rabbitmq import DEFAULT_KEYS, Broker, ListenerProcess
+from tests.integration.test_listener import POWER_SET
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def rabbit(broker: Broker) -> Broker:  # noqa: F811
-    """test_listener's broker fixture: this test's queues and exchanges."""
+def rabbit(broker: Broker) -> Broker:
+    """conftest's broker fixture: this test's queues and exchanges."""
     return broker
 
 
 @pytest.fixture
-def listeners(start_listener: Any) -> Any:  # noqa: F811
-    """test_listener's start_listener fixture."""
+def listeners(start_listener: Any) -> Any:
+    """conftest's start_listener fixture."""
     return start_listener
 
 

@@ -23,11 +23,7 @@ import pytest
 
 from tests.integration.conftest import StartApi
 from tests.integration.scenario import User, connect
-from tests.integration.test_listener import (  # noqa: F401 (fixtures)
-    Broker,
-    broker,
-    start_listener,
-)
+from tests.integration.rabbitmq import Broker
 from tests.openstack_samples import Sample, load_all
 
 pytestmark = pytest.mark.integration
@@ -80,7 +76,7 @@ def post(url: str, body: Dict[str, Any]) -> int:
 @pytest.mark.asyncio
 @pytest.mark.timeout(120)
 async def test_every_sample_reaches_clients_with_service_node_resource_and_metadata(
-    start_api: StartApi, start_listener: Any, broker: Broker  # noqa: F811
+    start_api: StartApi, start_listener: Any, broker: Broker
 ) -> None:
     samples = load_all()
     api = start_api()

@@ -35,9 +35,7 @@ from tests.integration.servers import (
     find_redis_server,
     free_port,
 )
-from tests.integration.test_listener import (
-    BROKER_MISSING,
-    BROKER_URL,
+from tests.integration.rabbitmq import (
     DEFAULT_KEYS,
     Broker,
     ListenerProcess,
@@ -103,19 +101,6 @@ def apis(tmp_path: Path, register: Callable[[Any], Any]) -> Iterator[StartApi]:
     yield start
     for api in started:
         api.stop()
-
-
-@pytest.fixture
-def broker() -> Iterator[Broker]:
-    broker = Broker(BROKER_URL)
-    try:
-        broker.connection.ensure_connection(max_retries=1)
-    except Exception as exc:
-        pytest.fail(BROKER_MISSING.format(url=BROKER_URL, error=exc), pytrace=False)
-    try:
-        yield broker
-    finally:
-        broker.cleanup()
 
 
 @pytest.fixture
