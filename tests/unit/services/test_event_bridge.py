@@ -27,7 +27,6 @@ import uuid
 from concurrent.futures import Future
 from types import SimpleNamespace
 from typing import Any, Callable, Dict, Iterator, List, Optional
-from unittest.mock import AsyncMock, MagicMock, call
 
 import fakeredis
 import pytest
@@ -40,7 +39,6 @@ from osism.services.bridge_link import _redis_answers
 from osism.services.event_bridge import CHANNEL, EventBridge, _log_failure
 from osism.services.event_log import position_key
 from osism.services.redis_log import RedisEventLog
-from osism.services.subscription import DeadConnection
 from osism.services.websocket_manager import WebSocketManager
 from tests.conftest import async_wait_until
 
@@ -228,29 +226,6 @@ class BrokenPubSub:
         raise RuntimeError(self.error)
 
 
-def stop_on_last(event: threading.Event, *results: Any) -> Callable[..., Any]:
-    """A side effect giving ``results`` one per call (exceptions are raised).
-
-    The call that gives the last result sets ``event`` first, as a shutdown
-    arriving meanwhile would; any later call gives the last result again.
-    """
-    pending = list(results)
-
-    def effect(*args: Any, **kwargs: Any) -> Any:
-        if len(pending) > 1:
-            result = pending.pop(0)
-        else:
-            event.set()
-            result = pending[0]
-        if isinstance(result, BaseException) or (
-            isinstance(result, type) and issubclass(result, BaseException)
-        ):
-            raise result
-        return result
-
-    return effect
-
-
 def message(event_type: str = EVENT_TYPE, payload: Any = None) -> dict:
     """A pub/sub message as ``PubSub.get_message`` returns it."""
     body = {
@@ -258,9 +233,6 @@ def message(event_type: str = EVENT_TYPE, payload: Any = None) -> dict:
         "payload": PAYLOAD if payload is None else payload,
     }
     return {"type": "message", "channel": CHANNEL, "data": json.dumps(body)}
-
-
-SUBSCRIBED = {"type": "subscribe", "channel": CHANNEL, "data": 1}
 
 
 def logged(caplog: pytest.LogCaptureFixture, level: int) -> List[str]:
@@ -275,12 +247,6 @@ def logged(caplog: pytest.LogCaptureFixture, level: int) -> List[str]:
 def queued(bridge: EventBridge) -> List[Any]:
     """The events in the bridge's local queue, oldest first (not consumed)."""
     return list(bridge._event_queue.queue)
-
-
-def thread_mock(alive: bool) -> MagicMock:
-    thread = MagicMock(spec=threading.Thread)
-    thread.is_alive.return_value = alive
-    return thread
 
 
 @pytest.fixture(autouse=True)
@@ -382,36 +348,6 @@ def subscribe(pubsub: Any) -> Any:
     pubsub.subscribe(CHANNEL)
     assert pubsub.get_message(timeout=0.1)["type"] == "subscribe"
     return pubsub
-
-
-# The bridges the tests below this line still build on mocks.
-@pytest.fixture
-def redis_cls(mocker: Any) -> MagicMock:
-    """``redis.Redis`` as the bridge sees it; its client answers ping."""
-    cls = mocker.patch("osism.services.event_bridge.redis.Redis")
-    cls.return_value.publish.return_value = 1
-    return cls
-
-
-@pytest.fixture
-def client(redis_cls: MagicMock) -> MagicMock:
-    return redis_cls.return_value
-
-
-@pytest.fixture
-def make_bridge(redis_cls: MagicMock) -> Callable[..., EventBridge]:
-    """Fresh bridges, always built with redis.Redis patched."""
-    return EventBridge
-
-
-@pytest.fixture
-def bridge(make_bridge: Callable[..., EventBridge]) -> EventBridge:
-    return make_bridge()
-
-
-@pytest.fixture
-def no_wait(bridge: EventBridge, stop_event: Any) -> StopEvent:
-    return stop_event(bridge)
 
 
 class TestConnecting:
@@ -869,6 +805,7 @@ class TestStatus:
     def test_a_redis_bridge_reports_its_subscription_and_what_it_published(
         self,
         live: EventBridge,
+        redis_view: fakeredis.FakeRedis,
         threads: FakeThreads,
         stop_event: Any,
         monkeypatch: pytest.MonkeyPatch,
@@ -896,7 +833,7 @@ class TestStatus:
         assert confirmed["subscriber_alive"] is True
         assert confirmed["processor_alive"] is True
         assert confirmed["published"] == 3
-        assert confirmed["last_position"] == live._redis_log.last_position()
+        assert confirmed["last_position"] == log_tail(redis_view)
         status = live.status()
         assert (status["subscribed"], status["subscriber_restarts"]) == (False, 1)
         assert status["subscriber_alive"] is False
@@ -1907,7 +1844,7 @@ class TestAddEvent:
         self,
         live: EventBridge,
         redis_view: fakeredis.FakeRedis,
-        mocker: Any,
+        monkeypatch: pytest.MonkeyPatch,
         caplog_bridge: Any,
     ) -> None:
         clients = []
@@ -1919,7 +1856,7 @@ class TestAddEvent:
                 raise redis.ConnectionError("reset")
             return real_append(log, envelope)
 
-        mocker.patch.object(RedisEventLog, "append", autospec=True, side_effect=append)
+        monkeypatch.setattr(RedisEventLog, "append", append)
         assert live.add_event(EVENT_TYPE, PAYLOAD) is True
         [event] = logged_events(redis_view)
         assert event["payload"] == PAYLOAD
@@ -1940,66 +1877,95 @@ class TestAddEvent:
             ),
             (None, []),
         ],
-        ids=["fails", "no-redis"],
+        ids=["fails-again", "redis-gone"],
     )
     def test_a_reconnect_that_does_not_help_is_false(
         self,
-        bridge: EventBridge,
-        client: MagicMock,
-        mocker: Any,
+        live: EventBridge,
+        server: FakeRedisServer,
+        redis_view: fakeredis.FakeRedis,
+        monkeypatch: pytest.MonkeyPatch,
         caplog_bridge: Any,
         second: Optional[Exception],
         warnings: List[str],
     ) -> None:
-        mocker.patch(
-            "osism.services.redis_log.RedisEventLog.append",
-            side_effect=[redis.ConnectionError("reset"), second],
-        )
-        if second is None:
-            client.ping.side_effect = ConnectionError("refused")
-        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is False
+        failures: List[Exception] = [redis.ConnectionError("reset")]
+        if second is not None:
+            failures.append(second)
+
+        def append(log: RedisEventLog, envelope: Dict[str, Any]) -> Any:
+            if second is None:
+                server.connected = False  # the reconnect finds no Redis
+            raise failures.pop(0)
+
+        monkeypatch.setattr(RedisEventLog, "append", append)
+        assert live.add_event(EVENT_TYPE, PAYLOAD) is False
         assert logged(caplog_bridge, logging.WARNING) == [
             f"Appending {EVENT_TYPE} failed: reset",
             *warnings,
         ]
+        server.connected = True
+        assert logged_events(redis_view) == []
 
     def test_a_publisher_does_not_wait_for_another_threads_reconnect(
-        self, bridge: EventBridge, mocker: Any
+        self, live: EventBridge, server: FakeRedisServer
     ) -> None:
-        bridge._redis_client = None
-        lock = MagicMock()
-        lock.acquire.return_value = False  # the subscriber is reconnecting
-        bridge._redis_lock = lock
-        init = mocker.patch.object(bridge, "_init_redis")
-        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is False
-        lock.acquire.assert_called_once_with(blocking=False)
-        init.assert_not_called()
+        class HeldElsewhere:
+            """The bridge's lock while the subscriber thread reconnects."""
+
+            def acquire(self, blocking: bool = True) -> bool:
+                if blocking:
+                    pytest.fail("the publisher waits for the other thread")
+                return False
+
+        server.connected = False
+        assert live.add_event(EVENT_TYPE, PAYLOAD) is False  # Redis went away
+        server.connected = True
+        clients = len(server.built)
+        live._redis_lock = HeldElsewhere()  # type: ignore[assignment]
+        assert live.add_event(EVENT_TYPE, PAYLOAD) is False
+        assert len(server.built) == clients  # no connection of its own
 
     def test_a_timeout_is_not_retried(
         self,
-        bridge: EventBridge,
-        redis_cls: MagicMock,
-        mocker: Any,
+        live: EventBridge,
+        server: FakeRedisServer,
+        monkeypatch: pytest.MonkeyPatch,
         caplog_bridge: Any,
     ) -> None:
         # A frozen Redis: one socket timeout, no second wait on top.
-        append = mocker.patch(
-            "osism.services.redis_log.RedisEventLog.append",
-            side_effect=redis.TimeoutError("Timeout reading from socket"),
-        )
-        assert bridge.add_event(EVENT_TYPE, PAYLOAD) is False
-        assert (append.call_count, redis_cls.call_count) == (1, 1)
+        attempts: List[str] = []
+
+        def frozen(log: RedisEventLog, envelope: Dict[str, Any]) -> Any:
+            attempts.append(envelope["id"])
+            raise redis.TimeoutError("Timeout reading from socket")
+
+        monkeypatch.setattr(RedisEventLog, "append", frozen)
+        assert live.add_event(EVENT_TYPE, PAYLOAD) is False
+        assert len(attempts) == 1
+        assert len(server.built) == 1  # no reconnect
         assert logged(caplog_bridge, logging.WARNING) == [
             f"Redis did not take {EVENT_TYPE}: Timeout reading from socket; not taken"
         ]
 
+    @pytest.mark.parametrize(
+        "error, tries",
+        [(redis.ConnectionError("reset"), 2), (redis.TimeoutError("frozen"), 1)],
+        ids=["broken-connection-once-more", "timeout-never"],
+    )
     def test_the_clients_retry_broken_connections_once_and_timeouts_never(
-        self, live: EventBridge
+        self, live: EventBridge, error: Exception, tries: int
     ) -> None:
+        attempts: List[int] = []
+
+        def command() -> str:
+            attempts.append(1)
+            raise error
+
         retry = live._redis_client.get_retry()
-        assert retry.get_retries() == 1
-        assert redis.ConnectionError in retry._supported_errors
-        assert redis.TimeoutError not in retry._supported_errors
+        with pytest.raises(type(error)):
+            retry.call_with_retry(command, lambda error: None)
+        assert len(attempts) == tries
 
     def test_a_payload_that_is_not_json_is_an_error_and_false(
         self, live: EventBridge, caplog_bridge: Any
@@ -2026,62 +1992,64 @@ class TestEmbeddedMode:
     """Without Redis at start: the bounded history lives in this process."""
 
     def test_events_are_logged_in_memory_and_handed_on_in_order(
-        self, make_bridge: Any
+        self, local: EventBridge
     ) -> None:
-        bridge = make_bridge(connect=False)
         for n in range(3):
-            assert bridge.add_event(EVENT_TYPE, {"n": n}) is True
-        handed = queued(bridge)
+            assert local.add_event(EVENT_TYPE, {"n": n}) is True
+        handed = queued(local)
         assert [e["payload"] for e in handed] == [{"n": 0}, {"n": 1}, {"n": 2}]
         positions = [e["stream_id"] for e in handed]
         assert positions == sorted(positions, key=position_key)
-        assert bridge.status()["local_history"] == 3
+        assert local.status()["local_history"] == 3
 
     def test_the_history_holds_event_history_size_events(
-        self, make_bridge: Any, monkeypatch: pytest.MonkeyPatch
+        self, server: FakeRedisServer, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setattr(settings, "EVENT_HISTORY_SIZE", 2)
-        bridge = make_bridge(connect=False)
+        bridge = EventBridge(connect=False)
         for n in range(3):
             bridge.add_event(EVENT_TYPE, {"n": n})
         assert bridge.status()["local_history"] == 2
 
     def test_a_redelivery_after_the_dedupe_window_is_logged_again(
-        self, make_bridge: Any, monkeypatch: pytest.MonkeyPatch
+        self, server: FakeRedisServer, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setattr(settings, "EVENT_DEDUPE_SECONDS", 0)
-        bridge = make_bridge(connect=False)
+        bridge = EventBridge(connect=False)
         meta = {"message_id": str(uuid.uuid4())}
         bridge.add_event(EVENT_TYPE, PAYLOAD, meta=meta)
         bridge.add_event(EVENT_TYPE, PAYLOAD, meta=meta)
         assert (len(queued(bridge)), bridge.status()["duplicates"]) == (2, 0)
 
-    def test_a_redelivery_is_logged_and_handed_on_once(self, make_bridge: Any) -> None:
-        bridge = make_bridge(connect=False)
+    def test_a_redelivery_is_logged_and_handed_on_once(
+        self, local: EventBridge
+    ) -> None:
         meta = {"message_id": str(uuid.uuid4())}
-        assert bridge.add_event(EVENT_TYPE, PAYLOAD, meta=meta) is True
-        assert bridge.add_event(EVENT_TYPE, PAYLOAD, meta=meta) is True
-        assert [e["id"] for e in queued(bridge)] == [meta["message_id"]]
-        assert bridge.status()["duplicates"] == 1
+        assert local.add_event(EVENT_TYPE, PAYLOAD, meta=meta) is True
+        assert local.add_event(EVENT_TYPE, PAYLOAD, meta=meta) is True
+        assert [e["id"] for e in queued(local)] == [meta["message_id"]]
+        assert local.status()["duplicates"] == 1
 
     def test_a_full_hand_off_queue_drops_the_oldest_waiting_but_logs_all(
-        self, make_bridge: Any, caplog_bridge: Any
+        self, server: FakeRedisServer, caplog_bridge: Any
     ) -> None:
-        bridge = make_bridge(connect=False, queue_size=2)
-        for n in range(4):
-            assert bridge.add_event(EVENT_TYPE, {"n": n}) is True
+        bridge = EventBridge(connect=False, queue_size=2)
+        ids = [str(uuid.uuid4()) for _ in range(4)]
+        for n, event_id in enumerate(ids):
+            meta = {"message_id": event_id}
+            assert bridge.add_event(EVENT_TYPE, {"n": n}, meta=meta) is True
         assert [e["payload"]["n"] for e in queued(bridge)] == [2, 3]
-        assert bridge.dropped_events == 2
+        assert bridge.status()["dropped_events"] == 2
         assert len(logged(caplog_bridge, logging.WARNING)) == 1  # rate-limited
-        # Still in the log: a client can resume from it.
-        assert len(bridge._memory_log.read_after(None, 10)) == 4
+        # Still in the log: a client that saw the first can resume.
+        replay = bridge.replay(ids[0], 10)
+        assert [e.event["id"] for e in replay.entries] == ids[1:]
 
-    def test_replay_reads_the_memory_log(self, make_bridge: Any) -> None:
-        bridge = make_bridge(connect=False)
+    def test_replay_reads_the_memory_log(self, local: EventBridge) -> None:
         for n in range(4):
-            bridge.add_event(EVENT_TYPE, {"n": n})
-        first = queued(bridge)[0]["id"]
-        replay = bridge.replay(first, 10)
+            local.add_event(EVENT_TYPE, {"n": n})
+        first = queued(local)[0]["id"]
+        replay = local.replay(first, 10)
         assert [e.event["payload"]["n"] for e in replay.entries] == [1, 2, 3]
         assert (replay.recovered, replay.oldest_id) == (True, first)
 
@@ -2123,75 +2091,73 @@ def envelope_of(event_type: str = EVENT_TYPE, **extra: Any) -> Dict[str, Any]:
     return {"event_type": event_type, "payload": PAYLOAD, **extra}
 
 
+class FailingManager:
+    """A manager on ``loop`` whose broadcast fails once it runs."""
+
+    def __init__(self, loop: Optional[asyncio.AbstractEventLoop]) -> None:
+        self.loop = loop
+
+    async def broadcast_event_from_notification(
+        self, event_type: str, payload: Any, **kwargs: Any
+    ) -> None:
+        raise RuntimeError("broken")
+
+
 class TestProcessSingleEvent:
     """EventBridge._process_single_event: where threads meet asyncio."""
 
     def test_without_manager_warns_and_returns(
-        self, bridge: EventBridge, caplog_bridge: Any
+        self, local: EventBridge, caplog_bridge: Any
     ) -> None:
-        bridge._process_single_event(envelope_of())
+        local._process_single_event(envelope_of())
         assert logged(caplog_bridge, logging.WARNING) == [
             "No WebSocket manager available; event dropped"
         ]
         assert logged(caplog_bridge, logging.ERROR) == []
 
     @pytest.mark.asyncio
-    async def test_hands_the_coroutine_to_the_manager_loop(
-        self, bridge: EventBridge
+    async def test_the_manager_gets_the_event_with_what_the_log_said(
+        self, local: EventBridge, manager: WebSocketManager
     ) -> None:
-        manager = MagicMock()
-        manager.loop = asyncio.get_running_loop()
-        manager.broadcast_event_from_notification = AsyncMock()
-        bridge._websocket_manager = manager
-        meta = {"service": "ironic"}
-        bridge._process_single_event(
+        local._websocket_manager = manager
+        meta = {"service": "ironic", "priority": "info"}
+        local._process_single_event(
             envelope_of(id="e1", timestamp="2026-01-01T00:00:00Z", meta=meta)
             | {"stream_id": "5-0"}
         )
-        await async_wait_until(
-            lambda: manager.broadcast_event_from_notification.await_count == 1
+        [event] = await received(manager, 1)
+        assert (event.event_type, event.node_name) == (EVENT_TYPE, "node1")
+        assert (event.id, event.timestamp, event.position) == (
+            "e1",
+            "2026-01-01T00:00:00Z",
+            "5-0",
         )
-        manager.broadcast_event_from_notification.assert_awaited_once_with(
-            EVENT_TYPE,
-            PAYLOAD,
-            meta=meta,
-            event_id="e1",
-            timestamp="2026-01-01T00:00:00Z",
-            position="5-0",
-        )
+        assert event.data["_osism"]["priority"] == "INFO"
 
     @pytest.mark.asyncio
-    async def test_a_plain_seed_message_and_missing_keys(
-        self, bridge: EventBridge
+    async def test_a_plain_seed_message_and_one_without_keys(
+        self, local: EventBridge, manager: WebSocketManager
     ) -> None:
-        manager = MagicMock()
-        manager.loop = asyncio.get_running_loop()
-        manager.broadcast_event_from_notification = AsyncMock()
-        bridge._websocket_manager = manager
-        bridge._process_single_event({"event_type": EVENT_TYPE, "payload": PAYLOAD})
-        bridge._process_single_event({})
-        await async_wait_until(
-            lambda: manager.broadcast_event_from_notification.await_count == 2
-        )
-        calls = manager.broadcast_event_from_notification.await_args_list
-        none = dict(meta=None, event_id=None, timestamp=None, position=None)
-        assert calls == [call(EVENT_TYPE, PAYLOAD, **none), call("", {}, **none)]
+        local._websocket_manager = manager
+        local._process_single_event({"event_type": EVENT_TYPE, "payload": PAYLOAD})
+        local._process_single_event({})
+        plain, empty = await received(manager, 2)
+        assert (plain.event_type, plain.node_name) == (EVENT_TYPE, "node1")
+        assert plain.position is None and "_osism" not in plain.data
+        uuid.UUID(plain.id)  # one of its own
+        assert (empty.event_type, empty.data["service_type"]) == ("", "unknown")
 
     @pytest.mark.asyncio
-    async def test_a_real_manager_gets_the_events_in_order_with_their_ids(
-        self, make_bridge: Any
+    async def test_events_from_the_log_keep_their_order_ids_and_positions(
+        self, local: EventBridge, manager: WebSocketManager
     ) -> None:
-        bridge = make_bridge(connect=False)
-        manager = WebSocketManager()
-        manager.loop = asyncio.get_running_loop()
-        bridge._websocket_manager = manager
+        local._websocket_manager = manager
         for n in range(5):
-            bridge.add_event(EVENT_TYPE, {"n": n})
-        handed = queued(bridge)
+            local.add_event(EVENT_TYPE, {"n": n})
+        handed = queued(local)
         for event in handed:
-            bridge._process_single_event(event)
-        await async_wait_until(lambda: manager.event_queue.qsize() == 5)
-        events = [manager.event_queue.get_nowait() for _ in range(5)]
+            local._process_single_event(event)
+        events = await received(manager, 5)
         assert [e.data["n"] for e in events] == [0, 1, 2, 3, 4]
         assert [e.id for e in events] == [e["id"] for e in handed]
         assert [e.position for e in events] == [e["stream_id"] for e in handed]
@@ -2201,45 +2167,42 @@ class TestProcessSingleEvent:
         "loop", [None, "not-running", "closed", "not-a-loop", "no-loop"], ids=str
     )
     def test_without_a_running_loop_the_event_is_counted_not_run(
-        self, bridge: EventBridge, caplog_bridge: Any, loop: Any
+        self, local: EventBridge, caplog_bridge: Any, loop: Any
     ) -> None:
-        manager = MagicMock()
-        if loop == "no-loop":
-            del manager.loop
-        elif loop == "not-running":
-            manager.loop = asyncio.new_event_loop()
-        elif loop == "closed":
-            manager.loop = asyncio.new_event_loop()
-            manager.loop.close()
-        elif loop == "not-a-loop":
-            manager.loop = "loop"
-        else:
-            manager.loop = None
-        bridge._websocket_manager = manager
+        manager: Any
+        new_loop = asyncio.new_event_loop()
         try:
-            bridge._process_single_event(envelope_of())
-            bridge._process_single_event(envelope_of())
+            if loop == "no-loop":
+                manager = SimpleNamespace()  # nothing to call either
+            else:
+                manager = WebSocketManager()
+                manager.loop = {
+                    None: None,
+                    "not-running": new_loop,
+                    "closed": new_loop,
+                    "not-a-loop": "loop",
+                }[loop]
+                if loop == "closed":
+                    new_loop.close()
+            local._websocket_manager = manager
+            local._process_single_event(envelope_of())
+            local._process_single_event(envelope_of())
         finally:
-            if isinstance(getattr(manager, "loop", None), asyncio.AbstractEventLoop):
-                manager.loop.close()
-        manager.broadcast_event_from_notification.assert_not_called()
-        assert bridge.dropped_events == 2
+            new_loop.close()
+        if loop != "no-loop":
+            assert manager.event_queue.empty()
+        assert local.status()["dropped_events"] == 2
         assert logged(caplog_bridge, logging.WARNING) == [  # rate-limited
             "The WebSocket manager's loop is not running; "
             f"{EVENT_TYPE} not delivered (1 so far)"
         ]
 
     @pytest.mark.asyncio
-    async def test_a_failing_coroutine_is_logged(
-        self, bridge: EventBridge, caplog_bridge: Any
+    async def test_a_failing_broadcast_is_logged(
+        self, local: EventBridge, caplog_bridge: Any
     ) -> None:
-        manager = MagicMock()
-        manager.loop = asyncio.get_running_loop()
-        manager.broadcast_event_from_notification = AsyncMock(
-            side_effect=RuntimeError("broken")
-        )
-        bridge._websocket_manager = manager
-        bridge._process_single_event(envelope_of())
+        local._websocket_manager = FailingManager(asyncio.get_running_loop())
+        local._process_single_event(envelope_of())
         await async_wait_until(
             lambda: "Error broadcasting an event: broken"
             in logged(caplog_bridge, logging.ERROR)
@@ -2275,42 +2238,35 @@ class TestLogFailure:
         assert logged(caplog_bridge, logging.ERROR) == errors
 
 
+def log_tail(redis_view: fakeredis.FakeRedis) -> str:
+    """The position of the newest event in the log."""
+    [(position, _)] = redis_view.xrevrange(f"{CHANNEL}:log", count=1)
+    return str(position)
+
+
 class TestSubscriberCatchesUp:
     """The subscriber loop on fakeredis: after every (re)subscribe it reads
     the log from the last position it delivered, then continues live, with
     no gap and no duplicate. Without a manager, what it delivers lands on the
     local queue, where the test reads it."""
 
-    def drive(self, bridge: EventBridge, steps: List[Callable[[], None]]) -> None:
-        """Run the loop; before each get_message the next step runs; after
-        the last one, shutdown."""
-        subscriber = bridge._redis_subscriber
-        real = subscriber.get_message
-        pending = list(steps)
+    @pytest.fixture(autouse=True)
+    def stopped(self, live: EventBridge, stop_event: Any) -> StopEvent:
+        return stop_event(live)
 
-        def get_message(timeout: float) -> Any:
-            if not pending:
-                bridge._shutdown_event.set()
-                return None
-            pending.pop(0)()
-            return real(timeout=0.01)
-
-        subscriber.get_message = get_message
-        bridge._redis_subscriber_loop()
+    def publish(self, bridge: EventBridge, n: Any) -> Step:
+        return lambda: bridge.add_event(EVENT_TYPE, {"n": n}) and None
 
     def test_the_first_subscribe_starts_at_the_tail_then_goes_live(
-        self, live: EventBridge, caplog_bridge: Any
+        self,
+        live: EventBridge,
+        poll: Any,
+        redis_view: fakeredis.FakeRedis,
+        caplog_bridge: Any,
     ) -> None:
         live.add_event(EVENT_TYPE, {"n": "before"})
-        tail = live._redis_log.last_position()
-        self.drive(
-            live,
-            [
-                lambda: None,  # the confirmation: nothing to catch up
-                lambda: live.add_event(EVENT_TYPE, {"n": 1}),
-                lambda: live.add_event(EVENT_TYPE, {"n": 2}),
-            ],
-        )
+        tail = log_tail(redis_view)
+        poll(live, idle, self.publish(live, 1), self.publish(live, 2))
         assert [e["payload"]["n"] for e in queued(live)] == [1, 2]
         assert live.status()["caught_up"] == 0
         assert logged(caplog_bridge, logging.INFO)[-1] == (
@@ -2318,77 +2274,45 @@ class TestSubscriberCatchesUp:
         )
 
     def test_the_health_check_pings_on_the_subscription_between_events(
-        self, live: EventBridge, stop_event: Any, caplog_bridge: Any
+        self, live: EventBridge, poll: Any, caplog_bridge: Any
     ) -> None:
-        stop_event(live)
         live._feed.interval = 0.0  # a PING at every poll
-        self.drive(
-            live,
-            [
-                lambda: None,
-                lambda: live.add_event(EVENT_TYPE, {"n": 1}),
-                lambda: None,
-                lambda: live.add_event(EVENT_TYPE, {"n": 2}),
-                lambda: None,
-            ],
-        )
+        poll(live, idle, self.publish(live, 1), idle, self.publish(live, 2), idle)
         assert [e["payload"]["n"] for e in queued(live)] == [1, 2]
         assert logged(caplog_bridge, logging.ERROR) == []
 
-    def test_a_resubscribe_delivers_the_gap_then_live_without_duplicates(
-        self, live: EventBridge, redis_view: fakeredis.FakeRedis
+    def test_a_subscriber_that_comes_back_delivers_the_gap_then_live_once(
+        self,
+        live: EventBridge,
+        stopped: StopEvent,
+        poll: Any,
+        redis_view: fakeredis.FakeRedis,
     ) -> None:
-        # Delivered up to the first event; two more came while away.
-        live.add_event(EVENT_TYPE, {"n": 0})
-        live._feed.started = True
-        live._feed.position = live._redis_log.last_position()
+        # Delivered up to the first event, then away.
+        poll(live, idle, self.publish(live, 0))
         live.add_event(EVENT_TYPE, {"n": 1})
         live.add_event(EVENT_TYPE, {"n": 2})
-        self.drive(
+        live._init_redis()
+        stopped.clear()
+        poll(
             live,
-            [
-                # Published while the loop catches up: in the log and on the
-                # channel, so it must come once.
-                lambda: live.add_event(EVENT_TYPE, {"n": 3}),
-                lambda: live.add_event(EVENT_TYPE, {"n": 4}),
-                lambda: None,
-                lambda: None,
-            ],
+            # Published while the loop catches up: in the log and on the
+            # channel, so it must come once.
+            self.publish(live, 3),
+            self.publish(live, 4),
+            idle,
+            idle,
         )
-        assert [e["payload"]["n"] for e in queued(live)] == [1, 2, 3, 4]
+        assert [e["payload"]["n"] for e in queued(live)] == [0, 1, 2, 3, 4]
         status = live.status()
         assert status["caught_up"] == 3
-        assert status["last_position"] == live._redis_log.last_position()
+        assert status["last_position"] == log_tail(redis_view)
 
     def test_a_plain_seed_message_is_delivered_as_it_is(
-        self, live: EventBridge, redis_view: fakeredis.FakeRedis
+        self, live: EventBridge, poll: Any, redis_view: fakeredis.FakeRedis
     ) -> None:
         plain = {"event_type": EVENT_TYPE, "payload": PAYLOAD}
-        self.drive(
-            live,
-            [
-                lambda: None,
-                lambda: redis_view.publish(CHANNEL, json.dumps(plain)),
-                lambda: None,
-            ],
+        poll(
+            live, idle, lambda: redis_view.publish(CHANNEL, json.dumps(plain)) and None
         )
         assert queued(live) == [plain]
-
-    def test_a_dead_connection_found_by_the_health_check_takes_the_retry_path(
-        self, bridge: EventBridge, no_wait: StopEvent, mocker: Any
-    ) -> None:
-        sub = MagicMock(name="pubsub")
-        bridge._redis_subscriber = sub
-        init = mocker.patch.object(bridge, "_init_redis")
-        check = mocker.patch.object(
-            bridge._feed,
-            "check_health",
-            side_effect=[None, DeadConnection("no pong"), None],
-        )
-        sub.get_message.side_effect = stop_on_last(no_wait, SUBSCRIBED, None, None)
-        seen: List[bool] = []
-        init.side_effect = lambda: seen.append(bridge._subscribed)
-        bridge._redis_subscriber_loop()
-        assert check.call_count == 3
-        assert seen == [False]  # not ready while it reconnects
-        assert sub.subscribe.call_count == 2
