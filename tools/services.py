@@ -5,11 +5,14 @@ Each ``find_*`` function returns the path of an executable, or raises
 install it. ``noxfile.py`` calls them before a session installs anything, the
 integration tests call them before they start a server, and the unit tests
 call them with a path that does not exist: one check, one message.
+``python3 tools/services.py NAME...`` prints the Debian packages of the
+missing ones, which .ci/install-missing installs.
 """
 
 import os
 import shutil
-from typing import Mapping, Optional, Sequence
+import sys
+from typing import List, Mapping, Optional, Sequence
 
 CHROMIUM = "/usr/bin/chromium"
 # Debian's /usr/sbin/rabbitmq-server is a wrapper that only root or the
@@ -103,3 +106,46 @@ def find_chromium(environ: Optional[Mapping[str, str]] = None) -> str:
             "(apt-get install -y chromium) or OSISM_CHROMIUM pointing at one"
         )
     return chromium
+
+
+# The programs `python3 tools/services.py NAME...` knows, and the Debian
+# package that provides each.
+FINDERS = {
+    "chromium": ("chromium", find_chromium),
+    "rabbitmq-server": ("rabbitmq-server", find_rabbitmq_server),
+    "epmd": ("rabbitmq-server", find_epmd),
+    "redis-server": ("redis-server", find_redis_server),
+}
+
+
+def missing_packages(
+    names: Sequence[str], environ: Optional[Mapping[str, str]] = None
+) -> List[str]:
+    """The Debian packages that provide the programs in ``names`` not found."""
+    packages: List[str] = []
+    for name in names:
+        package, find = FINDERS[name]
+        try:
+            find(environ)
+        except MissingService:
+            if package not in packages:
+                packages.append(package)
+    return packages
+
+
+def main(argv: Sequence[str]) -> int:
+    """Print the Debian packages that provide the missing programs, one a line."""
+    unknown = [name for name in argv if name not in FINDERS]
+    if unknown or not argv:
+        print(
+            f"usage: services.py {{{','.join(FINDERS)}}}...; unknown: {unknown}",
+            file=sys.stderr,
+        )
+        return 2
+    for package in missing_packages(argv):
+        print(package)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
