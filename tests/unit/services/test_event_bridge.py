@@ -601,13 +601,19 @@ class TestSetWebsocketManager:
             "Event bridge delivering to the WebSocket manager"
         )
 
-    def test_a_manager_set_after_a_shutdown_is_served(
-        self, local: EventBridge, threads: FakeThreads
+    @pytest.mark.asyncio
+    async def test_a_manager_set_after_a_shutdown_is_served(
+        self, local: EventBridge, threads: FakeThreads, manager: WebSocketManager
     ) -> None:
         local.shutdown()
-        local.set_websocket_manager(object())
-        assert not local._shutdown_event.is_set()
-        assert local.status()["processor_alive"] is True
+        local.set_websocket_manager(manager)
+        # The processor ends once it finds its queue empty.
+        waiting = local._event_queue = ClockQueue(on_empty=local.shutdown)
+        local.add_event(EVENT_TYPE, PAYLOAD)
+        threads.named(PROCESSOR).run()
+        [event] = await received(manager, 1)
+        assert event.event_type == EVENT_TYPE
+        assert waiting.waited == [1.0]
 
 
 class TestRedisSubscriberThread:
@@ -735,16 +741,6 @@ class TestShutdown:
             or status["processor_alive"]
             or status["watching_for_redis"]
         )
-
-    def test_threads_that_ended_cost_shutdown_no_wait(
-        self, local: EventBridge, threads: FakeThreads, stop_event: Any
-    ) -> None:
-        local.set_websocket_manager(object())
-        stop_event(local).set()
-        threads.named(PROCESSOR).run()
-        threads.named(PROCESSOR).hangs = True
-        local.shutdown()
-        assert threads.named(PROCESSOR).waited == 0.0
 
 
 class TestStatus:
@@ -1485,17 +1481,20 @@ class TestRestartBackOff:
 
 class ClockQueue(queue.Queue):  # type: ignore[type-arg]
     """The local queue on a fake clock: a get() on an empty queue waits out
-    its timeout at once (``waited``) and raises queue.Empty."""
+    its timeout at once (``waited``), meanwhile ``on_empty`` happens, and
+    raises queue.Empty."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_empty: Callable[[], None] = lambda: None) -> None:
         super().__init__()
         self.waited: List[Optional[float]] = []
+        self.on_empty = on_empty
 
     def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
         try:
             return super().get(block=False)
         except queue.Empty:
             self.waited.append(timeout)
+            self.on_empty()
             raise
 
 
@@ -1612,8 +1611,8 @@ class TestWatchForRedis:
     ) -> None:
         local.shutdown()
         local.watch_for_redis()
-        assert not local._shutdown_event.is_set()
-        assert threads.names() == [WATCHER]
+        threads.named(WATCHER).run()  # Redis answers at once
+        assert local.status()["redis_connected"] is True
 
     def test_the_watcher_backs_off_while_redis_is_silent(
         self,
