@@ -28,12 +28,17 @@ class TestEnvInt:
         assert env_int(NAME, 42) == 42
 
     @pytest.mark.parametrize("blank", ["", "   "])
-    def test_blank_gives_default(
-        self, monkeypatch: pytest.MonkeyPatch, blank: str
+    def test_blank_gives_default_without_an_error(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+        blank: str,
     ) -> None:
+        caplog.set_level(logging.ERROR, logger="osism.settings")
         monkeypatch.setenv(NAME, blank)
 
         assert env_int(NAME, 42) == 42
+        assert errors(caplog) == []
 
     @pytest.mark.parametrize("raw, expected", [("7", 7), (" 8 ", 8), ("0", 0)])
     def test_value_overrides_default(
@@ -87,12 +92,17 @@ class TestEnvFloat:
         assert env_float(NAME, 2.5) == 2.5
 
     @pytest.mark.parametrize("blank", ["", "  "])
-    def test_blank_gives_default(
-        self, monkeypatch: pytest.MonkeyPatch, blank: str
+    def test_blank_gives_default_without_an_error(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+        blank: str,
     ) -> None:
+        caplog.set_level(logging.ERROR, logger="osism.settings")
         monkeypatch.setenv(NAME, blank)
 
         assert env_float(NAME, 2.5) == 2.5
+        assert errors(caplog) == []
 
     @pytest.mark.parametrize(
         "raw, expected", [("0.25", 0.25), ("3", 3.0), ("1e1", 10.0), ("0", 0.0)]
