@@ -1,6 +1,7 @@
 """/metrics: the collector's families, read with prometheus-client's parser."""
 
-from typing import Any, Dict, Iterator, Tuple
+import os
+from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 from fastapi.testclient import TestClient
@@ -29,6 +30,102 @@ def samples(text: str) -> Samples:
 def scrape(manager: Dict[str, Any], bridge: Dict[str, Any]) -> Samples:
     metrics = ApiMetrics(lambda: manager, lambda: bridge)
     return samples(generate_latest(metrics.registry).decode())
+
+
+# Every family of the exposition, in order: name, type and HELP text.
+FAMILIES = [
+    ("osism_api_info", "gauge", "This API process (1)."),
+    ("osism_websocket_connections", "gauge", "Event WebSocket clients connected now."),
+    (
+        "osism_events_received",
+        "counter",
+        "Events this process received from the bridge.",
+    ),
+    (
+        "osism_events_delivered",
+        "counter",
+        "Events handed to clients (one per client and event).",
+    ),
+    ("osism_deliveries", "counter", "Deliveries to clients by outcome."),
+    ("osism_events_dropped", "counter", "Events dropped, by reason."),
+    (
+        "osism_slow_clients_closed",
+        "counter",
+        "Clients closed with 1013 because their outbox overflowed.",
+    ),
+    ("osism_replays", "counter", "Resume requests answered from the event log."),
+    ("osism_replayed_events", "counter", "Events sent to resuming clients."),
+    ("osism_redis_up", "gauge", "1 when Redis is connected."),
+    (
+        "osism_redis_subscribed",
+        "gauge",
+        "1 when the subscription to the Redis channel is live.",
+    ),
+    (
+        "osism_subscriber_restarts",
+        "counter",
+        "Restarts of the Redis subscriber after it gave up.",
+    ),
+    (
+        "osism_bridge_duplicates",
+        "counter",
+        "Redelivered events the log recognised and did not append again.",
+    ),
+    (
+        "osism_bridge_published",
+        "counter",
+        "Events this process published through the bridge.",
+    ),
+    ("osism_event_queue_length", "gauge", "Events waiting for the broadcaster."),
+    (
+        "osism_publish_seconds",
+        "histogram",
+        "Time the publish endpoint took to hand an event to the bridge.",
+    ),
+]
+
+
+class TestExposition:
+    def test_every_family_with_its_type_and_help_text(self) -> None:
+        metrics = ApiMetrics(dict, dict)
+        text = generate_latest(metrics.registry).decode()
+        found = [
+            (family.name, family.type, family.documentation)
+            for family in text_string_to_metric_families(text)
+        ]
+        assert found == FAMILIES
+
+    def test_info_is_one_with_the_pid_and_the_bridge_mode(self) -> None:
+        found = scrape({}, {"mode": "redis"})
+        info = (("mode", "redis"), ("pid", str(os.getpid())))
+        assert found[("osism_api_info", info)] == 1
+
+    def test_publish_seconds_has_buckets_from_1_ms_to_5_s(self) -> None:
+        metrics = ApiMetrics(dict, dict)
+        for seconds in (0.003, 0.2, 7.0):
+            metrics.publish_seconds.labels("accepted").observe(seconds)
+        text = generate_latest(metrics.registry).decode()
+        buckets: List[Tuple[str, float]] = [
+            (sample.labels["le"], sample.value)
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "osism_publish_seconds_bucket"
+        ]
+        assert buckets == [
+            ("0.001", 0),
+            ("0.0025", 0),
+            ("0.005", 1),
+            ("0.01", 1),
+            ("0.025", 1),
+            ("0.05", 1),
+            ("0.1", 1),
+            ("0.25", 2),
+            ("0.5", 2),
+            ("1.0", 2),
+            ("2.5", 2),
+            ("5.0", 2),
+            ("+Inf", 3),
+        ]
 
 
 class TestCollector:
@@ -82,6 +179,31 @@ class TestCollector:
         assert found[("osism_websocket_connections", ())] == 0
         assert found[("osism_redis_up", ())] == 0
         assert found[("osism_events_received_total", ())] == 0
+
+    @pytest.mark.parametrize(
+        "manager, bridge, sample, value",
+        [
+            ({"resumes": 4}, {}, "osism_replays_total", 4),
+            ({"resumes": 0, "replays": 5}, {}, "osism_replays_total", 5),
+            ({"replayed_events": 40}, {}, "osism_replayed_events_total", 40),
+            ({"replayed": 41}, {}, "osism_replayed_events_total", 41),
+            ({}, {"duplicates": 6}, "osism_bridge_duplicates_total", 6),
+        ],
+    )
+    def test_each_figure_from_either_name_a_status_gives_it(
+        self, manager: Dict[str, Any], bridge: Dict[str, Any], sample: str, value: int
+    ) -> None:
+        assert scrape(manager, bridge)[(sample, ())] == value
+
+    @pytest.mark.parametrize(
+        "bridge, missed",
+        [({"missed": 8}, 8), ({"missed_warnings": 9}, 9), ({}, 0)],
+    )
+    def test_missed_events_from_either_name_of_the_bridge(
+        self, bridge: Dict[str, Any], missed: int
+    ) -> None:
+        found = scrape({}, bridge)
+        assert found[("osism_events_dropped_total", (("reason", "missed"),))] == missed
 
     def test_outcome_and_reason_dicts_add_labels(self) -> None:
         found = scrape(
