@@ -8,19 +8,21 @@ from typing import Any, List
 from unittest.mock import AsyncMock, MagicMock
 
 import pytest
+import uvicorn
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import (
     WebSocketsSansIOProtocol,
 )
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
+from uvicorn.server import ServerState
 from websockets.streams import StreamReader
 
 from osism.services.connection import WebSocketConnection, write_now_of
 from osism.services.event_message import EventMessage
 from osism.ws_frames import Bundle, framed, text_frame_parts, texts_of
 from osism.ws_protocol import EXTENSION, TEXTS, FanoutProtocol, sends_texts
-from tests.conftest import async_wait_until
+from tests.conftest import WAIT_TIMEOUT, async_wait_until
 from tests.unit.services.test_fanout import events
 from tests.unit.services.test_websocket_manager import fresh_manager
 
@@ -186,11 +188,20 @@ class TestSendTexts:
             await protocol.send({"type": "websocket.send", TEXTS: ["x"]})
 
     @pytest.mark.asyncio
-    async def test_before_accept_is_an_error(self) -> None:
+    @pytest.mark.parametrize(
+        "attribute, value",
+        [("handshake_complete", False), ("initial_response", (403, [], b""))],
+        ids=["not-accepted", "refused"],
+    )
+    async def test_before_accept_is_an_error(self, attribute: str, value: Any) -> None:
         protocol = open_protocol()
-        protocol.handshake_complete = False
-        with pytest.raises(RuntimeError):
+        setattr(protocol, attribute, value)
+        with pytest.raises(
+            RuntimeError,
+            match="^osism.texts sent before the WebSocket was accepted$",
+        ):
             await protocol.send({"type": "websocket.send", TEXTS: ["x"]})
+        protocol.transport.write.assert_not_called()
 
     @pytest.mark.asyncio
     async def test_waits_while_the_transport_is_full(self) -> None:
@@ -265,6 +276,114 @@ class TestWriteNow:
         protocol.transport.write.assert_not_called()
 
 
+# RFC 6455 section 1.3: the client's key and the server's answer to it.
+HANDSHAKE = (
+    b"GET /chat HTTP/1.1\r\n"
+    b"Host: server.example.com\r\n"
+    b"Upgrade: websocket\r\n"
+    b"Connection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n"
+    b"\r\n"
+)
+ACCEPT = b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+
+
+class Wire(asyncio.Transport):
+    """A transport that keeps what the server writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data = bytearray()
+        self.closed = False
+
+    def write(self, data: Any) -> None:
+        self.data += data
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def frames(self) -> bytes:
+        """What follows the handshake's response."""
+        head, separator, rest = bytes(self.data).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+        assert ACCEPT in head + separator
+        return rest
+
+
+async def serve_one(app: Any) -> Wire:
+    """Run ``app`` for one connection of uvicorn with FanoutProtocol (no
+    deflate, no pings) until it returns; the bytes it wrote."""
+    config = uvicorn.Config(
+        app,
+        ws_per_message_deflate=False,
+        ws_ping_interval=None,
+        lifespan="off",
+        log_config=None,
+    )
+    config.load()
+    state = ServerState()
+    protocol = FanoutProtocol(config, state, {})
+    wire = Wire()
+    protocol.connection_made(wire)
+    protocol.data_received(HANDSHAKE)
+    await asyncio.wait_for(asyncio.gather(*state.tasks), WAIT_TIMEOUT)
+    return wire
+
+
+class TestOnUvicorn:
+    """FanoutProtocol serving a connection, the bytes on the wire written out
+    from RFC 6455 (FIN + text opcode 0x81, the length, the payload)."""
+
+    @pytest.mark.asyncio
+    async def test_texts_bundles_and_framed_texts_go_out_as_text_frames(
+        self,
+    ) -> None:
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            assert (await receive())["type"] == "websocket.connect"
+            await send({"type": "websocket.accept"})
+            bundle = Bundle([framed("c"), framed("d")])
+            await send(
+                {"type": "websocket.send", TEXTS: ["Hello", framed("ab"), bundle]}
+            )
+
+        wire = await serve_one(app)
+        assert wire.frames() == b"\x81\x05Hello\x81\x02ab\x81\x01c\x81\x01d"
+
+    @pytest.mark.asyncio
+    async def test_other_messages_are_uvicorns(self) -> None:
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.send", "text": "plain"})
+            await send({"type": "websocket.close", "code": 1000, TEXTS: ["no"]})
+
+        wire = await serve_one(app)
+        # A text frame, then a close frame with status 1000 (0x03e8).
+        assert wire.frames() == b"\x81\x05plain\x88\x02\x03\xe8"
+
+    @pytest.mark.asyncio
+    async def test_the_scope_offers_write_now_once_accepted(self) -> None:
+        results: List[bool] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            write_now = scope["extensions"][EXTENSION]["write_now"]
+            results.append(write_now(["early"]))
+            await send({"type": "websocket.accept"})
+            results.append(write_now(["Hello", framed("ab")]))
+
+        wire = await serve_one(app)
+        assert results == [False, True]
+        assert wire.frames() == b"\x81\x05Hello\x81\x02ab"
+
+
 def extension_websocket() -> MagicMock:
     """A fake WebSocket whose scope offers the extension; it records frames."""
     websocket = MagicMock()
@@ -316,6 +435,9 @@ class TestWriterWithTheExtension:
         plain.scope = {"type": "websocket", "extensions": {}}
         assert not sends_texts(plain)
         assert not sends_texts(MagicMock())
+
+    def test_an_object_without_a_scope_does_not_send_texts(self) -> None:
+        assert sends_texts(object()) is False
 
     @pytest.mark.asyncio
     async def test_default_client_gets_one_frame_per_event_in_order(self) -> None:
