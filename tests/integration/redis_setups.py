@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional
 
 import redis
 
+from tests.integration.deadlines import deadline
 from tests.integration.servers import LOOPBACK, ManagedProcess, ServerError, free_port
 
 SENTINEL_MASTER = "mymaster"
@@ -86,7 +87,7 @@ def _openssl(*args: Any) -> None:
             ["openssl", *map(str, args)],
             check=True,
             capture_output=True,
-            timeout=60,
+            timeout=deadline(60),
         )
     except FileNotFoundError:
         raise ServerError("openssl not found: the TLS tests make their certificates")
@@ -123,9 +124,9 @@ class _Node(ManagedProcess):
 
     def start(self, timeout: float = 15.0) -> None:
         self._spawn(self.command(), env=None)
-        deadline = time.monotonic() + timeout
+        until = time.monotonic() + deadline(timeout)
         while not self.ping():
-            if not self.running or time.monotonic() > deadline:
+            if not self.running or time.monotonic() > until:
                 self.stop()
                 raise self._failed_to_start(
                     "exited while starting" if not self.running else "did not answer"
@@ -133,7 +134,7 @@ class _Node(ManagedProcess):
             time.sleep(0.05)
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._terminate(timeout)
+        self._terminate(deadline(timeout))
 
     def kill(self) -> None:
         """SIGKILL: the host is gone, nothing is flushed or said goodbye."""
@@ -390,9 +391,10 @@ class SentinelSetup:
         """Start everything; return once the Sentinels know the whole setup."""
         for process in self.processes:
             process.start()
-        deadline = time.monotonic() + timeout
+        timeout = deadline(timeout)
+        until = time.monotonic() + timeout
         while not (self.replica.replication_up() and self._sentinels_agree()):
-            if time.monotonic() > deadline:
+            if time.monotonic() > until:
                 raise ServerError(
                     f"the Sentinel setup was not complete within {timeout} s: "
                     f"{[s.master_state() for s in self.sentinels]}"

@@ -2,8 +2,9 @@
 
 A test connects users, says what each must receive (``expect``), what it sends
 when a message arrives (``then_send``), and runs several users at once
-(``run_users``). Every wait has a deadline; a failure says which user waited
-for what and what it got instead.
+(``run_users``). Every wait has a deadline (``within``, in seconds, scaled by
+OSISM_TEST_TIMEOUT_FACTOR: deadlines.py); a failure says which user waited for
+what and what it got instead.
 
     async with connect(api.ws_url, "operator") as operator:
         await operator.set_filters(service_filters=["baremetal"])
@@ -33,6 +34,8 @@ import redis.asyncio
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
+
+from tests.integration.deadlines import deadline
 
 CHANNEL = "osism:events"
 HEARTBEAT = {"event_type": "heartbeat", "source": "osism", "data": {"message": "ping"}}
@@ -138,6 +141,18 @@ class User:
 
     async def next_message(self, within: float = 5.0) -> Any:
         """The next message, decoded from JSON (heartbeats included)."""
+        return await self._next_message(deadline(within))
+
+    async def next_message_by(self, until: float) -> Any:
+        """The next message, before ``time.monotonic()`` reaches ``until``
+        (a loop's own deadline, already scaled with ``deadline()``)."""
+        return await self._next_message(max(0.0, until - time.monotonic()))
+
+    async def expect_by(self, match: Mapping[str, Any], until: float) -> Message:
+        """``expect``, before ``time.monotonic()`` reaches ``until``."""
+        return await self._expect(match, max(0.0, until - time.monotonic()))
+
+    async def _next_message(self, within: float) -> Any:
         try:
             async with asyncio.timeout(within):
                 raw = await self.ws.recv()
@@ -168,9 +183,21 @@ class User:
         ``then_send`` is sent as soon as it has arrived; messages matching
         ``ignore`` are passed over.
         """
-        deadline = time.monotonic() + within
+        return await self._expect(
+            match, deadline(within), then_send, skip_heartbeats, ignore
+        )
+
+    async def _expect(
+        self,
+        match: Mapping[str, Any],
+        within: float,
+        then_send: Optional[Mapping[str, Any]] = None,
+        skip_heartbeats: bool = True,
+        ignore: Optional[Mapping[str, Any]] = None,
+    ) -> Message:
+        until = time.monotonic() + within
         while True:
-            message = await self.next_message(max(0.0, deadline - time.monotonic()))
+            message = await self._next_message(max(0.0, until - time.monotonic()))
             if skip_heartbeats and is_heartbeat(message) and not is_heartbeat(match):
                 continue
             if ignore is not None and matches(message, ignore):
@@ -189,12 +216,12 @@ class User:
         self, matches_in_order: Sequence[Mapping[str, Any]], within: float = 10.0
     ) -> List[Message]:
         """These messages, in this order, nothing else between them."""
-        deadline = time.monotonic() + within
+        until = time.monotonic() + deadline(within)
         received = []
         for index, match in enumerate(matches_in_order):
-            remaining = deadline - time.monotonic()
+            remaining = until - time.monotonic()
             try:
-                received.append(await self.expect(match, within=max(0.0, remaining)))
+                received.append(await self._expect(match, max(0.0, remaining)))
             except ScenarioError as exc:
                 raise ScenarioError(
                     f"{exc} (message {index + 1} of {len(matches_in_order)})"
@@ -214,6 +241,7 @@ class User:
         Messages still arriving before the close frame are read and kept.
         """
         codes = {code} if isinstance(code, int) else set(code)
+        within = deadline(within)
         try:
             async with asyncio.timeout(within):
                 while True:
@@ -243,7 +271,9 @@ class User:
 @contextlib.asynccontextmanager
 async def connect(url: str, name: str = "user", **options: Any) -> AsyncIterator[User]:
     """A connected user; closed when the block ends, whatever happens."""
-    ws = await ws_connect(url, open_timeout=10, close_timeout=5, **options)
+    ws = await ws_connect(
+        url, open_timeout=deadline(10), close_timeout=deadline(5), **options
+    )
     try:
         yield User(name, ws)
     finally:
@@ -285,6 +315,7 @@ def small_window_socket(
 
 async def run_users(*conversations: Awaitable[Any], within: float) -> List[Any]:
     """Run every conversation at once; the first failure cancels the others."""
+    within = deadline(within)
     try:
         async with asyncio.timeout(within):
             async with asyncio.TaskGroup() as group:

@@ -16,7 +16,7 @@ import psutil
 import pytest
 import redis.asyncio
 
-from tests.conftest import async_wait_until
+from tests.integration.deadlines import async_wait_until
 from tests.integration.scenario import (
     User,
     connect,

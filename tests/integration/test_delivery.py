@@ -8,7 +8,7 @@ from typing import Any, Dict, List
 
 import pytest
 
-from tests.conftest import async_wait_until
+from tests.integration.deadlines import async_wait_until, deadline
 from tests.integration.conftest import StartApi
 from tests.integration.scenario import (
     CHANNEL,
@@ -272,7 +272,7 @@ async def test_a_client_that_reconnects_gets_the_events_published_after_it_is_ba
 
 
 async def _next_published(channel: Any, within: float = 5.0) -> Dict[str, Any]:
-    async with asyncio.timeout(within):
+    async with asyncio.timeout(deadline(within)):
         while True:
             message = await channel.get_message(
                 ignore_subscribe_messages=True, timeout=1.0

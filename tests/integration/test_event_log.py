@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
-from tests.conftest import async_wait_until
+from tests.integration.deadlines import async_wait_until, deadline
 from tests.integration.conftest import ReportFigure, StartApi
 from tests.integration.scenario import User, connect, event, ironic
 from tests.integration.servers import ApiServer, RedisServer
@@ -75,12 +75,10 @@ async def receive_nodes(
     user: User, count: int, within: float, prefix: str
 ) -> List[Dict[str, Any]]:
     """The next ``count`` events whose node starts with ``prefix``."""
-    deadline = time.monotonic() + within
+    until = time.monotonic() + deadline(within)
     received: List[Dict[str, Any]] = []
     while len(received) < count:
-        message = await user.expect(
-            event(POWER_SET), within=max(0.0, deadline - time.monotonic())
-        )
+        message = await user.expect_by(event(POWER_SET), until)
         if str(message["node_name"]).startswith(prefix):
             received.append(message)
     return received
@@ -245,7 +243,7 @@ def osism_publish(api: ApiServer, node: str) -> "subprocess.CompletedProcess[str
         ],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=deadline(60),
     )
 
 

@@ -9,7 +9,7 @@ from typing import Any, List
 import pytest
 import redis.asyncio
 
-from tests.conftest import async_wait_until
+from tests.integration.deadlines import async_wait_until, deadline
 from tests.integration.conftest import ReportFigure, StartApi
 from tests.integration.scenario import (
     User,
@@ -58,7 +58,7 @@ async def read_frames_until_done(user: User) -> List[Any]:
     """Every frame the client gets until the one holding DONE, decoded."""
     frames: List[Any] = []
     while True:
-        async with asyncio.timeout(20.0):
+        async with asyncio.timeout(deadline(20.0)):
             frames.append(json.loads(await user.ws.recv()))
         last = frames[-1]
         events = last if isinstance(last, list) else [last]
@@ -76,7 +76,9 @@ async def test_batch_client_gets_arrays_of_every_event_in_order(
         async with connect(api.ws_url + "?batch=1", "batched") as batched:
             async with connect(api.ws_url, "plain") as plain:
                 await batched.send({"action": "set_filters", "event_filters": []})
-                reply = json.loads(await asyncio.wait_for(batched.ws.recv(), 5.0))
+                reply = json.loads(
+                    await asyncio.wait_for(batched.ws.recv(), deadline(5.0))
+                )
                 await async_wait_until(lambda: api.has_connections(2), timeout=10.0)
                 batched_frames, plain_frames, _ = await asyncio.gather(
                     read_frames_until_done(batched),

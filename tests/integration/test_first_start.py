@@ -12,7 +12,7 @@ from typing import Dict, Iterator
 import httpx
 import pytest
 
-from tests.conftest import wait_until
+from tests.integration.deadlines import wait_until, deadline
 from tests.integration.conftest import ReportFigure
 from tests.integration.servers import ApiServer
 
@@ -50,7 +50,7 @@ def test_serves_at_once_in_embedded_mode_and_logs_no_error(
     default_api._spawn(default_api.command(), default_api.environment())
     answered = None
     with httpx.Client(base_url=default_api.http_url, timeout=1.0) as http:
-        while answered is None and time.monotonic() - spawned < 30.0:
+        while answered is None and time.monotonic() - spawned < deadline(30.0):
             assert default_api.running, default_api.log_tail()
             try:
                 if http.get("/v1").json() == {"result": "ok"}:

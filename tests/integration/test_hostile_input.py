@@ -6,7 +6,7 @@ from typing import List, Tuple, Union
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import async_wait_until
+from tests.integration.deadlines import async_wait_until
 from tests.integration.conftest import StartApi
 from tests.integration.scenario import (
     connect,

@@ -14,7 +14,7 @@ from typing import Any, List, Optional, Set, Tuple
 
 import pytest
 
-from tests.conftest import async_wait_until
+from tests.integration.deadlines import async_wait_until
 from tests.integration.conftest import StartApi
 from tests.integration.rabbitmq import (  # noqa: F401 (used by other test modules)
     DEFAULT_KEYS,

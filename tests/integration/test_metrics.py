@@ -12,7 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import async_wait_until
+from tests.integration.deadlines import async_wait_until
 from tests.integration.conftest import StartApi
 from tests.integration.scenario import connect, event, ironic, nova
 from tests.integration.servers import free_port

@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Set
 
 import pytest
 
+from tests.integration.deadlines import deadline
 from tests.integration.conftest import StartApi
 from tests.integration.scenario import User, connect
 from tests.integration.rabbitmq import Broker
@@ -40,7 +41,7 @@ async def collect(user: User, wanted: Set[str], within: float) -> Dict[str, Any]
     """The events whose message id is in ``wanted``, until all have come;
     anything else (heartbeats, other tests' events) is passed over."""
     found: Dict[str, Any] = {}
-    async with asyncio.timeout(within):
+    async with asyncio.timeout(deadline(within)):
         while set(found) != wanted:
             message = await user.next_message(within)
             message_id = osism_meta(message).get("message_id")
@@ -53,7 +54,7 @@ async def collect(user: User, wanted: Set[str], within: float) -> Dict[str, Any]
 async def until_sentinel(user: User, sentinel: str, within: float) -> List[Any]:
     """Every message up to the sentinel event (not included)."""
     seen: List[Any] = []
-    async with asyncio.timeout(within):
+    async with asyncio.timeout(deadline(within)):
         while True:
             message = await user.next_message(within)
             if osism_meta(message).get("message_id") == sentinel:
@@ -68,7 +69,7 @@ def post(url: str, body: Dict[str, Any]) -> int:
         headers={"Content-Type": "application/json"},
         method="POST",
     )
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with urllib.request.urlopen(request, timeout=deadline(10)) as response:
         status: int = response.status
     return status
 

@@ -11,6 +11,7 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.integration.deadlines import deadline
 from tests.integration.servers import ApiServer
 
 pytestmark = pytest.mark.integration
@@ -53,7 +54,7 @@ async def test_deflate_is_declined_as_websocket_deflate_says(
     plain_uvicorn: PlainUvicorn,
 ) -> None:
     # websockets' client offers permessage-deflate by default.
-    async with ws_connect(plain_uvicorn.ws_url, open_timeout=10) as ws:
+    async with ws_connect(plain_uvicorn.ws_url, open_timeout=deadline(10)) as ws:
         assert ws.protocol.extensions == []
         assert "sec-websocket-extensions" not in ws.response.headers
 
@@ -62,7 +63,7 @@ async def test_deflate_is_declined_as_websocket_deflate_says(
 async def test_a_frame_over_websocket_max_frame_bytes_is_closed_1009(
     plain_uvicorn: PlainUvicorn,
 ) -> None:
-    async with ws_connect(plain_uvicorn.ws_url, open_timeout=10) as ws:
+    async with ws_connect(plain_uvicorn.ws_url, open_timeout=deadline(10)) as ws:
         await ws.send("x" * (MAX_FRAME + 1))
         with pytest.raises(ConnectionClosed) as closed:
             await ws.recv()

@@ -27,7 +27,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import async_wait_until
+from tests.integration.deadlines import async_wait_until
 from tests.integration.conftest import ReportFigure, StartApi
 from tests.integration.scenario import User, connect, event, ironic, publish
 from tests.integration.servers import ApiServer, RedisServer

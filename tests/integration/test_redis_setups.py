@@ -18,7 +18,7 @@ import psutil
 import pytest
 import redis
 
-from tests.conftest import async_wait_until
+from tests.integration.deadlines import async_wait_until, deadline
 from tests.integration.conftest import SERVERS, ReportFigure
 from tests.integration.redis_setups import (
     DOWN_AFTER_MS,
@@ -473,9 +473,9 @@ async def _first_probe(
 
     prober = asyncio.create_task(probe())
     try:
-        deadline = since + within + 5.0
+        until = since + deadline(within + 5.0)
         while True:
-            message = await user.next_message(max(0.0, deadline - time.monotonic()))
+            message = await user.next_message_by(until)
             if message.get("event_type") == PROBE:
                 return time.monotonic() - since
     finally:
@@ -496,10 +496,10 @@ async def _collect(user: User, names: set, within: float, since: int = 0) -> Lis
         for message in user.received[since:]
         if message.get("event_type") == POWER_ON
     ]
-    deadline = time.monotonic() + within
+    until = time.monotonic() + deadline(within)
     while not names <= set(seen):
         try:
-            message = await user.next_message(max(0.0, deadline - time.monotonic()))
+            message = await user.next_message_by(until)
         except ScenarioError as exc:
             raise ScenarioError(
                 f"{user.name} got {seen}, not {sorted(names - set(seen))}: {exc}"

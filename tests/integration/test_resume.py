@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed
 from osism.services.event_log import new_envelope
 from osism.services.redis_connection import RedisSettings, create_client
 from osism.services.redis_log import RedisEventLog
+from tests.integration.deadlines import deadline
 from tests.integration.conftest import ReportFigure, StartApi
 from tests.integration.scenario import ironic
 from tests.integration.servers import EVENTS_PATH, ApiServer, RedisServer
@@ -120,7 +121,9 @@ class Client:
         url = api.ws_url
         if last_event_id is not None:
             url += f"?last_event_id={last_event_id}"
-        self.ws = await ws_connect(url, open_timeout=10, close_timeout=5)
+        self.ws = await ws_connect(
+            url, open_timeout=deadline(10), close_timeout=deadline(5)
+        )
 
     async def close(self) -> None:
         if self.ws is not None:
@@ -129,7 +132,7 @@ class Client:
     async def read(self, events: int, within: float = 30.0) -> None:
         """Read until this client holds ``events`` events in all."""
         assert self.ws is not None
-        async with asyncio.timeout(within):
+        async with asyncio.timeout(deadline(within)):
             while len(self.events) < events:
                 self.take(json.loads(await self.ws.recv()))
 
@@ -137,7 +140,7 @@ class Client:
         """The next message, which must be a reply; with ``after_live``, live
         events that came before it (sent before the filters) are passed over."""
         assert self.ws is not None
-        async with asyncio.timeout(within):
+        async with asyncio.timeout(deadline(within)):
             message: Message = json.loads(await self.ws.recv())
             while after_live and "type" not in message:
                 message = json.loads(await self.ws.recv())
@@ -163,14 +166,15 @@ class Client:
 
 async def wait_ready(api: ApiServer, within: float = 30.0) -> None:
     """Like a load balancer's readiness probe: until /v1/status says ready."""
-    deadline = time.monotonic() + within
+    within = deadline(within)
+    until = time.monotonic() + within
     while True:
         try:
             if (await api.astatus())["ready"]:
                 return
         except (httpx.HTTPError, ValueError):
             pass
-        assert time.monotonic() < deadline, f"{api.name} not ready in {within} s"
+        assert time.monotonic() < until, f"{api.name} not ready in {within} s"
         await asyncio.sleep(0.05)
 
 
@@ -209,7 +213,7 @@ async def test_a_client_away_for_3_s_gets_exactly_what_it_missed_then_live(
         reply = await client.reply()
         await client.read(200 + reply["replayed"])
         replay_seconds = time.monotonic() - reconnected
-        published = await asyncio.wait_for(publishing, 30.0)
+        published = await asyncio.wait_for(publishing, deadline(30.0))
         await client.read(1000)
         later = await asyncio.to_thread(append_paced, redis_server, 1000, 5, 100.0)
         await client.read(1005)
@@ -316,7 +320,7 @@ async def test_clients_of_a_killed_and_restarted_replica_get_all_500_once(
         for client in clients:
             await client.connect(api, last_event_id=client.last_id)
             replies.append(await client.reply())
-        published = await asyncio.wait_for(publishing, 30.0)
+        published = await asyncio.wait_for(publishing, deadline(30.0))
         await asyncio.gather(*(client.read(500) for client in clients))
     finally:
         publishing.cancel()
@@ -369,7 +373,7 @@ async def test_embedded_a_client_away_for_3_s_gets_exactly_what_it_missed(
 
         await client.connect(api, last_event_id=away_after)
         reply = await client.reply()
-        await asyncio.wait_for(publishing, 30.0)
+        await asyncio.wait_for(publishing, deadline(30.0))
         await post_paced(api, 1000, 5, 100.0)
         await client.read(1005)
         await watcher.read(1005)

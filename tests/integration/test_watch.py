@@ -14,7 +14,7 @@ from typing import List, Optional, Tuple
 
 import pytest
 
-from tests.conftest import async_wait_until
+from tests.integration.deadlines import async_wait_until, deadline
 from tests.integration.conftest import StartApi
 from tests.integration.scenario import ironic, nova
 from tests.integration.servers import ApiServer
@@ -65,6 +65,7 @@ class Watch:
         await async_wait_until(lambda: self.said("watching ") >= times, within)
 
     async def finish(self, within: float = 20.0) -> Tuple[int, List[str]]:
+        within = deadline(within)
         status = await asyncio.wait_for(self.process.wait(), within)
         await asyncio.wait_for(asyncio.gather(*self._readers), within)
         return status, self.stdout
