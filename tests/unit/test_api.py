@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from osism import api, protocol
+from osism import api, protocol, settings
 from osism.api import create_app
 from osism.client_session import peer, resume_reply
 from osism.security import SecurityConfig
@@ -91,6 +91,45 @@ class TestHttp:
         assert info["websocket"] == PATH
         assert info["event_fields"] == EVENT_FIELDS
 
+    def test_events_info_is_the_documented_description(
+        self, client: TestClient, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(settings, "REPLAY_LIMIT", 7)
+        assert client.get("/v1/events").json() == {
+            "websocket": "/v1/events/openstack",
+            "publish": "POST /v1/events/openstack",
+            "page": "/events",
+            "system": "/v1/events/system",
+            "metrics": "/metrics",
+            "event_fields": EVENT_FIELDS,
+            "client_messages": {
+                "set_filters": {
+                    "action": "set_filters",
+                    "event_filters": ["<event_type>"],
+                    "node_filters": ["<node name>"],
+                    "service_filters": [
+                        "<first segment of event_type, or service: nova, ...>"
+                    ],
+                    "priority_filters": ["<INFO, WARN, ERROR, ...>"],
+                    "last_event_id": "<id of the last event seen: resume after it>",
+                }
+            },
+            "resume": {
+                "query": "/v1/events/openstack?last_event_id="
+                "<id of the last event seen>",
+                "message": "set_filters with last_event_id",
+                "reply": {
+                    "type": "filter_update",
+                    "recovered": "true: every missed event matching the filters "
+                    "follows; false: the log no longer reaches back to the id or "
+                    "more than replay_limit were missed (the newest part follows)",
+                    "replayed": "how many missed events follow the reply",
+                    "oldest_id": "the oldest event id the log holds, or null",
+                },
+                "replay_limit": 7,
+            },
+        }
+
     def test_status_reports_ready_local_bridge_and_counts(
         self, client: TestClient
     ) -> None:
@@ -129,6 +168,36 @@ class TestHttp:
         response = publish(client, "a.b")
         assert response.status_code == 503
         assert response.json()["result"] == "dropped"
+
+    def test_a_dropped_publish_says_so(self, app: App, client: TestClient) -> None:
+        app.bridge.add_event = lambda *args: False  # type: ignore[method-assign]
+        response = publish(client, "a.b")
+        assert response.json() == {
+            "result": "dropped",
+            "error": "event could not be queued",
+        }
+
+    def test_the_time_a_publish_took_is_observed(
+        self, client: TestClient, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # The clock of the publish route reads 10.0 as it hands the event
+        # on and 10.3 once the bridge took it: 0.3 s.
+        clock = SimpleNamespace(perf_counter=iter([10.0, 10.3]).__next__)
+        monkeypatch.setattr(api, "time", clock)
+        assert publish(client, "a.b").status_code == 202
+        text = client.get("/metrics").text
+        assert 'osism_publish_seconds_bucket{le="0.25",result="accepted"} 0.0' in text
+        assert 'osism_publish_seconds_bucket{le="0.5",result="accepted"} 1.0' in text
+        assert 'osism_publish_seconds_count{result="accepted"} 1.0' in text
+
+    def test_metrics_are_served_in_the_prometheus_text_format(
+        self, client: TestClient
+    ) -> None:
+        response = client.get("/metrics")
+        assert response.status_code == 200
+        # The exposition format's version is prometheus-client's.
+        assert response.headers["content-type"].startswith("text/plain; version=")
+        assert "# TYPE osism_websocket_connections gauge" in response.text
 
     def test_shutdown_stops_the_bridge_and_the_broadcaster(self, app: App) -> None:
         with TestClient(app.app) as client:
@@ -337,6 +406,27 @@ class TestWebSocketProtocol:
         assert (info.value.code, info.value.reason) == (1013, "client too slow")
         assert app.manager.connections == {}
 
+    def test_a_client_too_slow_for_the_error_at_connect_is_closed_1013(
+        self, app: App, client: TestClient, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # A malformed last_event_id is answered with an error reply, which
+        # this client cannot take.
+        monkeypatch.setattr(app.manager, "send_to", lambda websocket, text: False)
+        with client.websocket_connect(f"{PATH}?last_event_id=x") as ws:
+            with pytest.raises(WebSocketDisconnect) as info:
+                ws.receive_text()
+        assert (info.value.code, info.value.reason) == (1013, "client too slow")
+
+    def test_a_client_asking_for_batches_gets_json_arrays(
+        self, client: TestClient
+    ) -> None:
+        with client.websocket_connect(f"{PATH}?batch=1") as ws:
+            publish(client, "baremetal.node.power_set.end")
+            frame = json.loads(ws.receive_text())
+        assert [event["event_type"] for event in frame] == [
+            "baremetal.node.power_set.end"
+        ]
+
     def test_ten_and_more_clients_all_receive_an_event(
         self, client: TestClient
     ) -> None:
@@ -446,6 +536,19 @@ class TestSecurity:
         assert response.status_code == 401
         assert response.headers["www-authenticate"] == "Bearer"
 
+    def test_a_refused_publish_is_told_why_and_logged_with_its_peer(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.WARNING, logger="osism.api")
+        with TestClient(App(token=TOKEN).app) as client:
+            response = publish(client, "a.b")
+        assert response.json() == {"detail": "missing or invalid token"}
+        assert [
+            record.getMessage()
+            for record in caplog.records
+            if record.getMessage().startswith("Refused")
+        ] == ["Refused publish from testclient:50000: missing or invalid token"]
+
     def test_publish_with_the_token_is_accepted(self) -> None:
         with TestClient(App(token=TOKEN).app) as client:
             headers = {"authorization": f"Bearer {TOKEN}"}
@@ -523,6 +626,10 @@ class TestSecurity:
             pass
         warnings = [r for r in caplog.records if "API_TOKEN is not set" in r.message]
         assert len(warnings) == 1
+        assert warnings[0].getMessage() == (
+            "API_TOKEN is not set: anyone who can reach this port can watch "
+            "events and publish them"
+        )
 
     def test_the_token_never_reaches_the_logs(
         self, caplog: pytest.LogCaptureFixture
@@ -537,6 +644,20 @@ class TestSecurity:
         text = "\n".join(record.getMessage() for record in caplog.records)
         assert "Refused" in text
         assert TOKEN not in text
+
+
+class TestSystemChannel:
+    def test_a_client_the_channel_cannot_serve_is_closed_1000_bye(
+        self, app: App, client: TestClient
+    ) -> None:
+        def broken() -> Dict[str, Any]:
+            raise RuntimeError("no status")
+
+        app.bridge.status = broken  # type: ignore[method-assign]
+        with client.websocket_connect("/v1/events/system") as ws:
+            with pytest.raises(WebSocketDisconnect) as info:
+                ws.receive_text()
+        assert (info.value.code, info.value.reason) == (1000, "bye")
 
 
 def bridge_reporting(bridge: EventBridge, **changes: Any) -> EventBridge:
@@ -576,6 +697,52 @@ class TestLifespanRedis:
         assert status["bridge"]["watching_for_redis"] is watching
         # The watcher ends with the app.
         assert bridge.status()["watching_for_redis"] is False
+
+    @pytest.mark.parametrize(
+        "connect_redis, started",
+        [
+            (
+                True,
+                "osism API started; event bridge in local mode, looking for "
+                "Redis at redis.invalid:6390/0",
+            ),
+            (False, "osism API started; event bridge in local mode"),
+        ],
+        ids=["looking-for-redis", "local-only"],
+    )
+    def test_start_and_stop_are_logged_with_the_mode_and_where_redis_is_sought(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+        connect_redis: bool,
+        started: str,
+    ) -> None:
+        for name in (
+            "REDIS_URL",
+            "REDIS_SENTINELS",
+            "REDIS_DB",
+            "REDIS_TLS",
+            "REDIS_USERNAME",
+            "REDIS_PASSWORD",
+        ):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("REDIS_HOST", "redis.invalid")
+        monkeypatch.setenv("REDIS_PORT", "6390")
+        caplog.set_level(logging.INFO, logger="osism.api")
+        app = create_app(
+            WebSocketManager(),
+            EventBridge(connect=False),
+            connect_redis=connect_redis,
+            heartbeat_interval=0,
+            security=SecurityConfig(token=TOKEN),
+        )
+        with TestClient(app):
+            pass
+        assert [
+            record.getMessage()
+            for record in caplog.records
+            if record.getMessage().startswith("osism API")
+        ] == [started, "osism API stopped"]
 
     @pytest.mark.parametrize(
         "mode, subscribed, ready",
