@@ -251,12 +251,13 @@ class TestApplyToServer:
         caplog.set_level(logging.INFO, logger="osism.api")
         set_ws_env(monkeypatch)
         monkeypatch.setenv("WEBSOCKET_DEFLATE", deflate)
+        monkeypatch.setenv("WEBSOCKET_PING_TIMEOUT", "9")
         config = uvicorn.Config("osism.api:app")
 
         assert apply_to_server(FakeLifespan(config).receive) is True
         assert messages(caplog) == [
             f"WebSocket settings of the server: max frame 4096 bytes, deflate {shown}, "
-            "ping every 7.0 s, timeout None s"
+            "ping every 7.0 s, timeout 9.0 s"
         ]
 
     def test_says_when_the_server_is_not_uvicorn(
