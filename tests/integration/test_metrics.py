@@ -16,13 +16,7 @@ from tests.integration.deadlines import async_wait_until
 from tests.integration.conftest import StartApi
 from tests.integration.scenario import connect, event, ironic, nova
 from tests.integration.servers import free_port
-from tests.integration.test_listener import (  # noqa: F401 - fixtures
-    DEFAULT_KEYS,
-    Broker,
-    broker,
-    oslo_envelope,
-    start_listener,
-)
+from tests.integration.rabbitmq import DEFAULT_KEYS, Broker, oslo_envelope
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +85,7 @@ async def _ready(url: str) -> bool:
 @pytest.mark.asyncio
 @pytest.mark.timeout(90)
 async def test_listener_counts_per_service_and_answers_ready(
-    start_api: StartApi, start_listener: Any, broker: Broker  # noqa: F811
+    start_api: StartApi, start_listener: Any, broker: Broker
 ) -> None:
     start_api()
     port = free_port()
