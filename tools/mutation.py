@@ -586,6 +586,44 @@ def read_verdicts(root: Path) -> Dict[str, Dict[str, Optional[int]]]:
     return verdicts
 
 
+def read_durations(root: Path) -> Dict[str, float]:
+    """Mutant key -> seconds its test run took, from mutmut's .meta files."""
+    durations: Dict[str, float] = {}
+    for meta in sorted((root / MUTANTS).rglob("*.py.meta")):
+        durations.update(json.loads(meta.read_text()).get("durations_by_key", {}))
+    return durations
+
+
+def per_test_limit(config: Dict[str, Any]) -> Optional[float]:
+    """The ``--timeout=N`` of [tool.mutmut] pytest_add_cli_args, if any."""
+    for arg in config.get("pytest_add_cli_args", []):
+        if arg.startswith("--timeout="):
+            return float(arg.partition("=")[2])
+    return None
+
+
+def timing_report(durations: Dict[str, float], wait: float, limit: float) -> str:
+    """Where the run's time went: the mutants a failed wait or the per-test
+    limit ended cost that wait or limit each, the rest what their tests took."""
+    at_limit = sorted(k for k, d in durations.items() if d >= limit)
+    at_wait = [k for k, d in durations.items() if wait <= d < limit]
+    total = sum(durations.values())
+    out = [
+        f"time in the mutants' test runs: {total:.0f} s over"
+        f" {_plural(len(durations), 'mutant')};"
+        f" {len(at_wait)} ended in {wait:g}-{limit:g} s, most at a failed wait"
+        f" ({sum(durations[k] for k in at_wait):.0f} s);"
+        f" {len(at_limit)} ran into the {limit:g} s per-test limit"
+        f" ({sum(durations[k] for k in at_limit):.0f} s)"
+    ]
+    if at_limit:
+        out += [
+            "Ran into the per-test limit (a test with no deadline of its own hangs):"
+        ]
+        out += [f"  {key}" for key in at_limit]
+    return "\n".join(out)
+
+
 def mutmut_function_pair(key: str, path: str) -> Tuple[str, str]:
     """The original and mutated function of a mutant, as mutmut shows them."""
     import libcst
@@ -811,12 +849,17 @@ def main(argv: Sequence[str]) -> int:
     if not verdicts:
         print("no mutmut results under mutants/", file=sys.stderr)
         return 1
+    config = mutmut_config(root)
     result = judge(
         verdicts,
         mutmut_function_pair,
         lambda path: (root / path).read_text(),
-        scope=in_scope(root, mutmut_config(root)),
+        scope=in_scope(root, config),
     )
+    durations, limit = read_durations(root), per_test_limit(config)
+    if durations and limit:
+        wait = float(mutmut_environment(dict(os.environ))[WAIT_ENV])
+        print(timing_report(durations, wait, limit))
     print(report(result, args.threshold))
     return 0 if result.passed(args.threshold) else 1
 

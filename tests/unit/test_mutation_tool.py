@@ -628,3 +628,32 @@ class TestWaits:
         args = mutation.mutmut_config(ROOT)["pytest_add_cli_args"]
         limits = [float(a.split("=")[1]) for a in args if a.startswith("--timeout=")]
         assert limits and float(mutation.WAIT_SECONDS) < limits[0]
+
+
+class TestTiming:
+    @pytest.mark.parametrize(
+        "args, limit",
+        [
+            (["-p", "x", "--timeout=10", "--timeout-method=thread"], 10.0),
+            (["-q"], None),
+        ],
+    )
+    def test_the_per_test_limit_is_the_timeout_option(
+        self, args: List[str], limit: Optional[float]
+    ) -> None:
+        assert mutation.per_test_limit({"pytest_add_cli_args": args}) == limit
+
+    def test_mutants_ended_by_a_wait_or_the_limit_are_counted_apart(self) -> None:
+        durations = {"m.a": 0.4, "m.b": 0.6, "m.c": 5.2, "m.d": 10.3, "m.e": 11.0}
+        text = mutation.timing_report(durations, wait=5.0, limit=10.0).splitlines()
+        assert text == [
+            "time in the mutants' test runs: 28 s over 5 mutants; 1 ended in 5-10 s,"
+            " most at a failed wait (5 s); 2 ran into the 10 s per-test limit (21 s)",
+            "Ran into the per-test limit (a test with no deadline of its own hangs):",
+            "  m.d",
+            "  m.e",
+        ]
+
+    def test_no_mutant_at_the_limit_lists_none(self) -> None:
+        text = mutation.timing_report({"m.a": 0.4}, wait=5.0, limit=10.0)
+        assert text.endswith("0 ran into the 10 s per-test limit (0 s)")
