@@ -14,6 +14,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.integration.conftest import StartApi
+from tests.integration.deadlines import deadline
 from tests.integration.scenario import ironic
 from tests.integration.scenario import connect as connect_user
 from tests.integration.servers import ApiServer, RedisServer
@@ -45,10 +46,12 @@ async def next_message(
                 return message
 
     try:
-        return await asyncio.wait_for(wait(), within)
+        return await asyncio.wait_for(wait(), deadline(within))
     except asyncio.TimeoutError:
         recent = json.dumps(seen[-3:], indent=1)
-        pytest.fail(f"no such system message within {within} s; last ones: {recent}")
+        pytest.fail(
+            f"no such system message within {deadline(within)} s; last ones: {recent}"
+        )
 
 
 @pytest.mark.asyncio
@@ -121,11 +124,11 @@ async def test_the_token_rule_of_the_events_endpoint_applies(
     api = start_api(env={"API_TOKEN": "system-token-1"})
     async with connect(system_url(api)) as refused:
         with pytest.raises(Exception) as closed:
-            await asyncio.wait_for(refused.recv(), 5.0)
+            await asyncio.wait_for(refused.recv(), deadline(5.0))
     assert getattr(getattr(closed.value, "rcvd", None), "code", None) == 1008
     async with connect(
         system_url(api), additional_headers={"Authorization": "Bearer system-token-1"}
     ) as system:
-        assert json.loads(await asyncio.wait_for(system.recv(), 5.0))["type"] == (
-            "system"
-        )
+        assert json.loads(await asyncio.wait_for(system.recv(), deadline(5.0)))[
+            "type"
+        ] == ("system")
