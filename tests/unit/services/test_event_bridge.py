@@ -396,9 +396,15 @@ class TestConnecting:
         assert bridge.status()["redis"] == where
 
     def test_a_bridge_that_reached_redis_logs_there_and_subscribes(
-        self, server: FakeRedisServer, redis_view: fakeredis.FakeRedis
+        self,
+        server: FakeRedisServer,
+        redis_view: fakeredis.FakeRedis,
+        caplog_bridge: Any,
     ) -> None:
         bridge = EventBridge()
+        assert logged(caplog_bridge, logging.INFO) == [
+            "Connected to Redis at redis:6379/0"
+        ]
         status = bridge.status()
         assert (status["mode"], status["redis_connected"]) == ("redis", True)
         assert bridge.add_event(EVENT_TYPE, PAYLOAD) is True
@@ -414,8 +420,9 @@ class TestConnecting:
         bridge = EventBridge()
         status = bridge.status()
         assert (status["mode"], status["redis_connected"]) == ("local", False)
-        [error] = logged(caplog_bridge, logging.ERROR)
-        assert error.startswith("Cannot connect to Redis at redis:6379/0: ")
+        assert logged(caplog_bridge, logging.ERROR) == [
+            f"Cannot connect to Redis at redis:6379/0: {DOWN}; retrying with back-off"
+        ]
         # No subscription to run.
         bridge._redis_subscriber_loop()
         assert logged(caplog_bridge, logging.ERROR)[-1] == (
@@ -1695,32 +1702,46 @@ class TestWatchForRedis:
         assert local.status()["redis_connected"] is True
         assert threads.started == []
 
-    @pytest.mark.parametrize(
-        "error, logged_errors",
-        [
-            (redis.ConnectionError("refused"), 0),
-            (redis.AuthenticationError("invalid password"), 1),
-        ],
-        ids=["absent-quietly", "refused-us-loudly-once"],
-    )
-    def test_the_watcher_says_once_why_redis_refuses_it(
+    def test_an_absent_redis_is_no_error_for_the_watcher(
         self,
         local: EventBridge,
         server: FakeRedisServer,
         stop_event: Any,
         caplog_bridge: Any,
-        error: Exception,
-        logged_errors: int,
     ) -> None:
+        server.connected = False
+        stop_event(local, stop_on_wait=3)
+        local._watch_redis()
+        assert logged(caplog_bridge, logging.ERROR) == []
+
+    def test_the_watcher_says_why_redis_refuses_it_once_per_reason(
+        self,
+        local: EventBridge,
+        server: FakeRedisServer,
+        stop_event: Any,
+        caplog_bridge: Any,
+    ) -> None:
+        # The first look, then two after a back-off each.
+        reasons = ["invalid password", "user disabled", "user disabled"]
+
         def refuse(settings: Dict[str, Any]) -> bool:
-            raise error
+            raise redis.AuthenticationError(reasons.pop(0))
 
         server.refuse = refuse
         stop_event(local, stop_on_wait=3)
         local._watch_redis()
-        errors = logged(caplog_bridge, logging.ERROR)
-        assert len(errors) == logged_errors
-        assert all("events stay in this process" in line for line in errors)
+        refused = (
+            "Redis at redis:6379/0 refused the credentials (wrong password or "
+            "unknown user; REDIS_URL/REDIS_USERNAME/REDIS_PASSWORD)"
+        )
+        stays = (
+            "events stay in this process (embedded mode), trying again in the "
+            "background"
+        )
+        assert logged(caplog_bridge, logging.ERROR) == [
+            f"{refused}: invalid password; {stays}",
+            f"{refused}: user disabled; {stays}",
+        ]
 
 
 class TestRedisAnswers:
@@ -1742,6 +1763,10 @@ class TestRedisAnswers:
         assert _redis_answers() is False
         assert logged(caplog_bridge, logging.ERROR) == []
         assert logged(caplog_bridge, logging.WARNING) == []
+        reason = f"Cannot connect to Redis at redis:6379/0: {DOWN}"
+        assert logged(caplog_bridge, logging.DEBUG) == [
+            f"Redis does not answer yet: {reason}"
+        ]
 
 
 def channel_of(redis: fakeredis.FakeRedis) -> Any:
