@@ -705,22 +705,21 @@ def describe(
 
 
 def unmutated_line(path: str, found: Unmutated) -> Optional[str]:
-    """One line on what mutmut leaves alone in a module, None when nothing."""
-    parts = []
-    if found.functions:
-        by_reason: Dict[str, List[str]] = {}
-        for skipped in found.functions:
-            by_reason.setdefault(skipped.reason, []).append(
-                f"{skipped.name}:{skipped.line}"
-            )
-        reasons = "; ".join(
-            f"{reason}: {', '.join(names)}" for reason, names in by_reason.items()
+    """One line on the functions mutmut skips in a module, None when none."""
+    if not found.functions:
+        return None
+    by_reason: Dict[str, List[str]] = {}
+    for skipped in found.functions:
+        by_reason.setdefault(skipped.reason, []).append(
+            f"{skipped.name}:{skipped.line}"
         )
-        parts.append(f"{_plural(len(found.functions), 'function')} skipped ({reasons})")
+    reasons = "; ".join(
+        f"{reason}: {', '.join(names)}" for reason, names in by_reason.items()
+    )
+    line = f"  {path}: {_plural(len(found.functions), 'function')} skipped ({reasons})"
     if found.statements:
-        statements = _plural(found.statements, "statement")
-        parts.append(f"{statements} outside functions")
-    return f"  {path}: {', '.join(parts)}" if parts else None
+        line += f", {_plural(found.statements, 'statement')} outside functions"
+    return line
 
 
 def _plural(count: int, noun: str) -> str:
@@ -742,12 +741,20 @@ def report(result: Result, threshold: float) -> str:
         out += [f"  {s.path}:{s.line} {s.key}" for s in result.excluded]
         out += [""]
     lines = [unmutated_line(m.path, m.unmutated) for m in result.modules.values()]
-    if any(lines):
+    if any(lines) or any(m.unmutated.statements for m in result.modules.values()):
         out += [
             "Never mutated (mutmut makes no mutant of these, so no test is judged"
             " on them):"
         ]
         out += [line for line in lines if line]
+    statements = [m.unmutated.statements for m in result.modules.values()]
+    if any(statements):
+        modules = sum(1 for count in statements if count)
+        out += [
+            f"  {_plural(sum(statements), 'statement')} outside functions (module"
+            f" level, class bodies) in {_plural(modules, 'module')}: none is mutated"
+        ]
+    if any(lines) or any(statements):
         out += [""]
     out += [
         f"{'module':<40} {'mutants':>7} {'killed':>7} {'left':>5}"

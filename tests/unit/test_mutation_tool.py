@@ -568,6 +568,19 @@ class TestWhatMutmutSkips:
             " pragma:55, region:60), 3 statements outside functions"
         )
         assert mutation.unmutated_line("osism/x.py", mutation.Unmutated()) is None
+        only_statements = mutation.Unmutated(statements=3)
+        assert mutation.unmutated_line("osism/x.py", only_statements) is None
+
+    def test_the_report_totals_the_statements_outside_functions(self) -> None:
+        result = judge(
+            {"osism.m.x_f__mutmut_2": 1}, scope=["osism/m.py", "osism/routes.py"]
+        )
+        text = mutation.report(result, threshold=95.0).splitlines()
+        # osism/m.py: `logger = ...`; osism/routes.py has only a function
+        assert (
+            "  1 statement outside functions (module level, class bodies) in"
+            " 1 module: none is mutated"
+        ) in text
 
 
 class TestModulesWithoutMutants:
