@@ -10,8 +10,8 @@ import pytest
 Predicate = Callable[[], bool]
 
 # How long a wait gives its condition unless the test says otherwise.
-# tools/mutation.py sets OSISM_TEST_WAIT=1: a mutant that breaks delivery
-# fails such a wait, and each one otherwise costs the full deadline.
+# tools/mutation.py sets OSISM_TEST_WAIT=3: a mutant that breaks delivery
+# fails such a wait, and each one costs the full deadline.
 WAIT_TIMEOUT = float(os.environ.get("OSISM_TEST_WAIT") or 5.0)
 
 
