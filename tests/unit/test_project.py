@@ -118,6 +118,11 @@ class TestSelfContained:
                 [ROOT / top] if (ROOT / top).is_file() else (ROOT / top).rglob("*")
             )
             if path.is_file()
+            # not what a run leaves: .ci/.venv, __pycache__
+            and not any(
+                part.startswith(".") or part == "__pycache__"
+                for part in path.relative_to(ROOT).parts[1:]
+            )
             and path.suffix in {".py", ".sh", ".yaml", ".yml", ".cfg", ".toml", ""}
             and path != Path(__file__).resolve()
             and outside.search(path.read_text(errors="replace"))
