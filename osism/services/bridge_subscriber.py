@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, Optional
 
 from osism import settings
 from osism.services import bridge_link
-from osism.services.backoff import Backoff
+from osism.services.backoff import Backoff, Jitter
 from osism.services.bridge_link import CHANNEL
 from osism.services.event_log import Envelope
 from osism.services.redis_log import RedisEventLog
@@ -88,6 +88,13 @@ class RedisSubscriber:
             logger.error("Redis subscriber not initialized; not subscribing")
             return
         failures = 0
+        # Equal jitter: the API processes that lost Redis together (a Sentinel
+        # failover) retry spread over the second half of the delay; a floor of
+        # half keeps the five retries covering an outage about as long as the
+        # setting says, where full jitter could spend them all in an instant.
+        retry = Backoff(
+            self.SUBSCRIBE_RETRY_DELAY, self.SUBSCRIBE_RETRY_DELAY, Jitter.EQUAL
+        )
         try:
             while not self._shutdown_event.is_set():
                 try:
@@ -109,19 +116,20 @@ class RedisSubscriber:
                     if self._shutdown_event.is_set():
                         return
                     failures += 1
+                    delay = retry.next()
                     logger.error(
                         "Redis subscription failed (%d/%d): %s; retrying in %.1f s",
                         failures,
                         self.SUBSCRIBE_MAX_RETRIES,
                         exc,
-                        self.SUBSCRIBE_RETRY_DELAY,
+                        delay,
                     )
                     if failures >= self.SUBSCRIBE_MAX_RETRIES:
                         logger.error(
                             "Max Redis reconnection attempts reached, giving up"
                         )
                         return
-                    if self._shutdown_event.wait(self.SUBSCRIBE_RETRY_DELAY):
+                    if self._shutdown_event.wait(delay):
                         return
                     self._init_redis()
         finally:

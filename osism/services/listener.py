@@ -31,9 +31,11 @@ RabbitMQ, in order, nothing waits in the listener's memory, and a listener
 killed at any moment loses nothing (RabbitMQ redelivers what was not
 acknowledged; the log recognises a redelivered ``message_id`` and keeps it
 once). A malformed message is logged and rejected without requeue. The
-connection is re-established with a capped back-off.
+connection is re-established with a capped back-off; every back-off here draws
+its delays with jitter (backoff.py), so replicas do not retry in step.
 """
 
+import itertools
 import logging
 import threading
 from contextlib import contextmanager
@@ -42,6 +44,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol
 from kombu import Connection, Exchange, Queue, binding
 from kombu.mixins import ConsumerMixin
 
+from osism.services.backoff import Backoff
 from osism.services.listener_config import (
     DEFAULT_QUEUE_PREFIX,
     DEFAULT_TOPICS,
@@ -178,7 +181,7 @@ class NotificationListener(HandOver, ConsumerMixin):
 
     def serve(self) -> None:
         """Consume until stopped; unexpected errors restart it with back-off."""
-        delay = RESTART_MIN_DELAY
+        restart = Backoff(RESTART_MIN_DELAY, self.config.reconnect_max_delay)
         while not self.should_stop:
             try:
                 self.run()
@@ -186,10 +189,10 @@ class NotificationListener(HandOver, ConsumerMixin):
                 break
             except Exception:
                 self.metrics.set_ready(False)
+                delay = restart.next()
                 logger.exception("Listener failed; restarting in %.1f s", delay)
                 if self._wait(delay):
                     break
-                delay = min(delay * 2, self.config.reconnect_max_delay)
         logger.info(
             "Listener stopped: %d acknowledged, %d rejected, %d retries while "
             "the bridge did not take events",
@@ -210,16 +213,37 @@ class NotificationListener(HandOver, ConsumerMixin):
     @contextmanager
     def establish_connection(self) -> Iterator[Connection]:
         with self.create_connection() as conn:
+            # kombu retries and moves through failover URLs; its own waits are
+            # off (interval 0): the errback waits our back-off, with jitter.
             conn.ensure_connection(
-                self.on_connection_error,
+                self._connection_retry(conn),
                 self.connect_max_retries,
-                interval_start=RESTART_MIN_DELAY,
-                interval_step=2,
-                interval_max=self.config.reconnect_max_delay,
+                interval_start=0,
+                interval_step=0,
+                interval_max=0,
                 callback=self._raise_if_stopping,
             )
             self.declare_exchanges(conn)
             yield conn
+
+    def _connection_retry(
+        self, conn: Connection
+    ) -> Callable[[BaseException, float], None]:
+        """kombu's errback for one connect: after each failure it logs and
+        waits, until a stop ends the retries (_StopRequested)."""
+        backoff = Backoff(RESTART_MIN_DELAY, self.config.reconnect_max_delay)
+        failures = itertools.count()
+
+        def retry(exc: BaseException, interval: float) -> None:
+            # With several broker URLs the next one is tried at once; the
+            # back-off comes after a round through all of them, as in kombu.
+            round_done = conn.completes_cycle(next(failures))
+            delay = backoff.next() if round_done else 0.0
+            self.on_connection_error(exc, delay)
+            if self._wait(delay):
+                raise _StopRequested()
+
+        return retry
 
     def create_connection(self) -> Connection:
         return self.connection.clone(heartbeat=self.config.heartbeat or None)

@@ -34,6 +34,7 @@ import pytest_asyncio
 import redis
 
 from osism import settings
+from osism.services import backoff
 from osism.services import event_bridge as event_bridge_module
 from osism.services.bridge_link import _redis_answers
 from osism.services.event_bridge import CHANNEL, EventBridge, _log_failure
@@ -247,6 +248,18 @@ def logged(caplog: pytest.LogCaptureFixture, level: int) -> List[str]:
 def queued(bridge: EventBridge) -> List[Any]:
     """The events in the bridge's local queue, oldest first (not consumed)."""
     return list(bridge._event_queue.queue)
+
+
+def draw(monkeypatch: pytest.MonkeyPatch, *values: float) -> None:
+    """Every back-off draws ``values`` in turn (then the test fails)."""
+    monkeypatch.setattr(backoff, "source", iter(values).__next__)
+
+
+@pytest.fixture(autouse=True)
+def highest_draw(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every back-off draws its highest delay, the step itself, so that a test
+    reads the steps; TestJitter draws other delays."""
+    monkeypatch.setattr(backoff, "source", lambda: 1.0)
 
 
 @pytest.fixture(autouse=True)
@@ -1127,6 +1140,26 @@ class TestRedisSubscriberLoop:
         assert event.waits == [self.DELAY] * 3
         assert reconnects(caplog_bridge) == 2
 
+    def test_retries_are_drawn_in_the_second_half_of_the_delay(
+        self,
+        live: EventBridge,
+        stop_event: Any,
+        poll: Any,
+        caplog_bridge: Any,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        live.SUBSCRIBE_RETRY_DELAY = self.DELAY
+        event = stop_event(live, stop_on_wait=3)
+        draw(monkeypatch, 0.0, 0.5, 1.0)
+        lost = redis.ConnectionError("lost")
+        poll(live, fail(lost), fail(lost), fail(lost))
+        assert event.waits == [3.75, 5.625, 7.5]
+        assert logged(caplog_bridge, logging.ERROR) == [
+            "Redis subscription failed (1/5): lost; retrying in 3.8 s",
+            "Redis subscription failed (2/5): lost; retrying in 5.6 s",
+            "Redis subscription failed (3/5): lost; retrying in 7.5 s",
+        ]
+
     def test_a_failed_subscribe_takes_the_same_back_off(
         self,
         live: EventBridge,
@@ -1408,6 +1441,24 @@ class TestSuperviseSubscriber:
         local._supervise_subscriber()
         assert event.waits == [1.0, 2.0, 4.0, next_delay]
 
+    def test_each_restart_waits_a_draw_below_its_step(
+        self,
+        local: EventBridge,
+        stop_event: Any,
+        journal: List[Any],
+        monkeypatch: pytest.MonkeyPatch,
+        caplog_bridge: Any,
+    ) -> None:
+        event = stop_event(local, stop_on_wait=4)
+        draw(monkeypatch, 0.5, 0.25, 0.75, 0.5)
+        local._supervise_subscriber()
+        # steps 1, 2, 4, 8 s
+        assert event.waits == [0.5, 0.5, 3.0, 4.0]
+        assert logged(caplog_bridge, logging.WARNING)[:2] == [
+            "Redis subscriber stopped; starting it again in 0.5 s (restart 1)",
+            "Redis subscriber stopped; starting it again in 0.5 s (restart 2)",
+        ]
+
     def test_it_does_not_start_after_a_shutdown(
         self, local: EventBridge, stop_event: Any, journal: List[Any]
     ) -> None:
@@ -1642,6 +1693,21 @@ class TestWatchForRedis:
         assert logged(caplog_bridge, logging.WARNING) == []
         assert logged(caplog_bridge, logging.ERROR) == []
         assert local.status()["redis_connected"] is False
+
+    def test_the_watcher_waits_a_draw_below_each_step(
+        self,
+        local: EventBridge,
+        server: FakeRedisServer,
+        stop_event: Any,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        event = stop_event(local, stop_on_wait=4)
+        server.connected = False
+        draw(monkeypatch, 0.5, 0.25, 0.0, 0.75)
+        local._watch_redis()
+        # steps 1, 2, 4, 4 s; a draw of 0 looks again at once
+        assert event.waits == [0.5, 0.5, 0.0, 3.0]
+        assert server.probes() == 4
 
     def test_the_watcher_switches_to_redis_and_subscribes_once_it_answers(
         self,

@@ -11,7 +11,6 @@ from typing import Any, Dict, List
 import fakeredis
 import pytest
 
-from osism.services.backoff import Backoff
 from osism.services.event_log import (
     LogEntry,
     MemoryEventLog,
@@ -402,11 +401,3 @@ class TestRedisEventLog:
         redis.xadd("test:events:log", {"id": "x", "event": "[1]"})
         log.append(new_envelope("a.b", {"n": 1}))
         assert payloads(log.read_after(None, 10)) == [1]
-
-
-class TestBackoff:
-    def test_doubles_up_to_the_cap_and_starts_over_on_reset(self) -> None:
-        backoff = Backoff(0.5, 3.0)
-        assert [backoff.next() for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
-        backoff.reset()
-        assert backoff.next() == 0.5

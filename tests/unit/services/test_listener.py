@@ -21,6 +21,7 @@ from amqp.exceptions import AccessRefused
 from kombu import Connection, Consumer
 
 from osism import main as cli
+from osism.services import backoff
 from osism.services import listener as listener_module
 from osism.services import listener_handover, listener_process
 from osism.services.listener import (
@@ -42,6 +43,20 @@ from osism.services.listener import (
 pytestmark = pytest.mark.usefixtures("bounded_stop_event")
 
 LOGGER = "osism.listener"
+
+
+@pytest.fixture(autouse=True)
+def highest_draw(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every back-off draws its highest delay, the step itself, so that a test
+    reads the steps; the tests named ..._draw... draw other delays."""
+    monkeypatch.setattr(backoff, "source", lambda: 1.0)
+
+
+def draw(monkeypatch: pytest.MonkeyPatch, *values: float) -> None:
+    """Every back-off draws ``values`` in turn (then the test fails)."""
+    monkeypatch.setattr(backoff, "source", iter(values).__next__)
+
+
 IRONIC_PAYLOAD = {
     "ironic_object.name": "NodeSetPowerStatePayload",
     "ironic_object.data": {"name": "node-1", "uuid": "1be26c0b"},
@@ -339,6 +354,15 @@ class TestAcknowledgement:
         assert sum(waits) == pytest.approx(sum(delays))
         assert max(waits) == listener_module.HEARTBEAT_SLICE
         assert listener.retried == 8
+
+    def test_each_retry_waits_a_draw_below_its_step(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        listener, waits = make_listener(FakeBridge(False, False, False, True))
+        draw(monkeypatch, 0.5, 0.25, 0.75)
+        listener.on_message(FakeMessage(A_B))
+        # steps 0.1, 0.2, 0.4 s
+        assert waits == pytest.approx([0.05, 0.05, 0.3])
 
     def test_every_message_starts_with_the_shortest_delay(self) -> None:
         listener, waits = make_listener(FakeBridge(False, True, False, True))
@@ -710,30 +734,90 @@ class TestExchangeDeclarationErrors:
         assert "Closing a channel failed: gone" in caplog.text
 
 
+# Nothing listens on port 1 of the loopback: every connect is refused at once.
+REFUSED = "amqp://u:secret@127.0.0.1:1//"
+
+
 class TestReconnecting:
     def test_retries_the_broker_with_a_capped_back_off_and_a_stop_check(
-        self,
+        self, caplog: pytest.LogCaptureFixture
     ) -> None:
         config = ListenerConfig(
-            url="amqp://u:secret@broker:5672//",
-            bindings=ironic_only().bindings,
-            reconnect_max_delay=7.0,
+            url=REFUSED, bindings=ironic_only().bindings, reconnect_max_delay=7.0
         )
-        listener, _ = make_listener(FakeBridge(), config)
+        waits = Waits(stop_at=5)
+        listener = NotificationListener(
+            Connection(config.url), FakeBridge(), config, wait=waits
+        )
+        with caplog.at_level(logging.WARNING, LOGGER):
+            with pytest.raises(_StopRequested):
+                with listener.establish_connection():
+                    pytest.fail("connected to a port nobody listens on")
+        # kombu itself waits nothing: every wait is ours, and a stop ends them.
+        assert waits == [RESTART_MIN_DELAY, 2.0, 4.0, 7.0, 7.0]
+        assert [r.getMessage().rsplit("; ", 1)[1] for r in caplog.records] == [
+            "retrying in 1.0 s",
+            "retrying in 2.0 s",
+            "retrying in 4.0 s",
+            "retrying in 7.0 s",
+            "retrying in 7.0 s",
+        ]
+        assert listener.metrics.ready is False
+
+    def test_each_retry_waits_a_draw_below_its_step(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        config = ListenerConfig(url=REFUSED, reconnect_max_delay=7.0)
+        waits = Waits(stop_at=4)
+        listener = NotificationListener(
+            Connection(config.url), FakeBridge(), config, wait=waits
+        )
+        draw(monkeypatch, 0.5, 0.25, 0.0, 0.5)
+        with pytest.raises(_StopRequested):
+            with listener.establish_connection():
+                pass
+        # steps 1, 2, 4, 7 s
+        assert waits == [0.5, 0.5, 0.0, 3.5]
+
+    def test_failover_urls_are_tried_in_turn_and_a_round_backs_off(self) -> None:
+        config = ListenerConfig(
+            url=REFUSED + ";amqp://u:secret@127.0.0.1:2//", reconnect_max_delay=7.0
+        )
+        waits = Waits(stop_at=6)
+        listener = NotificationListener(
+            Connection(config.url), FakeBridge(), config, wait=waits
+        )
+        with pytest.raises(_StopRequested):
+            with listener.establish_connection():
+                pass
+        assert waits == [0.0, RESTART_MIN_DELAY, 0.0, 2.0, 0.0, 4.0]
+
+    def test_a_stop_before_a_retry_ends_the_retries_without_a_wait(self) -> None:
+        config = ListenerConfig(url=REFUSED)
+        waits = Waits()
+        listener = NotificationListener(
+            Connection(config.url), FakeBridge(), config, wait=waits
+        )
+        listener.stop()
+        with pytest.raises(_StopRequested):
+            with listener.establish_connection():
+                pass
+        assert waits == []
+
+    def test_a_broker_that_answers_is_used_and_its_exchanges_declared(self) -> None:
+        config = ListenerConfig(
+            url="amqp://u:secret@broker:5672//", bindings=ironic_only().bindings
+        )
+        listener, waits = make_listener(FakeBridge(), config)
         conn = MagicMock()
         conn.__enter__.return_value = conn
         conn.channel_errors = (AccessRefused,)
         listener.create_connection = lambda: conn  # type: ignore[method-assign]
         with listener.establish_connection() as established:
             assert established is conn
-        conn.ensure_connection.assert_called_once_with(
-            listener.on_connection_error,
-            None,
-            interval_start=RESTART_MIN_DELAY,
-            interval_step=2,
-            interval_max=7.0,
-            callback=listener._raise_if_stopping,
-        )
+        conn.ensure_connection.assert_called_once()
+        assert conn.channel.called  # the exchanges were asserted
+        assert waits == []
 
     def test_the_connection_carries_the_heartbeat(self) -> None:
         config = ListenerConfig(url="amqp://broker//", heartbeat=15.0)
@@ -798,6 +882,31 @@ class TestServe:
         assert len(runs) == 4
         assert waits == [RESTART_MIN_DELAY, 2.0, 3.0]
         assert "Listener failed; restarting in 1.0 s" in caplog.text
+
+    def test_each_restart_waits_a_draw_below_its_step(
+        self, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        config = ListenerConfig(reconnect_max_delay=3.0)
+        listener, waits = make_listener(FakeBridge(), config)
+        runs = []
+
+        def run() -> None:
+            runs.append(1)
+            if len(runs) < 4:
+                raise RuntimeError("bug")
+            listener.stop()
+
+        monkeypatch.setattr(listener, "run", run)
+        draw(monkeypatch, 0.25, 0.5, 0.5)
+        with caplog.at_level(logging.ERROR, LOGGER):
+            listener.serve()
+        # steps 1, 2, 3 s
+        assert waits == [0.25, 1.0, 1.5]
+        assert [r.getMessage() for r in caplog.records] == [
+            "Listener failed; restarting in 0.2 s",
+            "Listener failed; restarting in 1.0 s",
+            "Listener failed; restarting in 1.5 s",
+        ]
 
     def test_a_stop_while_waiting_to_restart_ends_serving(
         self, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
