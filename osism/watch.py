@@ -3,7 +3,8 @@
 It connects to ``/v1/events/openstack``, sends the filters it was given as a
 ``set_filters`` message and prints each event (``--json``: the event as one
 JSON document per line). After a dropped connection it reconnects with
-back-off and resumes from the last event it printed.
+back-off (with jitter, so that many watchers do not come back in step) and
+resumes from the last event it printed.
 
 Exit status: 0 got what was asked (``--count`` events, or ``--timeout``
 elapsed without ``--count``), 1 the server could not be reached or refused
@@ -25,6 +26,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
+from osism.services.backoff import Backoff
 from osism.watch_args import FILTER_OPTIONS, filters_of
 
 logger = logging.getLogger("osism.watch")
@@ -133,7 +135,7 @@ class Watcher:
 
     async def run(self) -> int:
         """Watch until --count events arrived; reconnect when dropped."""
-        delay = BACKOFF_MIN
+        backoff = Backoff(BACKOFF_MIN, BACKOFF_MAX)
         while True:
             try:
                 async with connect(
@@ -143,7 +145,7 @@ class Watcher:
                     max_size=None,
                 ) as websocket:
                     self.connections += 1
-                    delay = BACKOFF_MIN
+                    backoff.reset()
                     if await self._session(websocket):
                         return EXIT_OK
                     self._note("the server closed the connection")
@@ -161,9 +163,9 @@ class Watcher:
                         EXIT_CONNECTION, f"cannot connect to {self.url}: {exc}"
                     )
                 self._note(f"cannot reconnect: {exc}")
+            delay = backoff.next()
             self._note(f"reconnecting in {delay:.1f} s")
             await asyncio.sleep(delay)
-            delay = min(delay * 2, BACKOFF_MAX)
 
     async def _session(self, websocket: ClientConnection) -> bool:
         """One connection; True once --count events were printed."""

@@ -16,6 +16,7 @@ import websockets
 from websockets.frames import Close
 
 from osism import watch, watch_args
+from osism.services import backoff
 from osism.main import build_parser, main
 from osism.watch import Watcher, format_event, set_filters_message, websocket_url
 
@@ -96,6 +97,13 @@ class FakeServer:
 
 def closed(code: int = 1006, reason: str = "") -> websockets.ConnectionClosed:
     return websockets.ConnectionClosedError(Close(code, reason), None)
+
+
+@pytest.fixture(autouse=True)
+def highest_draw(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The back-off draws its highest delay, the step itself, so that a test
+    reads the steps; the tests named ..._draw... draw other delays."""
+    monkeypatch.setattr(backoff, "source", lambda: 1.0)
 
 
 @pytest.fixture(autouse=True)
@@ -311,6 +319,47 @@ class TestRun:
         ]
         assert no_sleep == [0.5, 1.0]
         assert "connection lost" in err and "cannot reconnect" in err
+
+    def test_each_reconnect_waits_a_draw_below_its_step_and_a_connection_resets_it(
+        self,
+        server: FakeServer,
+        capsys: pytest.CaptureFixture[str],
+        no_sleep: List[float],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setattr(backoff, "source", iter([0.5, 0.25, 0.75, 0.5]).__next__)
+        server.scripts = [
+            [REPLY, event("1"), closed()],
+            OSError("refused"),
+            OSError("refused"),
+            [REPLY, closed()],
+            [REPLY, event("2")],
+        ]
+        status, _, err = run_watch(server, ["--count", "2"], capsys)
+        assert status == 0
+        # steps 0.5, 1, 2 s, then 0.5 s again after a connection
+        assert no_sleep == [0.25, 0.25, 1.5, 0.25]
+        assert [line for line in err.splitlines() if "reconnecting in" in line] == [
+            "osism watch: reconnecting in 0.2 s",
+            "osism watch: reconnecting in 0.2 s",
+            "osism watch: reconnecting in 1.5 s",
+            "osism watch: reconnecting in 0.2 s",
+        ]
+
+    def test_the_back_off_is_capped_at_ten_seconds(
+        self,
+        server: FakeServer,
+        capsys: pytest.CaptureFixture[str],
+        no_sleep: List[float],
+    ) -> None:
+        server.scripts = [
+            [REPLY, closed()],
+            *[OSError("refused")] * 6,
+            [REPLY, event("1")],
+        ]
+        status, _, _ = run_watch(server, ["--count", "1"], capsys)
+        assert status == 0
+        assert no_sleep == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
 
     def test_says_when_events_may_be_missing(
         self, server: FakeServer, capsys: pytest.CaptureFixture[str]
