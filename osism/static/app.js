@@ -11,6 +11,24 @@
   const EVENTS_PATH = "/v1/events/openstack";
   const SYSTEM_PATH = "/v1/events/system";
 
+  // Reconnect delays for both sockets: a step doubling from BACKOFF_MIN to
+  // BACKOFF_MAX, each delay drawn below its step (full jitter), so that the
+  // pages one server restart dropped do not all come back in the same instant.
+  // The same back-off as the Python loops (osism/services/backoff.py).
+  function backoff() {
+    let step = BACKOFF_MIN;
+    return {
+      next() {
+        const delay = step * Math.random();
+        step = Math.min(step * 2, BACKOFF_MAX);
+        return delay;
+      },
+      reset() {
+        step = BACKOFF_MIN;
+      },
+    };
+  }
+
   const $ = (id) => document.getElementById(id);
   const rows = $("rows");
   const state = {
@@ -24,7 +42,7 @@
     total: 0,
     secondCount: 0,
     secondStart: performance.now(),
-    backoff: BACKOFF_MIN,
+    backoff: backoff(),
     sentPriority: false,
     refused: false,
     resuming: null,
@@ -67,7 +85,7 @@
     const ws = new WebSocket(socketUrl(EVENTS_PATH));
     state.ws = ws;
     ws.onopen = () => {
-      state.backoff = BACKOFF_MIN;
+      state.backoff.reset();
       state.refused = false;
       setConn("connected");
       // Resume through set_filters, so the replay matches the filters.
@@ -92,8 +110,7 @@
         $("token-box").open = true;
         return; // a new token (or a reload) tries again
       }
-      const delay = state.backoff;
-      state.backoff = Math.min(state.backoff * 2, BACKOFF_MAX);
+      const delay = state.backoff.next();
       setConn("disconnected, retrying in " + (delay / 1000).toFixed(1) + " s", "closed");
       setTimeout(connect, delay);
     };
@@ -338,13 +355,13 @@
 
   // ---- the system channel -----------------------------------------------
 
-  const system = { ws: null, backoff: BACKOFF_MIN, timer: 0 };
+  const system = { ws: null, backoff: backoff(), timer: 0 };
 
   function connectSystem() {
     const ws = new WebSocket(socketUrl(SYSTEM_PATH));
     system.ws = ws;
     ws.onopen = () => {
-      system.backoff = BACKOFF_MIN;
+      system.backoff.reset();
     };
     ws.onmessage = (message) => {
       try {
@@ -361,8 +378,7 @@
         return;
       }
       setBar("warn", "system channel disconnected; the service may be down");
-      const delay = system.backoff;
-      system.backoff = Math.min(system.backoff * 2, BACKOFF_MAX);
+      const delay = system.backoff.next();
       system.timer = setTimeout(connectSystem, delay);
     };
   }

@@ -53,6 +53,21 @@ def test_the_token_is_kept_in_the_tab_and_sent_only_to_the_websocket() -> None:
     assert "history.pushState" not in script and "location.search" not in script
 
 
+def test_both_sockets_reconnect_through_the_one_jittered_back_off() -> None:
+    # No JavaScript engine runs in the unit tests: the script's text shows
+    # that one back-off (full jitter) gives both sockets their delays.
+    script = (STATIC_DIR / "app.js").read_text()
+    assert script.count("function backoff()") == 1
+    assert "const delay = step * Math.random();" in script
+    assert "step = Math.min(step * 2, BACKOFF_MAX);" in script
+    assert script.count("backoff: backoff(),") == 2  # state's and system's
+    assert re.findall(r"(\w+)\.backoff\.next\(\)", script) == ["state", "system"]
+    assert re.findall(r"(\w+)\.backoff\.reset\(\)", script) == ["state", "system"]
+    # Nothing else doubles a delay or sets a reconnect timer of its own.
+    assert script.count("* 2") == 1
+    assert len(re.findall(r"setTimeout\((connect|connectSystem), delay\)", script)) == 2
+
+
 def test_a_non_editable_install_ships_the_static_files() -> None:
     config = configparser.ConfigParser()
     config.read(ROOT / "setup.cfg")
