@@ -22,10 +22,10 @@ class Jitter(enum.Enum):
 
     # Anywhere in [0, step]: spreads retries the most, and never waits longer
     # than the plain back-off would.
-    FULL = "full"
+    FULL = enum.auto()
     # In [step / 2, step]: for a retry whose spacing has to stay near its
     # setting, as when a fixed number of retries covers an outage.
-    EQUAL = "equal"
+    EQUAL = enum.auto()
 
 
 def system_random() -> float:

@@ -214,12 +214,11 @@ class NotificationListener(HandOver, ConsumerMixin):
     def establish_connection(self) -> Iterator[Connection]:
         with self.create_connection() as conn:
             # kombu retries and moves through failover URLs; its own waits are
-            # off (interval 0): the errback waits our back-off, with jitter.
+            # off (capped at 0 s): the errback waits our back-off, with jitter,
+            # on the stop event, so that a stop ends a wait at once.
             conn.ensure_connection(
                 self._connection_retry(conn),
                 self.connect_max_retries,
-                interval_start=0,
-                interval_step=0,
                 interval_max=0,
                 callback=self._raise_if_stopping,
             )

@@ -19,6 +19,7 @@ from unittest.mock import MagicMock
 import pytest
 from amqp.exceptions import AccessRefused
 from kombu import Connection, Consumer
+from kombu.utils import functional as kombu_functional
 
 from osism import main as cli
 from osism.services import backoff
@@ -740,7 +741,7 @@ REFUSED = "amqp://u:secret@127.0.0.1:1//"
 
 class TestReconnecting:
     def test_retries_the_broker_with_a_capped_back_off_and_a_stop_check(
-        self, caplog: pytest.LogCaptureFixture
+        self, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         config = ListenerConfig(
             url=REFUSED, bindings=ironic_only().bindings, reconnect_max_delay=7.0
@@ -749,12 +750,16 @@ class TestReconnecting:
         listener = NotificationListener(
             Connection(config.url), FakeBridge(), config, wait=waits
         )
+        kombu_sleeps: List[float] = []
+        monkeypatch.setattr(kombu_functional, "sleep", kombu_sleeps.append)
         with caplog.at_level(logging.WARNING, LOGGER):
             with pytest.raises(_StopRequested):
                 with listener.establish_connection():
                     pytest.fail("connected to a port nobody listens on")
-        # kombu itself waits nothing: every wait is ours, and a stop ends them.
+        # Every wait is ours, which a stop ends; kombu's own (a sleep that
+        # no stop interrupts) are all skipped.
         assert waits == [RESTART_MIN_DELAY, 2.0, 4.0, 7.0, 7.0]
+        assert kombu_sleeps == []
         assert [r.getMessage().rsplit("; ", 1)[1] for r in caplog.records] == [
             "retrying in 1.0 s",
             "retrying in 2.0 s",
