@@ -54,11 +54,6 @@ class Backoff:
         self._random = random_source
         self._step = minimum
 
-    @property
-    def step(self) -> float:
-        """The ceiling of the next delay (the un-jittered back-off)."""
-        return self._step
-
     def next(self) -> float:
         """The delay to wait now; the next step is twice as long (capped)."""
         step = self._step

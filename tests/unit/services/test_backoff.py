@@ -16,6 +16,7 @@ def draws(*values: float) -> Callable[[], float]:
 
 
 def highest() -> float:
+    """The bound random.random never reaches: each delay is its whole step."""
     return 1.0
 
 
@@ -31,15 +32,11 @@ class TestSteps:
         assert backoff.maximum == 2.0
         assert [backoff.next() for _ in range(3)] == [2.0, 2.0, 2.0]
 
-    def test_step_is_the_ceiling_of_the_next_delay(self) -> None:
-        backoff = Backoff(1.0, 4.0, random_source=draws(0.5, 0.5))
-        assert backoff.step == 1.0
+    def test_reset_starts_over_from_any_step(self) -> None:
+        backoff = Backoff(1.0, 4.0, random_source=highest)
         backoff.next()
-        assert backoff.step == 2.0
-        backoff.next()
-        assert backoff.step == 4.0
         backoff.reset()
-        assert backoff.step == 1.0
+        assert [backoff.next(), backoff.next()] == [1.0, 2.0]
 
 
 class TestFullJitter:
