@@ -1,5 +1,5 @@
 """The Definition of Done: ``nox`` runs lint, the unit tests under coverage,
-integration, the browser tests and the mutation gate.
+integration, the browser tests and the mutation gate, and builds the docs.
 
 The unit suite runs once in bare ``nox`` (inside ``coverage``); ``nox -s tests``
 is the quick run of the same tests without coverage.
@@ -8,6 +8,7 @@ Every development pin lives in the Pipfile's [dev-packages] (read through
 tools/pins.py); runtime pins live in requirements.txt.
 """
 
+import re
 import sys
 from pathlib import Path
 from typing import Callable, List
@@ -26,7 +27,14 @@ from services import (  # noqa: E402
 
 nox.needs_version = ">=2025.2.9"
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["lint", "coverage", "integration", "browser", "mutation"]
+nox.options.sessions = [
+    "lint",
+    "docs",
+    "coverage",
+    "integration",
+    "browser",
+    "mutation",
+]
 nox.options.error_on_missing_interpreters = True
 
 TEST_TOOLS = (
@@ -168,3 +176,22 @@ def browser(session: nox.Session) -> None:
         *session.posargs,
         env={"OSISM_CHROMIUM": chromium, "OSISM_REDIS_SERVER": redis_server},
     )
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The docs (mkdocs.yml, docs/) built with MkDocs in strict mode: a broken
+    link or anchor fails the session, and so does a README link to a file that
+    is not there. The site goes to the session's tmp dir."""
+    missing = [
+        target
+        for target in re.findall(
+            r"\]\(([^)#\s]+)[^)]*\)", Path("README.md").read_text()
+        )
+        if "://" not in target and not Path(target).exists()
+    ]
+    if missing:
+        session.error(f"README.md links to missing files: {', '.join(missing)}")
+    session.install(*requirements("mkdocs"))
+    site = Path(session.create_tmp()) / "site"
+    session.run("mkdocs", "build", "--strict", "--clean", "--site-dir", str(site))

@@ -99,7 +99,14 @@ class TestCiEntryPoint:
         assert match is not None
         sessions = re.findall(r'"(\w+)"', match.group(1))
         # The unit suite runs once: coverage runs it; `tests` is the quick run.
-        assert sessions == ["lint", "coverage", "integration", "browser", "mutation"]
+        assert sessions == [
+            "lint",
+            "docs",
+            "coverage",
+            "integration",
+            "browser",
+            "mutation",
+        ]
 
 
 class TestSelfContained:
