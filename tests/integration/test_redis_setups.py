@@ -352,7 +352,7 @@ async def test_sentinel_failover_events_flow_again_without_a_restart(
             await resumer.expect(event(POWER_ON, node="before"))
             last_seen = await resumer.expect(event(POWER_ON, node="listener-before"))
         # Everything so far is on the replica too: what a failover can lose
-        # (README) is not what this test is about.
+        # (docs/howto/production-redis.md) is not what this test is about.
         assert setup.master.wait_for_replicas(1) == 1
 
         marks = {user: len(user.received) for user in (a, b)}

@@ -21,16 +21,16 @@ from osism.services.websocket_manager import (
     WebSocketManager,
 )
 
-# The README's specification of the filters (section "Filters"), written
-# out here as data so that the property checks the code against the
-# documentation and not against its own tables.
+# The docs' specification of the filters (docs/reference/wire-protocol.md,
+# section "Filters"), written out here as data so that the property checks
+# the code against the documentation and not against its own tables.
 #
 # "the emitting service": data._osism.service, else the service the event
-# type belongs to, per the README's table of OpenStack notifications (its
-# "event types" column, plus compute/nova, network/neutron, ... of the
-# seed's rule). volume.usage is nova's, but the segment "volume" is
+# type belongs to, per the table in docs/reference/openstack-notifications.md
+# (its "event types" column, plus compute/nova, network/neutron, ... of
+# upstream osism's rule). volume.usage is nova's, but the segment "volume" is
 # cinder's: that one event type is not generated.
-README_SERVICE_OF_SEGMENT = {
+DOCS_SERVICE_OF_SEGMENT = {
     "instance": "nova",
     "service": "nova",
     "aggregate": "nova",
@@ -66,7 +66,7 @@ README_SERVICE_OF_SEGMENT = {
     "keystone": "keystone",
 }
 # "the seed's service types match every event of their service"
-README_SEED_TYPES = {
+DOCS_SEED_TYPES = {
     "compute": "nova",
     "network": "neutron",
     "volume": "cinder",
@@ -74,12 +74,12 @@ README_SEED_TYPES = {
     "identity": "keystone",
     "baremetal": "ironic",
 }
-README_SERVICES = ["nova", "ironic", "neutron", "cinder", "glance", "keystone"]
+DOCS_SERVICES = ["nova", "ironic", "neutron", "cinder", "glance", "keystone"]
 # data._osism.priority is upper case; WARN and WARNING are the same.
-README_PRIORITIES = ["INFO", "WARN", "WARNING", "ERROR", "CRITICAL", "AUDIT"]
-README_PRIORITIES += ["DEBUG", "SAMPLE"]
+DOCS_PRIORITIES = ["INFO", "WARN", "WARNING", "ERROR", "CRITICAL", "AUDIT"]
+DOCS_PRIORITIES += ["DEBUG", "SAMPLE"]
 
-SEGMENTS = sorted(README_SERVICE_OF_SEGMENT) + ["foo", "unknown", ""]
+SEGMENTS = sorted(DOCS_SERVICE_OF_SEGMENT) + ["foo", "unknown", ""]
 OBJECT_KEYS = ["ironic_object.data", "nova_object.data", "neutron_object.data"]
 OBJECT_KEYS += ["cinder_object.data", "glance_object.data", "keystone_object.data"]
 
@@ -118,7 +118,7 @@ event_filter_lists = st.lists(
 )
 # Priority filters as clients may write them (case-insensitive).
 priority_filter_lists = st.lists(
-    st.sampled_from(README_PRIORITIES).flatmap(
+    st.sampled_from(DOCS_PRIORITIES).flatmap(
         lambda p: st.sampled_from([p, p.lower(), p.capitalize()])
     ),
     max_size=3,
@@ -129,8 +129,8 @@ metas = st.one_of(
     st.fixed_dictionaries(
         {},
         optional={
-            "service": st.sampled_from(README_SERVICES),
-            "priority": st.sampled_from(README_PRIORITIES),
+            "service": st.sampled_from(DOCS_SERVICES),
+            "priority": st.sampled_from(DOCS_PRIORITIES),
         },
     ),
 )
@@ -151,11 +151,11 @@ def reference_matches(
     priorities: List[str],
     event: EventMessage,
 ) -> bool:
-    """The README's rules: kinds are AND-ed, within a kind any entry may
+    """The documented rules: kinds are AND-ed, within a kind any entry may
     match, an empty kind matches everything."""
     meta = event.data.get("_osism") or {}
     segment = event.event_type.split(".")[0] if event.event_type else "unknown"
-    emitter = meta.get("service") or README_SERVICE_OF_SEGMENT.get(segment)
+    emitter = meta.get("service") or DOCS_SERVICE_OF_SEGMENT.get(segment)
     priority = meta.get("priority")
     return (
         (
@@ -175,7 +175,7 @@ def reference_matches(
             or any(
                 entry == segment
                 or (emitter is not None and emitter == entry)
-                or (emitter is not None and README_SEED_TYPES.get(entry) == emitter)
+                or (emitter is not None and DOCS_SEED_TYPES.get(entry) == emitter)
                 for entry in services
             )
         )
@@ -194,7 +194,7 @@ class TestMatchesFiltersProperty:
     @given(
         event_filter_lists,
         filter_lists,
-        st.lists(st.sampled_from(SEGMENTS + README_SERVICES), max_size=3),
+        st.lists(st.sampled_from(SEGMENTS + DOCS_SERVICES), max_size=3),
         priority_filter_lists,
         event_types,
         st.one_of(st.none(), words),
