@@ -35,7 +35,6 @@ connection is re-established with a capped back-off; every back-off here draws
 its delays with jitter (backoff.py), so replicas do not retry in step.
 """
 
-import itertools
 import logging
 import threading
 from contextlib import contextmanager
@@ -217,32 +216,13 @@ class NotificationListener(HandOver, ConsumerMixin):
             # off (capped at 0 s): the errback waits our back-off, with jitter,
             # on the stop event, so that a stop ends a wait at once.
             conn.ensure_connection(
-                self._connection_retry(conn),
+                BrokerRetry(self, conn),
                 self.connect_max_retries,
                 interval_max=0,
                 callback=self._raise_if_stopping,
             )
             self.declare_exchanges(conn)
             yield conn
-
-    def _connection_retry(
-        self, conn: Connection
-    ) -> Callable[[BaseException, float], None]:
-        """kombu's errback for one connect: after each failure it logs and
-        waits, until a stop ends the retries (_StopRequested)."""
-        backoff = Backoff(RESTART_MIN_DELAY, self.config.reconnect_max_delay)
-        failures = itertools.count()
-
-        def retry(exc: BaseException, interval: float) -> None:
-            # With several broker URLs the next one is tried at once; the
-            # back-off comes after a round through all of them, as in kombu.
-            round_done = conn.completes_cycle(next(failures))
-            delay = backoff.next() if round_done else 0.0
-            self.on_connection_error(exc, delay)
-            if self._wait(delay):
-                raise _StopRequested()
-
-        return retry
 
     def create_connection(self) -> Connection:
         return self.connection.clone(heartbeat=self.config.heartbeat or None)
@@ -318,4 +298,26 @@ class NotificationListener(HandOver, ConsumerMixin):
 
     def _raise_if_stopping(self) -> None:
         if self.should_stop:
+            raise _StopRequested()
+
+
+class BrokerRetry:
+    """kombu's errback for one connect of ``listener``: after each failure it
+    logs and waits our back-off, until a stop ends the retries."""
+
+    def __init__(self, listener: NotificationListener, conn: Connection) -> None:
+        self.listener = listener
+        self.conn = conn
+        self.backoff = Backoff(RESTART_MIN_DELAY, listener.config.reconnect_max_delay)
+        self.failures = 0
+
+    def __call__(self, exc: BaseException, interval: float) -> None:
+        """kombu's ``errback(exc, interval)``; its interval is always 0 here."""
+        # With several broker URLs the next one is tried at once; the
+        # back-off comes after a round through all of them, as in kombu.
+        round_done = self.conn.completes_cycle(self.failures)
+        self.failures += 1
+        delay = self.backoff.next() if round_done else 0.0
+        self.listener.on_connection_error(exc, delay)
+        if self.listener._wait(delay):
             raise _StopRequested()
