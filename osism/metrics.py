@@ -7,7 +7,7 @@ without a key gives 0 rather than an error. The publish latency is the one
 figure observed as it happens (a histogram in ``ApiMetrics``).
 
 Each process has its own registry: with several uvicorn workers a scrape
-reaches one of them (see the README: one worker per replica, scrape each).
+reaches one of them (docs/howto/monitoring.md: one worker per replica, scrape each).
 """
 
 import os

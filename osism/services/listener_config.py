@@ -185,7 +185,7 @@ HELP_ENVIRONMENT = (
     "  LISTENER_RECONNECT_MAX_DELAY [30 s],\n"
     "  LISTENER_METRICS_PORT [0: off; /metrics and /ready on this port],\n"
     "  LISTENER_METRICS_HOST [0.0.0.0]\n"
-    "Redis (one of three forms; see the README):\n"
+    "Redis (one of three forms; see docs/howto/production-redis.md):\n"
     "  REDIS_HOST [redis], REDIS_PORT [6379], REDIS_DB [0], REDIS_USERNAME,\n"
     "  REDIS_PASSWORD, REDIS_TLS [0]\n"
     "  REDIS_URL                       [redis://user:password@host:port/db,\n"

@@ -1,6 +1,6 @@
 """Every Redis client of the service is built here, from one set of settings.
 
-Three ways to say where Redis is (see the README for examples):
+Three ways to say where Redis is (examples: docs/howto/production-redis.md):
 
 - seed-style ``REDIS_HOST``, ``REDIS_PORT``, ``REDIS_DB`` (plus
   ``REDIS_USERNAME``/``REDIS_PASSWORD`` and ``REDIS_TLS=1``), which keep
