@@ -19,8 +19,9 @@ from osism import settings
 
 logger = logging.getLogger("osism.api")
 
-# uvicorn's choices for the API, picked from the benchmark (docs/explanation/performance.md);
-# UVICORN_WS / UVICORN_LOOP / UVICORN_HTTP override them, as for uvicorn's CLI.
+# uvicorn's choices for the API, picked from the benchmark
+# (docs/explanation/performance.md); UVICORN_WS / UVICORN_LOOP / UVICORN_HTTP
+# override them, as for uvicorn's CLI.
 DEFAULT_WS = "osism.ws_protocol:FanoutProtocol"
 DEFAULT_LOOP = "uvloop"
 DEFAULT_HTTP = "httptools"
