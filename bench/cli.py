@@ -350,7 +350,7 @@ def _describe(scenario: Scenario) -> str:
 
 
 def _terms(args: argparse.Namespace) -> str:
-    from osism.server_settings import server_choices
+    from osism.transport.server_settings import server_choices
 
     picked = server_choices()
     picked.update({k: v for k, v in vars(args).items() if k in picked and v})

@@ -137,7 +137,7 @@ def start_api(
     ``plain_defaults`` serves the naive one with uvicorn's own defaults
     instead (deflate on), as the FastAPI tutorial does.
     """
-    from osism.server_settings import server_choices
+    from osism.transport.server_settings import server_choices
 
     picked = server_choices()
     picked.update(choices or {})
@@ -154,7 +154,7 @@ def start_api(
     env.update(extra_env or {})
     if kind == "osism":
         env.update({f"UVICORN_{name.upper()}": value for name, value in picked.items()})
-        argv = [sys.executable, "-m", "osism.main", "--log-level", "warning", "api"]
+        argv = [sys.executable, "-m", "osism.cli.main", "--log-level", "warning", "api"]
         argv += ["--host", "127.0.0.1", "--port", str(port)]
         argv += ["--workers", str(workers)]
     elif kind == "naive":

@@ -13,7 +13,7 @@ from typing import Any
 
 from pyinstrument import Profiler
 
-from osism.main import main as osism_main
+from osism.cli.main import main as osism_main
 
 
 def main() -> None:

@@ -118,7 +118,7 @@ def status_of(code: Optional[int]) -> str:
 
 @dataclass(frozen=True)
 class MutantKey:
-    """The parts of a mutmut key such as ``osism.api.xǁCǁm__mutmut_3``."""
+    """The parts of a mutmut key such as ``osism.api.routes.xǁCǁm__mutmut_3``."""
 
     module: str
     cls: Optional[str]

@@ -34,26 +34,26 @@ from concurrent.futures import Future
 from typing import Any, Dict, Optional
 
 from osism import settings
-from osism.services.event_log import (
+from osism.core.event_log import (
     Envelope,
     LogEntry,
     MemoryEventLog,
     Replay,
     new_envelope,
 )
-from osism.services.bridge_link import CHANNEL, RedisLink, _alive
-from osism.services.bridge_subscriber import RedisSubscriber
-from osism.services.ratelimit import RateLimitedLog
-from osism.services.redis_settings import RedisSettings
+from osism.services.bridge.link import CHANNEL, RedisLink, _alive
+from osism.services.bridge.subscriber import RedisSubscriber
+from osism.core.ratelimit import RateLimitedLog
+from osism.services.bridge.redis_settings import RedisSettings
 
 try:
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    from osism.services.redis_connection import create_client, explain
-    from osism.services.redis_log import RedisEventLog
-    from osism.services.subscription import Subscription
+    from osism.services.bridge.redis_client import create_client, explain
+    from osism.services.bridge.redis_log import RedisEventLog
+    from osism.services.bridge.subscription import Subscription
 
     REDIS_AVAILABLE = True
 except ImportError:  # pragma: no cover - redis is a runtime requirement

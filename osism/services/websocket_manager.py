@@ -19,14 +19,15 @@ from typing import Any, Callable, Dict, List, Optional, Set
 from fastapi import WebSocket, WebSocketDisconnect
 
 from osism import settings
-from osism.services import fanout, replay
-from osism.services.connection import WebSocketConnection, close_quietly
-from osism.services.event_message import EventMessage, utc_timestamp
-from osism.services.intake import EventIntake
-from osism.services.outbox import Outbox, text_size
-from osism.services.ratelimit import RateLimitedLog
-from osism.services.writer import write_loop
-from osism.ws_frames import framed
+from osism.services.fanout import broadcast as fanout
+from osism.services.fanout import resume as replay
+from osism.services.fanout.connection import WebSocketConnection, close_quietly
+from osism.core.event import EventMessage, utc_timestamp
+from osism.services.fanout.intake import EventIntake
+from osism.services.fanout.outbox import Outbox, text_size
+from osism.core.ratelimit import RateLimitedLog
+from osism.services.fanout.writer import write_loop
+from osism.transport.frames import framed
 
 __all__ = [
     "CLOSE_TRY_AGAIN_LATER",
@@ -182,7 +183,7 @@ class WebSocketManager(EventIntake):
 
         ``make_reply`` gets the resume keys (recovered, replayed, oldest_id)
         and returns the reply, which is queued before the replayed events (see
-        osism.services.replay). False when the client is gone or was closed.
+        osism.services.fanout.resume). False when the client is gone or was closed.
         """
         connection = self.connections.get(websocket)
         if connection is None:

@@ -145,7 +145,14 @@ class ListenerProcess(ManagedProcess):
     def start(self, timeout: float = 20.0) -> None:
         """Start it; return once it consumes from every one of its queues."""
         self._spawn(
-            [sys.executable, "-m", "osism.main", "--log-level", "debug", "listener"],
+            [
+                sys.executable,
+                "-m",
+                "osism.cli.main",
+                "--log-level",
+                "debug",
+                "listener",
+            ],
             self.env,
         )
         assert self.process is not None

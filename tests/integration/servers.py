@@ -380,7 +380,7 @@ class ApiServer(ManagedProcess):
         return [
             sys.executable,
             "-m",
-            "osism.main",
+            "osism.cli.main",
             "api",
             "--host",
             self.host,

@@ -233,7 +233,7 @@ def osism_publish(api: ApiServer, node: str) -> "subprocess.CompletedProcess[str
         [
             sys.executable,
             "-m",
-            "osism.main",
+            "osism.cli.main",
             "publish",
             POWER_SET,
             "--payload",

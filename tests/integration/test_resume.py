@@ -20,9 +20,9 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from osism.services.event_log import new_envelope
-from osism.services.redis_connection import RedisSettings, create_client
-from osism.services.redis_log import RedisEventLog
+from osism.core.event_log import new_envelope
+from osism.services.bridge.redis_client import RedisSettings, create_client
+from osism.services.bridge.redis_log import RedisEventLog
 from tests.integration.deadlines import deadline
 from tests.integration.conftest import ReportFigure, StartApi
 from tests.integration.scenario import ironic

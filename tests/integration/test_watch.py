@@ -42,7 +42,7 @@ class Watch:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "osism.main",
+            "osism.cli.main",
             "watch",
             "--url",
             api.http_url,

@@ -10,10 +10,14 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from osism import api, protocol, settings
-from osism.api import create_app
-from osism.client_session import peer, resume_reply
-from osism.security import SecurityConfig
+from osism import settings
+
+from osism.api import routes as api
+
+from osism.api import wire as protocol
+from osism.api.routes import create_app
+from osism.api.session import peer, resume_reply
+from osism.api.security import SecurityConfig
 from osism.services.event_bridge import EventBridge
 from osism.services.websocket_manager import WebSocketManager, close_quietly
 from tests.conftest import wait_until
@@ -337,7 +341,7 @@ class TestWebSocketProtocol:
     def test_a_rejected_message_is_logged_at_debug_with_its_reason(
         self, client: TestClient, caplog: pytest.LogCaptureFixture
     ) -> None:
-        caplog.set_level(logging.DEBUG, logger="osism.api")
+        caplog.set_level(logging.DEBUG, logger="osism.api.routes")
         with client.websocket_connect(PATH) as ws:
             ws.send_text("not json")
             ws.receive_text()
@@ -539,7 +543,7 @@ class TestSecurity:
     def test_a_refused_publish_is_told_why_and_logged_with_its_peer(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
-        caplog.set_level(logging.WARNING, logger="osism.api")
+        caplog.set_level(logging.WARNING, logger="osism.api.routes")
         with TestClient(App(token=TOKEN).app) as client:
             response = publish(client, "a.b")
         assert response.json() == {"detail": "missing or invalid token"}
@@ -601,7 +605,7 @@ class TestSecurity:
         held: int,
         line: str,
     ) -> None:
-        caplog.set_level(logging.WARNING, logger="osism.api")
+        caplog.set_level(logging.WARNING, logger="osism.api.routes")
         with TestClient(App(**config).app) as client:
             open_ones = [client.websocket_connect(PATH) for _ in range(held)]
             for ws in open_ones:
@@ -621,7 +625,7 @@ class TestSecurity:
     def test_no_token_configured_warns_once_at_startup(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
-        caplog.set_level(logging.WARNING, logger="osism.api")
+        caplog.set_level(logging.WARNING, logger="osism.api.routes")
         with TestClient(App().app):
             pass
         warnings = [r for r in caplog.records if "API_TOKEN is not set" in r.message]
@@ -671,7 +675,7 @@ class TestLifespanRedis:
     @pytest.fixture(autouse=True)
     def no_redis_answers(self, mocker: Any) -> None:
         """The watcher's probe finds no Redis, without a network."""
-        mocker.patch("osism.services.bridge_link._redis_answers", return_value=False)
+        mocker.patch("osism.services.bridge.link._redis_answers", return_value=False)
 
     @pytest.mark.parametrize(
         "connect_redis, mode, watching",
@@ -728,7 +732,7 @@ class TestLifespanRedis:
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("REDIS_HOST", "redis.invalid")
         monkeypatch.setenv("REDIS_PORT", "6390")
-        caplog.set_level(logging.INFO, logger="osism.api")
+        caplog.set_level(logging.INFO, logger="osism.api.routes")
         app = create_app(
             WebSocketManager(),
             EventBridge(connect=False),
@@ -826,3 +830,17 @@ class TestPeer:
         self, client: Any, expected: str
     ) -> None:
         assert peer(SimpleNamespace(client=client)) == expected
+
+
+class TestPackageFace:
+    def test_osism_api_app_is_the_app_uvicorn_serves(self) -> None:
+        import osism.api
+        from osism.api import routes
+
+        assert osism.api.app is routes.app
+
+    def test_an_unknown_name_is_an_attribute_error(self) -> None:
+        import osism.api
+
+        with pytest.raises(AttributeError, match="no_such_name"):
+            getattr(osism.api, "no_such_name")

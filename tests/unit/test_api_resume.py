@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from osism import settings
-from osism.protocol import LAST_EVENT_ID_ERROR
-from osism.services.event_log import LogEntry, Replay
+from osism.api.wire import LAST_EVENT_ID_ERROR
+from osism.core.event_log import LogEntry, Replay
 from tests.conftest import wait_until
 from tests.unit.test_api import IRONIC, PATH, App, publish, set_filters
 

@@ -9,7 +9,8 @@ from unittest.mock import MagicMock
 
 import pytest
 
-from osism import __version__, main
+from osism import __version__
+from osism.cli import main
 
 
 def free_port() -> int:
@@ -78,7 +79,7 @@ class TestApi:
             port=9001,
             workers=2,
             log_level="info",
-            ws="osism.ws_protocol:FanoutProtocol",
+            ws="osism.transport.uvicorn_protocol:FanoutProtocol",
             loop="uvloop",
             http="httptools",
             ws_max_size=4096,
@@ -107,7 +108,7 @@ class TestApi:
             port=8000,
             workers=1,
             log_level="debug",
-            ws="osism.ws_protocol:FanoutProtocol",
+            ws="osism.transport.uvicorn_protocol:FanoutProtocol",
             loop="uvloop",
             http="httptools",
             ws_max_size=1 << 20,
@@ -119,7 +120,7 @@ class TestApi:
 
 class TestListenerCommand:
     def test_listener_command_runs_the_listener(self, mocker: Any) -> None:
-        run = mocker.patch("osism.services.listener.run", return_value=0)
+        run = mocker.patch("osism.services.listener.consumer.run", return_value=0)
         mocker.patch("logging.basicConfig")
         assert main.main(["listener"]) == 0
         run.assert_called_once_with()

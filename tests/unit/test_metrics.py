@@ -8,9 +8,9 @@ from fastapi.testclient import TestClient
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from osism.api import create_app
-from osism.metrics import ApiMetrics
-from osism.security import SecurityConfig
+from osism.api.routes import create_app
+from osism.api.metrics import ApiMetrics
+from osism.api.security import SecurityConfig
 from osism.services.event_bridge import EventBridge
 from osism.services.websocket_manager import WebSocketManager
 

@@ -85,18 +85,24 @@ class TestLogTextRule:
 
 class TestKeysAndLines:
     def test_method_key(self) -> None:
-        key = "osism.services.ratelimit.xǁRateLimitedLogǁ__init____mutmut_3"
+        key = "osism.core.ratelimit.xǁRateLimitedLogǁ__init____mutmut_3"
         assert mutation.parse_key(key) == mutation.MutantKey(
-            "osism.services.ratelimit", "RateLimitedLog", "__init__", 3
+            "osism.core.ratelimit", "RateLimitedLog", "__init__", 3
         )
 
     def test_function_key(self) -> None:
         assert mutation.parse_key(
-            "osism.security.x_presented_token__mutmut_12"
-        ) == mutation.MutantKey("osism.security", None, "presented_token", 12)
+            "osism.api.security.x_presented_token__mutmut_12"
+        ) == mutation.MutantKey("osism.api.security", None, "presented_token", 12)
 
     @pytest.mark.parametrize(
-        "key", ["x_f__mutmut_1", "osism.api.f__mutmut_1", "osism.api.x_f", "a.xǁCǁ"]
+        "key",
+        [
+            "x_f__mutmut_1",
+            "osism.api.routes.f__mutmut_1",
+            "osism.api.routes.x_f",
+            "a.xǁCǁ",
+        ],
     )
     def test_not_a_key(self, key: str) -> None:
         with pytest.raises(ValueError):
@@ -305,9 +311,9 @@ PROJECT = {
 class TestReportOnly:
     def test_verdicts_are_read_per_source_file(self, tmp_path: Path) -> None:
         write_meta(tmp_path, "osism/services/a.py", {"k1": 1, "k2": 0})
-        write_meta(tmp_path, "osism/api.py", {"k3": None})
+        write_meta(tmp_path, "osism/api/routes.py", {"k3": None})
         assert mutation.read_verdicts(tmp_path) == {
-            "osism/api.py": {"k3": None},
+            "osism/api/routes.py": {"k3": None},
             "osism/services/a.py": {"k1": 1, "k2": 0},
         }
 
@@ -353,11 +359,11 @@ class TestReportOnly:
 
 TREE = [
     "osism/__init__.py",
-    "osism/api.py",
-    "osism/main.py",
-    "osism/static/page.js",
+    "osism/api/routes.py",
+    "osism/cli/main.py",
+    "osism/api/static/page.js",
     "osism/services/__init__.py",
-    "osism/services/fanout.py",
+    "osism/services/fanout/broadcast.py",
     "osism/services/extra/deep.py",
     "tests/test_api.py",
 ]
@@ -368,29 +374,29 @@ class TestScope:
         "only, never, expected",
         [
             (
-                ["osism/api.py", "osism/services/*.py"],
+                ["osism/api/routes.py", "osism/services/*.py"],
                 [],
                 [
-                    "osism/api.py",
+                    "osism/api/routes.py",
                     "osism/services/__init__.py",
                     "osism/services/extra/deep.py",  # fnmatch: * spans "/"
-                    "osism/services/fanout.py",
+                    "osism/services/fanout/broadcast.py",
                 ],
             ),
             (
                 ["osism/services/*.py"],
                 ["osism/services/extra/*", "osism/services/__init__.py"],
-                ["osism/services/fanout.py"],
+                ["osism/services/fanout/broadcast.py"],
             ),
             (
                 [],
-                ["osism/main.py"],
+                ["osism/cli/main.py"],
                 [
                     "osism/__init__.py",
-                    "osism/api.py",
+                    "osism/api/routes.py",
                     "osism/services/__init__.py",
                     "osism/services/extra/deep.py",
-                    "osism/services/fanout.py",
+                    "osism/services/fanout/broadcast.py",
                 ],
             ),
         ],
@@ -410,7 +416,7 @@ class TestScope:
     def test_the_config_is_pyprojects_tool_mutmut(self) -> None:
         config = mutation.mutmut_config(ROOT)
         assert config["source_paths"] == ["osism"]
-        assert "osism/api.py" in mutation.in_scope(ROOT, config)
+        assert "osism/api/routes.py" in mutation.in_scope(ROOT, config)
 
 
 # Each function returns its own number: the cross-check below sees which

@@ -8,9 +8,9 @@ from typing import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from osism.api import create_app
-from osism.page import STATIC_DIR
-from osism.security import SecurityConfig
+from osism.api.routes import create_app
+from osism.api.page import STATIC_DIR
+from osism.api.security import SecurityConfig
 from osism.services.event_bridge import EventBridge
 from osism.services.websocket_manager import WebSocketManager
 
@@ -71,7 +71,7 @@ def test_both_sockets_reconnect_through_the_one_jittered_back_off() -> None:
 def test_a_non_editable_install_ships_the_static_files() -> None:
     config = configparser.ConfigParser()
     config.read(ROOT / "setup.cfg")
-    assert "static/*" in config["options.package_data"]["osism"].split()
+    assert "api/static/*" in config["options.package_data"]["osism"].split()
     assert {p.name for p in STATIC_DIR.iterdir()} >= {
         "index.html",
         "app.js",

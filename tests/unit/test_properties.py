@@ -9,7 +9,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from unittest.mock import MagicMock
 
-from osism.protocol import (
+from osism.api.wire import (
     MAX_FILTER_ENTRIES,
     MAX_FILTER_LENGTH,
     SetFilters,

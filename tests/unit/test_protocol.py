@@ -6,8 +6,8 @@ from typing import Any, Optional
 import pytest
 from pydantic import ValidationError
 
-from osism import protocol
-from osism.protocol import SetFilters, error_reply, filter_reply, parse_client_message
+from osism.api import wire as protocol
+from osism.api.wire import SetFilters, error_reply, filter_reply, parse_client_message
 
 
 class TestParseClientMessage:

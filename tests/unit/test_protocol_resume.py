@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from osism.protocol import (
+from osism.api.wire import (
     LAST_EVENT_ID_ERROR,
     filter_reply,
     parse_client_message,

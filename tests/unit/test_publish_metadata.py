@@ -8,9 +8,9 @@ from unittest.mock import MagicMock
 import pytest
 from fastapi.testclient import TestClient
 
-from osism import main
-from osism.api import create_app
-from osism.security import SecurityConfig
+from osism.cli import main
+from osism.api.routes import create_app
+from osism.api.security import SecurityConfig
 from osism.services.event_bridge import EventBridge
 from osism.services.websocket_manager import WebSocketManager
 

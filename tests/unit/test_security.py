@@ -6,7 +6,7 @@ from typing import Any, Dict, Iterator, List
 import pytest
 from uvicorn.logging import AccessFormatter
 
-from osism.security import (
+from osism.api.security import (
     BodySizeLimit,
     RedactTokens,
     SecurityConfig,

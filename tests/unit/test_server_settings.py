@@ -10,8 +10,8 @@ from typing import Any, Awaitable, Callable, Dict, List
 import pytest
 import uvicorn
 
-from osism import server_settings
-from osism.server_settings import (
+from osism.transport import server_settings
+from osism.transport.server_settings import (
     ServerSettings,
     apply_to_server,
     find_config,
@@ -47,7 +47,7 @@ def _closure_over(inner: Receive) -> Receive:
 
 
 def messages(caplog: pytest.LogCaptureFixture) -> List[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "osism.api"]
+    return [r.getMessage() for r in caplog.records if r.name == "osism.api.routes"]
 
 
 def set_ws_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -248,7 +248,7 @@ class TestApplyToServer:
         deflate: str,
         shown: str,
     ) -> None:
-        caplog.set_level(logging.INFO, logger="osism.api")
+        caplog.set_level(logging.INFO, logger="osism.api.routes")
         set_ws_env(monkeypatch)
         monkeypatch.setenv("WEBSOCKET_DEFLATE", deflate)
         monkeypatch.setenv("WEBSOCKET_PING_TIMEOUT", "9")
@@ -263,7 +263,7 @@ class TestApplyToServer:
     def test_says_when_the_server_is_not_uvicorn(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
-        caplog.set_level(logging.INFO, logger="osism.api")
+        caplog.set_level(logging.INFO, logger="osism.api.routes")
         assert apply_to_server(FakeLifespan(config={}).receive) is False
         assert messages(caplog) == [
             "Not served by uvicorn: the server's own WebSocket settings apply, "

@@ -12,12 +12,12 @@ from fastapi.testclient import TestClient
 from starlette.testclient import WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
-from osism import system_channel
-from osism.api import create_app
-from osism.security import SecurityConfig
+from osism.api import system_channel
+from osism.api.routes import create_app
+from osism.api.security import SecurityConfig
 from osism.services.event_bridge import EventBridge
 from osism.services.websocket_manager import WebSocketManager
-from osism.system_channel import (
+from osism.api.system_channel import (
     SYSTEM_PATH,
     SystemState,
     clock,
@@ -401,7 +401,7 @@ class Served:
 
 @pytest.fixture
 def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
-    """A fake clock for osism.system_channel. SYSTEM_INTERVAL (5 s) is no
+    """A fake clock for osism.api.system_channel. SYSTEM_INTERVAL (5 s) is no
     interval a test gives, and SAMPLE_INTERVAL (an hour) would stall every
     test: each shows if it is used where the argument should be."""
     fake = FakeTime()

@@ -15,10 +15,12 @@ import pytest
 import websockets
 from websockets.frames import Close
 
-from osism import watch, watch_args
-from osism.services import backoff
-from osism.main import build_parser, main
-from osism.watch import Watcher, format_event, set_filters_message, websocket_url
+from osism.cli import watch
+
+from osism.cli import watch_args
+from osism.core import backoff
+from osism.cli.main import build_parser, main
+from osism.cli.watch import Watcher, format_event, set_filters_message, websocket_url
 
 
 def event(

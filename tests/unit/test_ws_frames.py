@@ -1,7 +1,7 @@
 """Server text frames, byte for byte as RFC 6455 section 5.2 lays them out.
 
 The expected bytes are written out here from the RFC, not built with
-osism.ws_frames or websockets: FIN and opcode 1 (0x81), then the payload
+osism.transport.frames or websockets: FIN and opcode 1 (0x81), then the payload
 length in 7 bits (below 126), or 126 and 16 bits (below 65536), or 127 and
 64 bits, in network byte order; no mask (a server's frame); the UTF-8 payload.
 """
@@ -10,7 +10,7 @@ from typing import List
 
 import pytest
 
-from osism.ws_frames import (
+from osism.transport.frames import (
     Bundle,
     FramedText,
     bundle_of,

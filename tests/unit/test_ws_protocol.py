@@ -18,10 +18,15 @@ from websockets.protocol import State
 from uvicorn.server import ServerState
 from websockets.streams import StreamReader
 
-from osism.services.connection import WebSocketConnection, write_now_of
-from osism.services.event_message import EventMessage
-from osism.ws_frames import Bundle, framed, text_frame_parts, texts_of
-from osism.ws_protocol import EXTENSION, TEXTS, FanoutProtocol, sends_texts
+from osism.services.fanout.connection import WebSocketConnection, write_now_of
+from osism.core.event import EventMessage
+from osism.transport.frames import Bundle, framed, text_frame_parts, texts_of
+from osism.transport.uvicorn_protocol import (
+    EXTENSION,
+    TEXTS,
+    FanoutProtocol,
+    sends_texts,
+)
 from tests.conftest import WAIT_TIMEOUT, async_wait_until
 from tests.unit.services.test_fanout import events
 from tests.unit.services.test_websocket_manager import fresh_manager

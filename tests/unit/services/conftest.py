@@ -12,14 +12,14 @@ import pytest
 
 @pytest.fixture
 def redis_cls(mocker: Any) -> MagicMock:
-    cls: MagicMock = mocker.patch("osism.services.redis_connection.redis.Redis")
+    cls: MagicMock = mocker.patch("osism.services.bridge.redis_client.redis.Redis")
     return cls
 
 
 @pytest.fixture
 def sentinel_cls(mocker: Any) -> MagicMock:
     cls: MagicMock = mocker.patch(
-        "osism.services.redis_connection.redis.sentinel.Sentinel"
+        "osism.services.bridge.redis_client.redis.sentinel.Sentinel"
     )
     return cls
 
@@ -56,7 +56,7 @@ class BoundedEvent(threading.Event):
 
 @pytest.fixture
 def bounded_stop_event(monkeypatch: pytest.MonkeyPatch) -> None:
-    from osism.services import listener
+    from osism.services.listener import consumer as listener
 
     monkeypatch.setattr(
         listener, "threading", types.SimpleNamespace(Event=BoundedEvent)

@@ -6,8 +6,8 @@ from typing import Callable, List
 
 import pytest
 
-from osism.services import backoff as backoff_module
-from osism.services.backoff import Backoff, Jitter
+from osism.core import backoff as backoff_module
+from osism.core.backoff import Backoff, Jitter
 
 
 def draws(*values: float) -> Callable[[], float]:

@@ -13,9 +13,9 @@ import pytest
 import redis
 import redis.sentinel
 
-from osism.services.bridge_link import _redis_answers
+from osism.services.bridge.link import _redis_answers
 from osism.services.event_bridge import EventBridge
-from osism.services.redis_connection import needs_attention
+from osism.services.bridge.redis_client import needs_attention
 
 LOGGER = "osism.event_bridge"
 SECRET = "Pw-5e7d-secret"

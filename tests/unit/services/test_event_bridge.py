@@ -34,12 +34,12 @@ import pytest_asyncio
 import redis
 
 from osism import settings
-from osism.services import backoff
+from osism.core import backoff
 from osism.services import event_bridge as event_bridge_module
-from osism.services.bridge_link import _redis_answers
+from osism.services.bridge.link import _redis_answers
 from osism.services.event_bridge import CHANNEL, EventBridge, _log_failure
-from osism.services.event_log import position_key
-from osism.services.redis_log import RedisEventLog
+from osism.core.event_log import position_key
+from osism.services.bridge.redis_log import RedisEventLog
 from osism.services.websocket_manager import WebSocketManager
 from tests.conftest import async_wait_until
 
@@ -1364,7 +1364,7 @@ class TestSuperviseSubscriber:
         journal: List[Any] = []
         monkeypatch.setattr(settings, "SUBSCRIBER_RESTART_MAX_DELAY", self.MAX_DELAY)
         # One wait per back-off (probes are tested on their own below).
-        monkeypatch.setattr("osism.services.bridge_subscriber.PROBE_INTERVAL", 100.0)
+        monkeypatch.setattr("osism.services.bridge.subscriber.PROBE_INTERVAL", 100.0)
         server.connected = False  # the probes fail
         monkeypatch.setattr(
             local, "_redis_subscriber_loop", lambda: journal.append("run")
@@ -1375,7 +1375,7 @@ class TestSuperviseSubscriber:
 
     def clock(self, monkeypatch: pytest.MonkeyPatch, *readings: float) -> None:
         monkeypatch.setattr(
-            "osism.services.bridge_subscriber.time", FakeClock(*readings)
+            "osism.services.bridge.subscriber.time", FakeClock(*readings)
         )
 
     def test_it_restarts_with_capped_exponential_back_off(

@@ -11,7 +11,7 @@ from typing import Any, Dict, List
 import fakeredis
 import pytest
 
-from osism.services.event_log import (
+from osism.core.event_log import (
     LogEntry,
     MemoryEventLog,
     event_id_for,
@@ -19,7 +19,7 @@ from osism.services.event_log import (
     page_of,
     position_key,
 )
-from osism.services.redis_log import RedisEventLog
+from osism.services.bridge.redis_log import RedisEventLog
 
 DEDUPE = 3600.0
 
@@ -326,7 +326,7 @@ class TestRedisEventLog:
         monkeypatch: Any,
         page: int,
     ) -> None:
-        monkeypatch.setattr("osism.services.redis_log.SCAN_PAGE", page)
+        monkeypatch.setattr("osism.services.bridge.redis_log.SCAN_PAGE", page)
         sent = envelopes(5)
         for envelope in sent:
             log.append(envelope)

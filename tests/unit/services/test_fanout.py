@@ -15,9 +15,9 @@ from unittest.mock import MagicMock
 import pytest
 
 from osism import settings
-from osism.api import wants_batches
-from osism.services.outbox import batch_frames
-from osism.ws_frames import Bundle, framed
+from osism.api.routes import wants_batches
+from osism.services.fanout.outbox import batch_frames
+from osism.transport.frames import Bundle, framed
 from osism.services.websocket_manager import (
     EventMessage,
     Outbox,

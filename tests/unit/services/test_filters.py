@@ -11,12 +11,12 @@ from unittest.mock import MagicMock
 import pytest
 from fastapi.testclient import TestClient
 
-from osism.api import create_app
-from osism.protocol import parse_client_message
-from osism.security import SecurityConfig
-from osism.services import filters
+from osism.api.routes import create_app
+from osism.api.wire import parse_client_message
+from osism.api.security import SecurityConfig
+from osism.core import filters
 from osism.services.event_bridge import EventBridge
-from osism.services.notifications import event_fields
+from osism.core.notifications import event_fields
 from osism.services.websocket_manager import (
     EventMessage,
     WebSocketConnection,

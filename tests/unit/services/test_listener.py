@@ -21,11 +21,12 @@ from amqp.exceptions import AccessRefused
 from kombu import Connection, Consumer
 from kombu.utils import functional as kombu_functional
 
-from osism import main as cli
-from osism.services import backoff
-from osism.services import listener as listener_module
-from osism.services import listener_handover, listener_process
-from osism.services.listener import (
+from osism.cli import main as cli
+from osism.core import backoff
+from osism.services.listener import consumer as listener_module
+from osism.services.listener import handover as listener_handover
+from osism.services.listener import process as listener_process
+from osism.services.listener.consumer import (
     DEFAULT_TOPICS,
     REQUEUE_MAX_DELAY,
     REQUEUE_MIN_DELAY,
@@ -1500,7 +1501,7 @@ class TestRedisIsTheBuffer:
     def server(self, monkeypatch: pytest.MonkeyPatch) -> Any:
         import fakeredis
 
-        from osism.services import redis_connection
+        from osism.services.bridge import redis_client as redis_connection
 
         server = fakeredis.FakeServer()
 

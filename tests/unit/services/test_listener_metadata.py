@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import pytest
 from kombu import Connection
 
-from osism.services.listener import (
+from osism.services.listener.consumer import (
     DEFAULT_TOPICS,
     Binding,
     ListenerConfig,

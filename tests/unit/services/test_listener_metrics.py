@@ -15,8 +15,8 @@ from kombu import Connection
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from osism.services.listener import ListenerConfig, NotificationListener
-from osism.services.listener_metrics import (
+from osism.services.listener.consumer import ListenerConfig, NotificationListener
+from osism.services.listener.metrics import (
     ListenerMetrics,
     MetricsServer,
     start_from_env,

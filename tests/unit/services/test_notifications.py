@@ -4,7 +4,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import pytest
 
-from osism.services.notifications import event_fields, service_type_of
+from osism.core.notifications import event_fields, service_type_of
 from tests.unit.services.openstack import SERVICE_KEYS
 
 

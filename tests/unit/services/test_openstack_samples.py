@@ -9,8 +9,8 @@ from typing import Any, Dict, Optional
 
 import pytest
 
-from osism.services.listener import Notification, parse_notification
-from osism.services.notifications import META_FIELDS, META_KEY, event_fields
+from osism.services.listener.consumer import Notification, parse_notification
+from osism.core.notifications import META_FIELDS, META_KEY, event_fields
 from osism.services.websocket_manager import WebSocketManager
 from tests.openstack_samples import Sample, load_all, load_sample, sample_names
 

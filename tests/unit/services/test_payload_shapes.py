@@ -11,7 +11,7 @@ from typing import Any, Dict, Optional
 
 import pytest
 
-from osism.services.notifications import (
+from osism.core.notifications import (
     META_FIELDS,
     META_KEY,
     event_fields,

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from osism.services.ratelimit import RateLimitedLog
+from osism.core.ratelimit import RateLimitedLog
 
 LOGGER = "osism.test.ratelimit"
 

@@ -14,8 +14,8 @@ import pytest
 import redis
 import redis.sentinel
 
-from osism.services import redis_connection
-from osism.services.redis_connection import (
+from osism.services.bridge import redis_client as redis_connection
+from osism.services.bridge.redis_client import (
     RedisConfigError,
     RedisSettings,
     connection_kwargs,
@@ -726,7 +726,7 @@ class TestHelp:
         capsys: pytest.CaptureFixture,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        from osism.main import main
+        from osism.cli.main import main
 
         monkeypatch.setenv("REDIS_URL", f"redis://app:{SECRET}@cache:6379/0")
         monkeypatch.setenv("REDIS_PASSWORD", SECRET)

@@ -18,9 +18,9 @@ from unittest.mock import MagicMock
 import pytest
 
 from osism import settings
-from osism.services import replay as replay_module
-from osism.services.event_log import Envelope, LogEntry, MemoryEventLog, Replay
-from osism.services.replay import ResumeState, event_of, resume_keys
+from osism.services.fanout import resume as replay_module
+from osism.core.event_log import Envelope, LogEntry, MemoryEventLog, Replay
+from osism.services.fanout.resume import ResumeState, event_of, resume_keys
 from osism.services.websocket_manager import CLOSE_TRY_AGAIN_LATER, WebSocketManager
 from tests.conftest import async_wait_until
 

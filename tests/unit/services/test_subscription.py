@@ -7,9 +7,9 @@ from unittest.mock import MagicMock
 import fakeredis
 import pytest
 
-from osism.services.event_log import new_envelope
-from osism.services.redis_log import RedisEventLog
-from osism.services.subscription import (
+from osism.core.event_log import new_envelope
+from osism.services.bridge.redis_log import RedisEventLog
+from osism.services.bridge.subscription import (
     PING_TOKEN,
     DeadConnection,
     Subscription,
@@ -153,7 +153,7 @@ class TestCatchUpAndSeam:
         log: RedisEventLog,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        monkeypatch.setattr("osism.services.subscription.CATCH_UP_PAGE", 2)
+        monkeypatch.setattr("osism.services.bridge.subscription.CATCH_UP_PAGE", 2)
         feed.begin(log)
         fill(log, *range(7))
         delivered: List[Any] = []

@@ -29,8 +29,8 @@ import pytest
 from fastapi import WebSocketDisconnect
 
 from osism import settings
-from osism.services import connection as connection_module
-from osism.services.ratelimit import RateLimitedLog
+from osism.services.fanout import connection as connection_module
+from osism.core.ratelimit import RateLimitedLog
 from osism.services.websocket_manager import (
     EventMessage,
     WebSocketConnection,
