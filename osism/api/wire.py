@@ -15,10 +15,10 @@ from osism import settings
 from osism.core import filters
 
 # Longest client message accepted, in bytes of UTF-8.
-MAX_MESSAGE_BYTES = settings.env_int("WEBSOCKET_MAX_MESSAGE_BYTES", 65536, minimum=1)
+MAX_MESSAGE_BYTES = settings.CONFIG.fanout.max_message_bytes
 # Most entries one filter list may hold, and the longest entry.
-MAX_FILTER_ENTRIES = settings.env_int("MAX_FILTER_ENTRIES", 100, minimum=1)
-MAX_FILTER_LENGTH = settings.env_int("MAX_FILTER_LENGTH", 256, minimum=1)
+MAX_FILTER_ENTRIES = settings.CONFIG.fanout.max_filter_entries
+MAX_FILTER_LENGTH = settings.CONFIG.fanout.max_filter_length
 
 FILTER_KINDS = ("event_filters", "node_filters", "service_filters", "priority_filters")
 

@@ -1,4 +1,11 @@
-"""The ``osism`` command: run the API, run the listener, publish an event."""
+"""The ``osism`` command: run the API, run the listener, publish an event,
+watch the events, show the configuration.
+
+``osism api`` and ``osism listener`` (and upstream's spellings ``osism
+service api`` / ``osism service listener``) check the settings before they
+start: a value that cannot be used stops them with one line on stderr naming
+the variable, its value and what is expected, and exit status 2.
+"""
 
 import argparse
 import json
@@ -57,12 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
             "bridge and keeps trying to connect."
         ),
     )
-    api.add_argument("--host", default="0.0.0.0", help="address (default: 0.0.0.0)")
-    api.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
-    api.add_argument(
-        "--workers", type=int, default=1, help="uvicorn worker processes (default: 1)"
-    )
-    api.set_defaults(run=run_api)
+    add_api_arguments(api)
 
     from osism.services.listener import consumer as listener_service
 
@@ -73,6 +75,32 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     listener.set_defaults(run=run_listener)
+
+    service = commands.add_parser(
+        "service",
+        help="upstream's way of starting a service: 'service api', 'service listener'",
+        description=(
+            "Start a service the way OSISM's compose files do: 'osism service "
+            "api' is 'osism api', 'osism service listener' is 'osism listener'."
+        ),
+    )
+    services = service.add_subparsers(title="services", metavar="SERVICE")
+    add_api_arguments(services.add_parser("api", help="same as 'osism api'"))
+    services.add_parser("listener", help="same as 'osism listener'").set_defaults(
+        run=run_listener
+    )
+
+    show = commands.add_parser(
+        "config",
+        help="print the effective settings (secrets masked); --check validates them",
+        description=(
+            "Print every setting in effect, one VARIABLE=value a line, secrets "
+            "masked as ***. With --check: print 'configuration OK' (exit 0) or "
+            "the one line saying which value cannot be used (exit 2)."
+        ),
+    )
+    show.add_argument("--check", action="store_true", help="only validate: exit 0 or 2")
+    show.set_defaults(run=run_config)
 
     publish = commands.add_parser(
         "publish",
@@ -114,13 +142,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_api_arguments(api: argparse.ArgumentParser) -> None:
+    api.add_argument("--host", default="0.0.0.0", help="address (default: 0.0.0.0)")
+    api.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    api.add_argument(
+        "--workers", type=int, default=1, help="uvicorn worker processes (default: 1)"
+    )
+    api.set_defaults(run=run_api)
+
+
 def run_api(args: argparse.Namespace) -> int:
+    from osism import settings
+
+    checked = settings.require()
+
     import uvicorn
 
-    from osism.transport.server_settings import server_choices, websocket_options
+    from osism.transport.server_settings import options_of
 
-    options: Dict[str, Any] = dict(server_choices())
-    options.update(websocket_options())
+    server = checked.server
+    options: Dict[str, Any] = {
+        "ws": server.uvicorn_ws,
+        "loop": server.uvicorn_loop,
+        "http": server.uvicorn_http,
+    }
+    options.update(options_of(server))
     uvicorn.run(
         "osism.api:app",
         host=args.host,
@@ -133,9 +179,30 @@ def run_api(args: argparse.Namespace) -> int:
 
 
 def run_listener(args: argparse.Namespace) -> int:
+    from osism import settings
+
+    checked = settings.require()
+
     from osism.services.listener import consumer as listener
 
-    return listener.run()
+    return listener.run(settings=checked)
+
+
+def run_config(args: argparse.Namespace) -> int:
+    """``osism config``: the effective settings, or with --check a verdict."""
+    from osism import config
+
+    try:
+        loaded = config.load()
+    except config.ConfigError as exc:
+        print(f"osism: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    if args.check:
+        print("configuration OK")
+        return 0
+    for name, value in config.effective(loaded):
+        print(f"{name}={value}")
+    return 0
 
 
 def run_publish(args: argparse.Namespace) -> int:

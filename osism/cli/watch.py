@@ -263,9 +263,18 @@ async def watch(watcher: Watcher, timeout: Optional[float]) -> int:
         return EXIT_TIMEOUT
 
 
+def _token_from_environment() -> Optional[str]:
+    """API_TOKEN, through the settings model (a client: other settings that
+    cannot be used are not its business)."""
+    from osism import config
+
+    token = config.load_lenient()[0].security.api_token
+    return token.get_secret_value() if token is not None else None
+
+
 def run(args: argparse.Namespace) -> int:
     """``osism watch``: the exit status as the module's docstring lists it."""
-    token = args.token or os.environ.get("API_TOKEN") or None
+    token = args.token or _token_from_environment()
     watcher = Watcher(
         args.url,
         filters_of(args),

@@ -12,10 +12,9 @@ server's own settings apply (logged at startup).
 """
 
 import logging
-import os
 from typing import Any, Awaitable, Callable, Dict, Mapping, MutableMapping, Optional
 
-from osism import settings
+from osism import config
 
 logger = logging.getLogger("osism.api.routes")
 
@@ -34,26 +33,30 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def server_choices(env: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
-    """uvicorn's ``ws``, ``loop`` and ``http`` for the API."""
-    source = os.environ if env is None else env
+    """uvicorn's ``ws``, ``loop`` and ``http`` for the API, from ``env`` (the
+    environment by default) through the settings model."""
+    server = config.load(env).server
     return {
-        "ws": source.get("UVICORN_WS") or DEFAULT_WS,
-        "loop": source.get("UVICORN_LOOP") or DEFAULT_LOOP,
-        "http": source.get("UVICORN_HTTP") or DEFAULT_HTTP,
+        "ws": server.uvicorn_ws,
+        "loop": server.uvicorn_loop,
+        "http": server.uvicorn_http,
     }
 
 
 def websocket_options(env: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
-    """uvicorn's WebSocket options from the WEBSOCKET_* settings."""
+    """uvicorn's WebSocket options from the WEBSOCKET_* settings in ``env``
+    (the environment by default); ConfigError for a value that cannot be used."""
+    return options_of(config.load(env).server)
+
+
+def options_of(server: config.ServerSettings) -> Dict[str, Any]:
+    """uvicorn's WebSocket options of the model's server group."""
     return {
-        "ws_max_size": settings.env_int("WEBSOCKET_MAX_FRAME_BYTES", 1 << 20, 1, env),
-        "ws_per_message_deflate": bool(
-            settings.env_int("WEBSOCKET_DEFLATE", 0, 0, env)
-        ),
-        "ws_ping_interval": settings.env_float("WEBSOCKET_PING_INTERVAL", 20.0, 0, env)
-        or None,
-        "ws_ping_timeout": settings.env_float("WEBSOCKET_PING_TIMEOUT", 20.0, 0, env)
-        or None,
+        "ws_max_size": server.max_frame_bytes,
+        "ws_per_message_deflate": server.deflate,
+        # 0 disables them; uvicorn's word for that is None.
+        "ws_ping_interval": server.ping_interval or None,
+        "ws_ping_timeout": server.ping_timeout or None,
     }
 
 

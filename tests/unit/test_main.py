@@ -10,6 +10,7 @@ from unittest.mock import MagicMock
 import pytest
 
 from osism import __version__
+from osism import config
 from osism.cli import main
 
 
@@ -123,7 +124,8 @@ class TestListenerCommand:
         run = mocker.patch("osism.services.listener.consumer.run", return_value=0)
         mocker.patch("logging.basicConfig")
         assert main.main(["listener"]) == 0
-        run.assert_called_once_with()
+        # The listener runs with the settings checked before it started.
+        assert run.call_args.kwargs["settings"] == config.load()
 
 
 class TestPublish:

@@ -10,6 +10,7 @@ from typing import Any, Awaitable, Callable, Dict, List
 import pytest
 import uvicorn
 
+from osism.config import ConfigError
 from osism.transport import server_settings
 from osism.transport.server_settings import (
     ServerSettings,
@@ -103,24 +104,26 @@ class TestWebsocketOptions:
     def test_a_frame_limit_of_one_byte_is_accepted(self) -> None:
         assert websocket_options({"WEBSOCKET_MAX_FRAME_BYTES": "1"})["ws_max_size"] == 1
 
-    @pytest.mark.parametrize("raw, deflate", [("0", False), ("1", True), ("2", True)])
-    def test_deflate_is_on_for_any_positive_number_without_an_error(
-        self, caplog: pytest.LogCaptureFixture, raw: str, deflate: bool
+    @pytest.mark.parametrize(
+        "raw, deflate",
+        [("0", False), ("1", True), ("true", True), ("yes", True), ("off", False)],
+    )
+    def test_deflate_is_a_boolean_like_every_other_flag(
+        self, raw: str, deflate: bool
     ) -> None:
-        caplog.set_level(logging.ERROR, logger="osism.settings")
         options = websocket_options({"WEBSOCKET_DEFLATE": raw})
         assert options["ws_per_message_deflate"] is deflate
-        assert caplog.records == []
 
-    def test_a_bad_deflate_value_is_logged_and_deflate_stays_off(
-        self, caplog: pytest.LogCaptureFixture
+    @pytest.mark.parametrize("raw", ["2", "maybe"])
+    def test_a_deflate_value_that_is_no_boolean_is_refused_naming_it(
+        self, raw: str
     ) -> None:
-        caplog.set_level(logging.ERROR, logger="osism.settings")
-        options = websocket_options({"WEBSOCKET_DEFLATE": "yes"})
-        assert options["ws_per_message_deflate"] is False
-        assert [r.getMessage() for r in caplog.records] == [
-            "WEBSOCKET_DEFLATE='yes' is not an integer; using 0"
-        ]
+        with pytest.raises(ConfigError) as caught:
+            websocket_options({"WEBSOCKET_DEFLATE": raw})
+        assert str(caught.value) == (
+            f"WEBSOCKET_DEFLATE={raw!r}: expected a boolean: 1/0, true/false, "
+            "yes/no, on/off"
+        )
 
     def test_every_option_reads_the_given_mapping_not_the_environment(
         self, monkeypatch: pytest.MonkeyPatch

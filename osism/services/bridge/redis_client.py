@@ -2,7 +2,7 @@
 
 Three ways to say where Redis is (examples: docs/howto/production-redis.md):
 
-- seed-style ``REDIS_HOST``, ``REDIS_PORT``, ``REDIS_DB`` (plus
+- upstream's ``REDIS_HOST``, ``REDIS_PORT``, ``REDIS_DB`` (plus
   ``REDIS_USERNAME``/``REDIS_PASSWORD`` and ``REDIS_TLS=1``), which keep
   working exactly as they always did;
 - ``REDIS_URL``: ``redis://[user[:password]@]host[:port][/db]``, ``rediss://``

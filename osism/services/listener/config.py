@@ -1,7 +1,8 @@
 """Where the listener binds: services, exchanges, routing keys, queues.
 
-``ListenerConfig.from_env()`` reads it from the environment, ``describe()``
-is the help text of ``osism listener``.
+``ListenerConfig.of()`` builds it from the settings model (``osism.config``),
+``ListenerConfig.from_env()`` from the environment as it is now;
+``describe()`` is the help text of ``osism listener``.
 
 Defaults, every one configurable from the environment:
 
@@ -35,27 +36,19 @@ Defaults, every one configurable from the environment:
 """
 
 import logging
-import os
 import textwrap
 from dataclasses import dataclass
 from typing import Dict, Mapping, Optional, Tuple
 
 from kombu import Connection
 
-from osism.settings import env_float, env_list
+from osism import config
 
 logger = logging.getLogger("osism.listener")
 
-DEFAULT_URL = "amqp://guest:guest@localhost:5672//"
-DEFAULT_QUEUE_PREFIX = "osism-events"
-SERVICES: Tuple[str, ...] = (
-    "ironic",
-    "nova",
-    "neutron",
-    "cinder",
-    "glance",
-    "keystone",
-)
+DEFAULT_URL = config.DEFAULT_RABBITMQ_URL
+DEFAULT_QUEUE_PREFIX: str = config.ListenerSettings().queue_prefix
+SERVICES: Tuple[str, ...] = config.LISTENER_SERVICES
 # The notification topics each service publishes on by default.
 DEFAULT_TOPICS: Dict[str, Tuple[str, ...]] = {
     "ironic": ("ironic_versioned_notifications",),
@@ -89,10 +82,21 @@ class ListenerConfig:
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "ListenerConfig":
-        env = os.environ if environ is None else environ
-        prefix = _text(env, "LISTENER_QUEUE_PREFIX", DEFAULT_QUEUE_PREFIX)
-        services = env_list("LISTENER_SERVICES", env=env) or SERVICES
+        """From ``environ`` (the environment by default); a value that cannot
+        be used is logged and gets its default (``osism listener`` refuses it
+        before it starts)."""
+        settings, errors = config.load_lenient(environ)
+        for error in errors:
+            if error.name.startswith(("LISTENER_", "RABBITMQ_")):
+                logger.error("%s; using the default", error)
+        return cls.of(settings.listener)
+
+    @classmethod
+    def of(cls, group: config.ListenerSettings) -> "ListenerConfig":
+        """The listener's configuration from the model's listener group."""
         bindings = []
+        # A list of blanks names no service: the default ones are bound.
+        services = group.services or SERVICES
         for service in dict.fromkeys(name.lower() for name in services):
             if service not in DEFAULT_TOPICS:
                 logger.warning(
@@ -108,19 +112,19 @@ class ListenerConfig:
             bindings.append(
                 Binding(
                     service=service,
-                    exchange=_text(env, f"LISTENER_{key}_EXCHANGE", service),
-                    routing_keys=env_list(f"LISTENER_{key}_ROUTING_KEYS", env=env)
+                    exchange=group.exchanges.get(key, service),
+                    routing_keys=group.routing_keys.get(key)
                     or tuple(f"{topic}.*" for topic in topics),
-                    queue=f"{prefix}-{service}",
+                    queue=f"{group.queue_prefix}-{service}",
                 )
             )
         return cls(
-            url=_text(env, "RABBITMQ_URL", DEFAULT_URL),
+            url=group.rabbitmq_url,
             bindings=tuple(bindings),
-            exchange_durable=_flag(env, "LISTENER_EXCHANGE_DURABLE", False),
-            prefetch_count=int(env_float("LISTENER_PREFETCH", 100, 1, env)),
-            heartbeat=env_float("LISTENER_HEARTBEAT", 30.0, 0, env),
-            reconnect_max_delay=env_float("LISTENER_RECONNECT_MAX_DELAY", 30.0, 1, env),
+            exchange_durable=group.exchange_durable,
+            prefetch_count=group.prefetch,
+            heartbeat=group.heartbeat,
+            reconnect_max_delay=group.reconnect_max_delay,
         )
 
     def describe(self) -> str:
@@ -136,22 +140,6 @@ class ListenerConfig:
                 f"{', '.join(item.routing_keys)}\n    -> queue {item.queue}"
             )
         return "\n".join(lines)
-
-
-def _text(env: Mapping[str, str], name: str, default: str) -> str:
-    value = env.get(name, "").strip()
-    return value or default
-
-
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    if raw:
-        logger.error("%s=%r is not a boolean; using %s", name, raw, default)
-    return default
 
 
 # The static part of ``osism listener --help``.

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from kombu import Connection
 
+from osism import config as model
 from osism.services.listener.config import ListenerConfig
-from osism.services.listener.metrics import start_from_env as start_metrics_server
+from osism.services.listener.metrics import start as start_metrics_server
 
 if TYPE_CHECKING:  # pragma: no cover - import for type hints only
     from osism.services.listener.consumer import NotificationListener
@@ -41,13 +42,21 @@ def install_signal_handlers(listener: "NotificationListener") -> Dict[int, Any]:
 
 
 def run(
-    config: Optional[ListenerConfig] = None, bridge: Optional["EventSink"] = None
+    config: Optional[ListenerConfig] = None,
+    bridge: Optional["EventSink"] = None,
+    settings: Optional[model.Settings] = None,
 ) -> int:
-    """Run the listener until SIGTERM or SIGINT; 0 after a requested stop."""
+    """Run the listener until SIGTERM or SIGINT; 0 after a requested stop.
+
+    ``settings``: the checked settings (read from the environment when not
+    given; ConfigError if they cannot be used); ``config`` and the metrics
+    server come from them unless ``config`` is given.
+    """
     # Imported here: osism.services.listener.consumer imports this module.
     from osism.services.listener.consumer import NotificationListener
 
-    config = ListenerConfig.from_env() if config is None else config
+    settings = model.load() if settings is None else settings
+    config = ListenerConfig.of(settings.listener) if config is None else config
     if bridge is None:
         from osism.services.event_bridge import event_bridge
 
@@ -62,7 +71,7 @@ def run(
     # Installed first, so a stop during the (retrying) Redis connect is clean.
     previous = install_signal_handlers(listener)
     thread = threading.Thread(target=listener.serve, name="osism-listener", daemon=True)
-    metrics_server = start_metrics_server(listener.metrics)
+    metrics_server = start_metrics_server(listener.metrics, settings.metrics)
     try:
         if not bridge.use_redis():
             logger.warning(

@@ -1117,7 +1117,8 @@ class TestBindingConfiguration:
             config = ListenerConfig.from_env({"LISTENER_EXCHANGE_DURABLE": "maybe"})
         assert config.exchange_durable is False
         assert [r.getMessage() for r in caplog.records] == [
-            "LISTENER_EXCHANGE_DURABLE='maybe' is not a boolean; using False"
+            "LISTENER_EXCHANGE_DURABLE='maybe': expected a boolean: 1/0, "
+            "true/false, yes/no, on/off; using the default"
         ]
 
     def test_numbers_come_from_the_environment(self) -> None:
@@ -1139,7 +1140,11 @@ class TestBindingConfiguration:
         assert ListenerConfig.from_env(env).reconnect_max_delay == expected
 
     @pytest.mark.parametrize(
-        "raw, problem", [("many", "is not a number"), ("0", "is below 1")]
+        "raw, problem",
+        [
+            ("many", "LISTENER_PREFETCH='many': expected an integer >= 1"),
+            ("0", "LISTENER_PREFETCH='0': expected an integer >= 1"),
+        ],
     )
     def test_a_bad_number_is_reported_and_defaulted(
         self, raw: str, problem: str, caplog: pytest.LogCaptureFixture
@@ -1481,15 +1486,16 @@ class TestCommandLine:
     def test_the_command_runs_the_listener(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        calls: List[None] = []
+        calls: List[Any] = []
 
-        def run() -> int:
-            calls.append(None)
+        def run(settings: Any) -> int:
+            calls.append(settings.listener.queue_prefix)
             return 0
 
+        monkeypatch.setenv("LISTENER_QUEUE_PREFIX", "checked")
         monkeypatch.setattr(listener_module, "run", run)
         assert cli.main(["listener"]) == 0
-        assert calls == [None]
+        assert calls == ["checked"]
 
 
 class TestRedisIsTheBuffer:
@@ -1554,4 +1560,4 @@ class TestRedisIsTheBuffer:
             "e0",
             "e1",
         ]
-        assert bridge.status()["duplicates"] == 1
+        assert bridge.status().duplicates == 1

@@ -4,7 +4,6 @@ No test opens a connection: clients are built with ``redis.Redis`` or
 ``redis.sentinel.Sentinel`` patched, or inspected without being used.
 """
 
-import logging
 import ssl
 from pathlib import Path
 from typing import Callable, Dict
@@ -80,12 +79,10 @@ class TestSeedSettings:
         config = RedisSettings.from_env({name: raw})
         assert getattr(config, attribute) == value
 
-    def test_bad_port_keeps_the_default_and_says_so(
-        self, caplog: pytest.LogCaptureFixture
-    ) -> None:
-        caplog.set_level(logging.ERROR, logger="osism.settings")
-        assert RedisSettings.from_env({"REDIS_PORT": "x"}).port == 6379
-        assert "REDIS_PORT='x' is not an integer; using 6379" in caplog.text
+    def test_bad_port_keeps_the_default_and_carries_the_error(self) -> None:
+        config = RedisSettings.from_env({"REDIS_PORT": "x"})
+        assert config.port == 6379
+        assert config.error == "REDIS_PORT='x': expected an integer port 1-65535"
 
     def test_password_is_not_in_repr(self) -> None:
         config = RedisSettings.from_env(
@@ -98,7 +95,9 @@ class TestSeedSettings:
         assert RedisSettings.from_env({"REDIS_TLS": value}).tls
 
     def test_tls_bad_value(self) -> None:
-        with pytest.raises(RedisConfigError, match="REDIS_TLS='maybe' is neither"):
+        with pytest.raises(
+            RedisConfigError, match="REDIS_TLS='maybe': expected a boolean"
+        ):
             RedisSettings.parse({"REDIS_TLS": "maybe"})
 
 
