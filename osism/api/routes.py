@@ -327,10 +327,18 @@ async def _heartbeat(manager: WebSocketManager, interval: float) -> None:
         await manager.send_heartbeat()
 
 
-app = create_app(
-    websocket_manager,
-    event_bridge,
-    security=SecurityConfig.from_env(),
-    heartbeat_interval=settings.HEARTBEAT_INTERVAL,
-    connect_redis=True,
-)
+def default_app() -> FastAPI:
+    """The app of ``uvicorn osism.api:app``, from the process's settings,
+    checked first: a value that cannot be used stops the process with its
+    line on stderr and exit status 2 before anything is served."""
+    checked = settings.require()
+    return create_app(
+        websocket_manager,
+        event_bridge,
+        security=SecurityConfig.of(checked.security),
+        heartbeat_interval=checked.fanout.heartbeat_interval,
+        connect_redis=True,
+    )
+
+
+app = default_app()
