@@ -7,9 +7,13 @@ slow or stalled client delays nobody; a client over either bound is closed
 with code 1013 and counted. A client that asked for batched frames gets what
 is queued for it as one JSON array per frame instead of one frame per message.
 
-The event itself is in event_message.py, a client's filters and outbox in
-connection.py (both importable from here as well), the writer in writer.py,
-the fan-out step in fanout.py, how events are queued in intake.py.
+The event itself is in osism.core.event, the parts below this face in
+osism.services.fanout: a client's filters, outbox and transport in
+connection.py (importable from here as well), the writer in writer.py, the
+fan-out step in broadcast.py, resume in resume.py, how events are turned
+into queued EventMessages in intake.py. Those take what they work on as
+arguments and return what they did; the counters and the registry of
+connections are the manager's, and nothing below imports this module.
 """
 
 import asyncio
@@ -19,11 +23,11 @@ from typing import Any, Callable, Dict, List, Optional, Set
 from fastapi import WebSocket, WebSocketDisconnect
 
 from osism import settings
+from osism.core.event import EventMessage, utc_timestamp
 from osism.services.fanout import broadcast as fanout
+from osism.services.fanout import intake
 from osism.services.fanout import resume as replay
 from osism.services.fanout.connection import WebSocketConnection, close_quietly
-from osism.core.event import EventMessage, utc_timestamp
-from osism.services.fanout.intake import EventIntake
 from osism.services.fanout.outbox import Outbox, text_size
 from osism.core.ratelimit import RateLimitedLog
 from osism.services.fanout.writer import write_loop
@@ -49,11 +53,15 @@ CLOSE_TRY_AGAIN_LATER = 1013
 DROP_LOG_INTERVAL = 10.0
 
 
-class WebSocketManager(EventIntake):
+class WebSocketManager:
     """Registry of connections plus the broadcaster that feeds them.
 
-    How events come in (add_event, add_notification, send_heartbeat, the
-    bounded queue) is in intake.py.
+    Events come in through add_event, add_notification (and upstream
+    osism's broadcast_event_from_notification) and send_heartbeat onto the
+    bounded ``event_queue``. A limit left as None is the setting's, read
+    when it is used (``outbox_size``, ``outbox_bytes``: WEBSOCKET_OUTBOX_*;
+    ``replay_limit``: REPLAY_LIMIT; ``resume_buffer_size``:
+    RESUME_BUFFER_SIZE).
     """
 
     # Most events fanned out before the writers get a turn (see fanout.py).
@@ -73,12 +81,16 @@ class WebSocketManager(EventIntake):
         queue_size: Optional[int] = None,
         outbox_size: Optional[int] = None,
         outbox_bytes: Optional[int] = None,
+        replay_limit: Optional[int] = None,
+        resume_buffer_size: Optional[int] = None,
     ) -> None:
         self.connections: Dict[WebSocket, WebSocketConnection] = {}
         size = settings.EVENT_QUEUE_SIZE if queue_size is None else queue_size
         self.event_queue: "asyncio.Queue[EventMessage]" = asyncio.Queue(maxsize=size)
         self.outbox_size = outbox_size
         self.outbox_bytes = outbox_bytes
+        self.replay_limit = replay_limit
+        self.resume_buffer_size = resume_buffer_size
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.dropped_events = 0
         self.slow_disconnects = 0
@@ -117,7 +129,9 @@ class WebSocketManager(EventIntake):
         for websocket in list(self.connections):
             connection = self.connections.pop(websocket)
             self._stop_writer(connection)
-            closes.append(close_quietly(websocket, 1001, "server shutting down"))
+            closes.append(
+                close_quietly(connection.transport, 1001, "server shutting down")
+            )
         # All at once: a client that does not answer its close costs 5 s, not
         # 5 s for each such client.
         await asyncio.gather(*closes)
@@ -129,21 +143,23 @@ class WebSocketManager(EventIntake):
         await websocket.accept()
         connection = WebSocketConnection(
             websocket,
-            self.outbox_size,
-            self.outbox_bytes,
+            self._outbox_size(),
+            self._outbox_bytes(),
             batch=batch,
             batch_chars=self.BATCH_FRAME_CHARS,
         )
         self.connections[websocket] = connection
         self._start_writer(connection)
         self._ensure_broadcaster()
-        logger.info("WebSocket connected, %d active", len(self.connections))
+        logger.info("WebSocket connected. Total connections: %d", len(self.connections))
 
     async def disconnect(self, websocket: WebSocket) -> None:
         connection = self.connections.pop(websocket, None)
         if connection is not None:
             self._stop_writer(connection)
-            logger.info("WebSocket disconnected, %d active", len(self.connections))
+            logger.info(
+                "WebSocket disconnected. Total connections: %d", len(self.connections)
+            )
 
     async def update_filters(
         self,
@@ -166,7 +182,8 @@ class WebSocketManager(EventIntake):
         if priority_filters is not None:
             connection.priority_filters = [p.upper() for p in priority_filters]
         logger.debug(
-            "Filters updated: events=%s nodes=%s services=%s priorities=%s",
+            "Updated filters for WebSocket: events=%s, nodes=%s, services=%s, "
+            "priorities=%s",
             connection.event_filters,
             connection.node_filters,
             connection.service_filters,
@@ -188,7 +205,22 @@ class WebSocketManager(EventIntake):
         connection = self.connections.get(websocket)
         if connection is None:
             return False
-        return await replay.resume(self, connection, last_event_id, make_reply)
+        resumed = await replay.resume(
+            connection,
+            last_event_id,
+            make_reply,
+            source=self.replay_source,
+            limit=_or_setting(self.replay_limit, settings.REPLAY_LIMIT),
+            hold_bound=_or_setting(
+                self.resume_buffer_size, settings.RESUME_BUFFER_SIZE
+            ),
+            is_current=lambda: self.connections.get(websocket) is connection,
+            send=lambda text: self.send_to(websocket, text),
+        )
+        if resumed.counted:
+            self.resumes += 1
+            self.replayed_events += resumed.replayed
+        return resumed.queued
 
     def send_to(self, websocket: WebSocket, text: str) -> bool:
         """Queue a reply for one client, in order with its events."""
@@ -216,12 +248,81 @@ class WebSocketManager(EventIntake):
             "received": self.received,
         }
 
+    async def add_event(self, event: EventMessage) -> None:
+        self.enqueue(event)
+
+    def enqueue(self, event: EventMessage) -> None:
+        """Put an event on the bounded queue; at the bound the oldest is dropped."""
+        if not intake.put_dropping_oldest(self.event_queue, event):
+            return
+        self.dropped_events += 1
+        self._drop_log.warning(
+            "Event queue full (%d): dropped the oldest event, %d dropped so far",
+            self.event_queue.maxsize,
+            self.dropped_events,
+        )
+
+    async def broadcast_event_from_notification(
+        self, event_type: str, payload: Dict[str, Any], **logged: Any
+    ) -> None:
+        self.add_notification(event_type, payload, **logged)
+
+    def add_notification(
+        self,
+        event_type: str,
+        payload: Dict[str, Any],
+        meta: Optional[Dict[str, Any]] = None,
+        event_id: Optional[str] = None,
+        timestamp: Optional[str] = None,
+        position: Optional[str] = None,
+    ) -> None:
+        """Turn an OpenStack notification into an EventMessage and queue it.
+
+        ``meta``, ``event_id``, ``timestamp`` and ``position`` come from the
+        event log (see event_log.Envelope). Never raises: a payload that cannot
+        be turned into an event is logged.
+        """
+        try:
+            event = intake.notification_event(
+                event_type, payload, meta, event_id, timestamp, position
+            )
+            self.enqueue(event)
+            self.received += 1
+            logger.debug(
+                "Added %s event to WebSocket queue: %s for resource %s",
+                event.data["service_type"],
+                event_type,
+                event.node_name or event.data["resource_id"],
+            )
+        except Exception as exc:
+            logger.error(
+                "Error creating event from notification: %s; %r is not queued",
+                exc,
+                event_type,
+            )
+
+    async def send_heartbeat(self) -> None:
+        if not self.connections:
+            return
+        if not self.event_queue.empty():
+            # Events are on their way, which says as much as a ping: a
+            # heartbeat never takes a place a real event needs, so it can
+            # never push one out of a full queue.
+            self.skipped_heartbeats += 1
+            logger.debug(
+                "Heartbeat skipped: %d events queued (%d skipped so far)",
+                self.event_queue.qsize(),
+                self.skipped_heartbeats,
+            )
+            return
+        await self.add_event(intake.heartbeat())
+
     async def _broadcast_events(self) -> None:
         self.loop = asyncio.get_running_loop()
-        logger.info("Event broadcaster started")
+        logger.info("Starting WebSocket event broadcaster")
         queue = self.event_queue
-        batch = fanout.batch_size(self)
-        budget = fanout.byte_budget(self)
+        batch = fanout.batch_size(self.FANOUT_BATCH, self._outbox_size())
+        budget = fanout.byte_budget(self._outbox_bytes())
         while True:
             try:
                 event = await queue.get()
@@ -242,16 +343,21 @@ class WebSocketManager(EventIntake):
                     events.append(event)
                     texts.append(framed(event.to_json()))
                     spent += text_size(texts[-1])
-                fanout.fan_out(self, events, texts)
+                delivered, slow = fanout.fan_out(
+                    self.connections.values(), events, texts, self._start_writer
+                )
+                self.delivered += delivered
+                for connection in slow:
+                    self._evict_slow(connection)
                 # get() does not suspend while events are queued: yield so the
                 # writers drain their outboxes, or a burst longer than an outbox
                 # would evict clients that are keeping up.
                 await asyncio.sleep(0)
             except asyncio.CancelledError:
-                logger.info("Event broadcaster cancelled")
+                logger.info("WebSocket broadcaster task cancelled")
                 return
-            except Exception:
-                logger.exception("Error in event broadcaster; continuing")
+            except Exception as exc:
+                logger.exception("Error in WebSocket broadcaster: %s; continuing", exc)
 
     def _ensure_broadcaster(self) -> None:
         task = self._broadcaster_task
@@ -270,7 +376,14 @@ class WebSocketManager(EventIntake):
             writer.cancel()
 
     async def _write(self, connection: WebSocketConnection) -> None:
-        await write_loop(self, connection)
+        await write_loop(connection, self.WRITE_MANY, self.WRITE_MANY_CHARS)
+        await self.disconnect(connection.websocket)
+
+    def _outbox_size(self) -> int:
+        return _or_setting(self.outbox_size, settings.OUTBOX_SIZE)
+
+    def _outbox_bytes(self) -> int:
+        return _or_setting(self.outbox_bytes, settings.OUTBOX_BYTES)
 
     def _evict_slow(self, connection: WebSocketConnection) -> None:
         websocket = connection.websocket
@@ -289,12 +402,19 @@ class WebSocketManager(EventIntake):
             self.slow_disconnects,
         )
         task = asyncio.create_task(
-            close_quietly(websocket, CLOSE_TRY_AGAIN_LATER, "client too slow")
+            close_quietly(
+                connection.transport, CLOSE_TRY_AGAIN_LATER, "client too slow"
+            )
         )
         self._closing.add(task)
-        # Equivalent mutant (mutation gate): without the discard, finished
-        # close tasks stay in _closing; only memory differs.
-        task.add_done_callback(self._closing.discard)
+        # Without the discard finished close tasks stay in _closing: only
+        # memory differs.
+        task.add_done_callback(self._closing.discard)  # pragma: no mutate
+
+
+def _or_setting(value: Optional[int], setting: int) -> int:
+    """``value``, or the setting where it was left as None."""
+    return setting if value is None else value
 
 
 websocket_manager = WebSocketManager()

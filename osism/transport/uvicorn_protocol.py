@@ -20,10 +20,17 @@ and the app sends them the ASGI way. The broadcaster uses it for a client
 whose writer is idle, so that an event costs such a client no task wake-up.
 
 An app checks ``EXTENSION in scope["extensions"]`` before using it; under
-any other server it sends one message per frame.
+any other server it sends one message per frame (osism.transport.seam).
+
+This is the only module that imports uvicorn's private protocol module, and
+it reads that protocol's internals (the names in ``RELIES_ON``). The first
+connection of a protocol class checks they are all there: when one is
+missing (a later uvicorn), one WARNING says which, the extension is not
+offered, and every client is served through stock ASGI sends.
 """
 
-from typing import Any, List, Sequence
+import logging
+from typing import Any, Dict, List, Sequence, Tuple
 
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import (
@@ -33,19 +40,48 @@ from websockets.http11 import Request
 from websockets.protocol import State
 
 from osism.transport.frames import Bundle, FramedText, text_frame_parts, texts_of
+from osism.transport.seam import EXTENSION, TEXTS, sends_texts
 
-EXTENSION = "osism.websocket.send_texts"
-TEXTS = "osism.texts"
+__all__ = ["EXTENSION", "RELIES_ON", "TEXTS", "FanoutProtocol", "sends_texts"]
+
+logger = logging.getLogger("osism.transport")
+
+# What FanoutProtocol reads of uvicorn's WebSocketsSansIOProtocol once a
+# handshake was accepted (a dotted name: an attribute of that attribute: the
+# websockets connection ``conn``, the asyncio ``transport``), besides the two
+# methods it extends. The contract test checks these on the real class.
+RELIES_ON: Tuple[str, ...] = (
+    "handle_connect",
+    "send",
+    "scope",
+    "writable",
+    "disconnected",
+    "handshake_complete",
+    "initial_response",
+    "close_sent",
+    "conn.state",
+    "conn.extensions",
+    "conn.send_text",
+    "conn.data_to_send",
+    "transport.write",
+    "transport.is_closing",
+)
+
+# Per protocol class, the names of RELIES_ON it lacks (checked once).
+_missing: Dict[type, Tuple[str, ...]] = {}
 
 
-def sends_texts(websocket: Any) -> bool:
-    """The server offers ``osism.websocket.send_texts`` on this connection
-    (``websocket``: anything with an ASGI ``scope``)."""
-    scope = getattr(websocket, "scope", None)
-    if not isinstance(scope, dict):
-        return False
-    extensions = scope.get("extensions")
-    return isinstance(extensions, dict) and EXTENSION in extensions
+def missing_names(protocol: Any, names: Sequence[str] = RELIES_ON) -> List[str]:
+    """The names of ``names`` that ``protocol`` does not have."""
+    missing = []
+    for name in names:
+        target = protocol
+        for part in name.split("."):
+            if not hasattr(target, part):
+                missing.append(name)
+                break
+            target = getattr(target, part)
+    return missing
 
 
 class FanoutProtocol(WebSocketsSansIOProtocol):
@@ -53,8 +89,30 @@ class FanoutProtocol(WebSocketsSansIOProtocol):
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
+        if getattr(self, "close_sent", False):
+            # uvicorn refused the handshake: no app runs, there is no scope.
+            return
+        if not self.offers_send_texts():
+            return
         # The app's task is created above but has not run: it sees the key.
         self.scope["extensions"][EXTENSION] = {"write_now": self.write_now}
+
+    def offers_send_texts(self) -> bool:
+        """This protocol class has all of RELIES_ON; the first connection
+        checks, and warns once when something is missing."""
+        kind = type(self)
+        missing = _missing.get(kind)
+        if missing is None:
+            missing = _missing[kind] = tuple(missing_names(self))
+            if missing:
+                logger.warning(
+                    "uvicorn's WebSocket protocol lacks %s, which the %s extension "
+                    "needs (a uvicorn newer than this code knows?); serving every "
+                    "WebSocket client through stock ASGI sends instead",
+                    ", ".join(missing),
+                    EXTENSION,
+                )
+        return not missing
 
     def write_now(self, texts: Sequence[Any]) -> bool:
         """Write ``texts`` as frames now if the connection is open, accepted,

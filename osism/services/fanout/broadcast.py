@@ -5,62 +5,68 @@ WebSocketManager._broadcast_events). A client without filters gets the
 turn's events as one outbox entry shared by all such clients (a Bundle, or
 the text itself when the turn has one event), so a delivery costs it no
 work of its own; a filtered client gets the events that match it, bundled
-likewise. A client whose outbox is full is evicted, a client paused for a
-resume holds the events one by one. The broadcaster fans out at most
-batch_size events, byte_budget bytes, per turn before the writers get one.
+likewise. A client whose outbox is full is returned for the manager to
+close, a client paused for a resume holds the events one by one. The
+broadcaster fans out at most batch_size events, byte_budget bytes, per turn
+before the writers get one.
 """
 
 import logging
-from typing import TYPE_CHECKING, List, Optional, Sequence
+from typing import Callable, Collection, List, Optional, Sequence, Tuple
 
-from osism import settings
 from osism.core.event_log import position_key
 from osism.core.event import EventMessage
+from osism.services.fanout.connection import WebSocketConnection
+from osism.services.fanout.hold import ResumeState
 from osism.transport.frames import FramedText, Item, bundle_of
 
-if TYPE_CHECKING:  # pragma: no cover - import for type hints only
-    from osism.services.fanout.connection import WebSocketConnection
-    from osism.services.fanout.resume import ResumeState
-    from osism.services.websocket_manager import WebSocketManager
+__all__ = ["batch_size", "byte_budget", "fan_out", "is_heartbeat"]
 
 logger = logging.getLogger("osism.websocket")
 
+# fan_out's answer when nobody was too slow (no list built per turn).
+_NOBODY: Tuple[WebSocketConnection, ...] = ()
 
-def batch_size(manager: "WebSocketManager") -> int:
-    """Events fanned out per turn of the loop: FANOUT_BATCH, at most half
+
+def batch_size(fanout_batch: int, outbox_size: int) -> int:
+    """Events fanned out per turn of the loop: ``fanout_batch``, at most half
     an outbox (the first event of a turn always goes)."""
-    size = settings.OUTBOX_SIZE if manager.outbox_size is None else manager.outbox_size
-    return min(manager.FANOUT_BATCH, size // 2)
+    return min(fanout_batch, outbox_size // 2)
 
 
-def byte_budget(manager: "WebSocketManager") -> int:
+def byte_budget(outbox_bytes: int) -> int:
     """Bytes fanned out per turn of the loop: half an outbox's byte bound
     (the first event of a turn always goes)."""
-    size = (
-        settings.OUTBOX_BYTES if manager.outbox_bytes is None else manager.outbox_bytes
-    )
-    return size // 2
+    return outbox_bytes // 2
 
 
 def fan_out(
-    manager: "WebSocketManager",
+    connections: Collection[WebSocketConnection],
     events: Sequence[EventMessage],
     texts: Sequence[FramedText],
-) -> None:
+    start_writer: Callable[[WebSocketConnection], None],
+) -> Tuple[int, Sequence[WebSocketConnection]]:
     """Offer ``events`` (one turn's, in order; ``texts`` their framed JSON)
-    to every matching client."""
+    to every matching client of ``connections``.
+
+    Returns the deliveries (one per client and event) and the clients whose
+    outbox (or hold buffer, while resuming) was full: the caller closes
+    those. ``start_writer`` starts a writer for a connection that has none.
+    """
     heartbeats = [is_heartbeat(event) for event in events]
     # Clients per event: those without filters all get every event.
     counts = [0] * len(events)
     unfiltered = 0
     shared: Optional[Item] = None
-    for connection in list(manager.connections.values()):
+    slow: Optional[List[WebSocketConnection]] = None
+    for connection in list(connections):
         if connection.writer is None:
             # connect() starts it; a connection added otherwise gets it here.
-            manager._start_writer(connection)
+            start_writer(connection)
         state = connection.resume
         if state is not None:
-            _hold(manager, connection, state, events, texts, heartbeats)
+            if not _hold(connection, state, events, texts, heartbeats):
+                slow = _add(slow, connection)
             continue
         if connection.filtered or connection.replayed_to is not None:
             picked = [
@@ -72,7 +78,7 @@ def fan_out(
             if not picked:
                 continue
             if not connection.offer(bundle_of([texts[i] for i in picked])):
-                manager._evict_slow(connection)
+                slow = _add(slow, connection)
                 continue
             for i in picked:
                 counts[i] += 1
@@ -82,12 +88,26 @@ def fan_out(
         if connection.offer(shared):
             unfiltered += 1
         else:
-            manager._evict_slow(connection)
-    manager.delivered += sum(counts) + unfiltered * len(events)
+            slow = _add(slow, connection)
+    total = len(connections)
     for event, count in zip(events, counts):
         logger.debug(
-            "Event %s offered to %d clients", event.event_type, count + unfiltered
+            "Broadcasted event %s to %d/%d connection(s)",
+            event.event_type,
+            count + unfiltered,
+            total,
         )
+    delivered = sum(counts) + unfiltered * len(events)
+    return delivered, _NOBODY if slow is None else slow
+
+
+def _add(
+    slow: Optional[List[WebSocketConnection]], connection: WebSocketConnection
+) -> List[WebSocketConnection]:
+    if slow is None:
+        return [connection]
+    slow.append(connection)
+    return slow
 
 
 def is_heartbeat(event: EventMessage) -> bool:
@@ -95,7 +115,7 @@ def is_heartbeat(event: EventMessage) -> bool:
     return event.event_type == "heartbeat" and event.source == "osism"
 
 
-def _not_replayed(connection: "WebSocketConnection", event: EventMessage) -> bool:
+def _not_replayed(connection: WebSocketConnection, event: EventMessage) -> bool:
     """False for a live event the client's replay held already (at or before
     ``replayed_to``); the first event past it ends the check."""
     seam = connection.replayed_to
@@ -108,18 +128,17 @@ def _not_replayed(connection: "WebSocketConnection", event: EventMessage) -> boo
 
 
 def _hold(
-    manager: "WebSocketManager",
-    connection: "WebSocketConnection",
-    state: "ResumeState",
+    connection: WebSocketConnection,
+    state: ResumeState,
     events: Sequence[EventMessage],
     texts: Sequence[FramedText],
     heartbeats: List[bool],
-) -> None:
+) -> bool:
     """A client paused for a resume holds its matching events (a heartbeat
-    is not needed); one over its hold bound is evicted."""
+    is not needed); False when they went over its hold bound."""
     for event, text, heartbeat in zip(events, texts, heartbeats):
         if heartbeat or not connection.matches_filters(event):
             continue
         if not state.hold(event.position, text):
-            manager._evict_slow(connection)
-            return
+            return False
+    return True

@@ -1,23 +1,31 @@
-"""A connected WebSocket client: its compiled filters, its outbox, its writer.
+"""A connected WebSocket client: its compiled filters, its outbox, its transport.
 
 The filter lists are compiled when assigned (see filters.py), so the check
 each event goes through stays cheap; the outbox is bounded in count and in
-bytes (outbox.py).
+bytes (outbox.py); the client is written to through a Transport
+(osism.transport.seam), whatever the server.
 """
 
 import asyncio
 import logging
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Awaitable, List, Optional, Protocol, Tuple
 
 from fastapi import WebSocket
 
 from osism import settings
 from osism.core import filters
-from osism.services.fanout import resume as replay
 from osism.core.event import EventMessage
+from osism.services.fanout.hold import ResumeState
 from osism.services.fanout.outbox import Outbox, batch_frames
 from osism.transport.frames import Item
-from osism.transport.uvicorn_protocol import EXTENSION
+from osism.transport.seam import Transport, transport_for, write_now_of
+
+__all__ = [
+    "CLOSE_TIMEOUT",
+    "WebSocketConnection",
+    "close_quietly",
+    "write_now_of",
+]
 
 logger = logging.getLogger("osism.websocket")
 
@@ -26,7 +34,8 @@ class WebSocketConnection:
     """A connected client: its filters, its bounded outbox and its writer.
 
     ``batch``: the client asked for batched frames (``?batch=1``), each at
-    most ``batch_chars`` characters of JSON.
+    most ``batch_chars`` characters of JSON. Without ``outbox_size`` or
+    ``outbox_bytes`` the settings bound the outbox.
     """
 
     # No filters until __init__ sets them: each setter refreshes ``_active``
@@ -55,11 +64,13 @@ class WebSocketConnection:
         self.batch = batch
         # Longest batched frame, in characters of JSON (see outbox.batch_frames).
         self.batch_chars = batch_chars
-        # The server's write_now (osism.transport.uvicorn_protocol), or None.
-        self.write_now = write_now_of(websocket)
+        # How the writer sends (osism.transport.seam), and the server's
+        # write_now (osism.transport.uvicorn_protocol) or None.
+        self.transport: Transport = transport_for(websocket)
+        self.write_now = self.transport.write_now
         self.writer: Optional["asyncio.Task[None]"] = None
         # Set while the client resumes: its live events are held meanwhile.
-        self.resume: Optional[replay.ResumeState] = None
+        self.resume: Optional[ResumeState] = None
         # After a resume, the log position its replay ended at, until a live
         # event past it arrives: an event the replay read from the log may
         # reach the manager only after the client went live.
@@ -169,22 +180,19 @@ class WebSocketConnection:
         return True
 
 
-def write_now_of(websocket: Any) -> Optional[Callable[[Sequence[Item]], bool]]:
-    """The server's ``write_now`` for this connection
-    (osism.transport.uvicorn_protocol), or None under a server without it."""
-    scope = getattr(websocket, "scope", None)
-    extensions = scope.get("extensions") if isinstance(scope, dict) else None
-    entry = extensions.get(EXTENSION) if isinstance(extensions, dict) else None
-    write_now = entry.get("write_now") if isinstance(entry, dict) else None
-    return write_now if callable(write_now) else None
-
-
 # Seconds a close may take before it is given up (a client that does not
 # answer its close frame).
 CLOSE_TIMEOUT = 5.0
 
 
-async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
+class Closable(Protocol):
+    """A WebSocket, or a Transport: anything that closes with a code and reason."""
+
+    def close(self, code: int = 1000, reason: str = "") -> Awaitable[None]:
+        """Close with ``code`` and ``reason``."""
+
+
+async def close_quietly(websocket: Closable, code: int, reason: str) -> None:
     """Close, giving up after CLOSE_TIMEOUT; a socket that is gone already is
     no error."""
     try:

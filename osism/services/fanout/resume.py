@@ -6,8 +6,8 @@ The order of one resume, all on the manager's loop:
    are held in a bounded buffer (``ResumeState``); a client whose buffer
    overflows is closed with 1013 like any client too slow for its outbox.
 2. The replay is fetched from the event log in a worker thread
-   (``manager.replay_source``, blocking) and filtered with the connection's
-   filters.
+   (the manager's ``replay_source``, blocking) and filtered with the
+   connection's filters.
 3. The reply (``recovered``, ``replayed``, ``oldest_id``) is queued.
 4. A feed task puts the replayed events into the outbox, waiting for room
    (back-pressure, never an overflow), then the held live events whose position
@@ -19,57 +19,47 @@ The order of one resume, all on the manager's loop:
 
 Without a replay source, or when it fails, the reply says ``recovered: false``
 with no ``oldest_id`` and the connection simply continues live.
+
+``resume`` gets what it needs as arguments (the source, the bounds, how to
+queue the reply) and returns what happened (``Resumed``); the manager keeps
+the counters.
 """
 
 import asyncio
 import logging
-from collections import deque
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Callable,
-    Deque,
-    Dict,
-    List,
-    Optional,
-    Tuple,
-)
+from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
-from osism import settings
 from osism.core.event_log import LogEntry, Replay, position_key
 from osism.core.event import EventMessage
 from osism.core.notifications import event_fields
+from osism.services.fanout.connection import WebSocketConnection
+from osism.services.fanout.hold import Held, ResumeState
 
-if TYPE_CHECKING:  # pragma: no cover - imports for the type checker only
-    from osism.services.fanout.connection import WebSocketConnection
-    from osism.services.websocket_manager import WebSocketManager
+__all__ = [
+    "Held",
+    "ReplaySource",
+    "ResumeState",
+    "Resumed",
+    "event_of",
+    "resume",
+    "resume_keys",
+]
 
 logger = logging.getLogger("osism.websocket")
 
 ReplaySource = Callable[[str, int], Replay]
-# (position in the log or None, the event's JSON text)
-Held = Tuple[Optional[str], str]
 
 
-class ResumeState:
-    """A paused connection's live events, held until its replay is sent."""
+class Resumed(NamedTuple):
+    """What one resume did."""
 
-    def __init__(self, bound: Optional[int] = None) -> None:
-        self.bound = settings.RESUME_BUFFER_SIZE if bound is None else bound
-        self.held: Deque[Held] = deque()
-        self.task: Optional["asyncio.Task[None]"] = None
-
-    def hold(self, position: Optional[str], text: str) -> bool:
-        """Keep a live event for later; False when the buffer is full."""
-        if len(self.held) >= self.bound:
-            return False
-        self.held.append((position, text))
-        return True
-
-    def cancel(self) -> None:
-        task = self.task
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
+    # The reply was queued and the replay is on its way (False: the client
+    # was gone, or closed as too slow, first).
+    queued: bool
+    # The client was still there when the log had been read: a resume to count.
+    counted: bool
+    # Events replayed to it (0 unless counted).
+    replayed: int
 
 
 def resume_keys(
@@ -80,32 +70,37 @@ def resume_keys(
 
 
 async def resume(
-    manager: "WebSocketManager",
-    connection: "WebSocketConnection",
+    connection: WebSocketConnection,
     last_event_id: str,
     make_reply: Callable[[Dict[str, Any]], str],
-) -> bool:
+    *,
+    source: Optional[ReplaySource],
+    limit: int,
+    hold_bound: int,
+    is_current: Callable[[], bool],
+    send: Callable[[str], bool],
+) -> Resumed:
     """Replay what ``connection`` missed after ``last_event_id``, then go live.
 
-    ``make_reply`` turns the resume keys into the reply text. False when the
-    connection is gone (or was closed as too slow) before its reply was queued.
+    ``make_reply`` turns the resume keys into the reply text; ``source`` is
+    read for at most ``limit`` events; at most ``hold_bound`` live events are
+    held meanwhile. ``is_current()`` says the client is still connected (it
+    may leave while the log is read), ``send(text)`` queues the reply and is
+    False when the client's outbox is full (it is closed then).
     """
     state = connection.resume
     if state is None:
-        state = connection.resume = ResumeState()
+        state = connection.resume = ResumeState(hold_bound)
     else:
         # A second resume while one is running: start the replay over; the
         # live events held so far stay held (the seam check sorts them out).
         # The old feed is suspended in an await: cancelled, it puts nothing
         # more, and it ends before the new feed (created later) first runs.
         state.cancel()
-    replay = await _fetch(manager.replay_source, last_event_id, settings.REPLAY_LIMIT)
-    websocket = connection.websocket
-    if manager.connections.get(websocket) is not connection:
-        return False
+    replay = await _fetch(source, last_event_id, limit)
+    if not is_current():
+        return Resumed(False, False, 0)
     events = _matching_events(connection, replay.entries)
-    manager.resumes += 1
-    manager.replayed_events += len(events)
     logger.info(
         "Client resumes after %s: %d of %d events in the log replayed, recovered=%s",
         last_event_id,
@@ -114,11 +109,11 @@ async def resume(
         replay.recovered,
     )
     reply = make_reply(resume_keys(replay.recovered, len(events), replay.oldest_id))
-    if not manager.send_to(websocket, reply):
-        return False
+    if not send(reply):
+        return Resumed(False, True, len(events))
     last = replay.entries[-1].position if replay.entries else None
     state.task = asyncio.create_task(_feed(connection, state, events, last))
-    return True
+    return Resumed(True, True, len(events))
 
 
 async def _fetch(
@@ -146,7 +141,7 @@ async def _fetch(
 
 
 def _matching_events(
-    connection: "WebSocketConnection", entries: List[LogEntry]
+    connection: WebSocketConnection, entries: List[LogEntry]
 ) -> List["EventMessage"]:
     events = []
     for entry in entries:
@@ -181,7 +176,7 @@ def event_of(entry: LogEntry) -> Optional["EventMessage"]:
 
 
 async def _feed(
-    connection: "WebSocketConnection",
+    connection: WebSocketConnection,
     state: ResumeState,
     events: List["EventMessage"],
     last: Optional[str],

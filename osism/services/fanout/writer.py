@@ -2,41 +2,40 @@
 
 Each connection has one writer task (started by the WebSocketManager), so a
 slow or stalled client delays nobody. A client that asked for batched frames
-gets what is queued for it as one JSON array per frame. Under a server that
-offers ``osism.websocket.send_texts`` the queued frames go out in one ASGI
-message. When sending fails the connection is removed from the manager.
+gets what is queued for it as one JSON array per frame. It sends through the
+connection's Transport (osism.transport.seam): where the server takes many
+frames in one message (``sends_many``) the queued frames go out together,
+else one message per frame. When sending fails the loop returns and the
+manager removes the client.
 """
 
 import logging
-from typing import TYPE_CHECKING, List
+from typing import List
 
 from fastapi import WebSocketDisconnect
 
 from osism.services.fanout.connection import WebSocketConnection
 from osism.services.fanout.outbox import batch_frames
 from osism.transport.frames import Bundle, Item, texts_of
-from osism.transport.uvicorn_protocol import TEXTS, sends_texts
 
-if TYPE_CHECKING:  # pragma: no cover - import for type hints only
-    from osism.services.websocket_manager import WebSocketManager
+__all__ = ["frames", "write_loop", "write_many"]
 
 logger = logging.getLogger("osism.websocket")
 
 
-async def write_loop(
-    manager: "WebSocketManager", connection: WebSocketConnection
-) -> None:
-    """Send the connection's outbox until it fails, then remove the client.
+async def write_loop(connection: WebSocketConnection, limit: int, chars: int) -> None:
+    """Send the connection's outbox until sending fails (logged), then return.
 
-    The limits WRITE_MANY and WRITE_MANY_CHARS are read from the manager, so
-    that they can be set per manager; a batched frame's from the connection.
+    ``limit`` and ``chars`` bound one message of many frames (the manager's
+    WRITE_MANY and WRITE_MANY_CHARS); a batched frame's bound is the
+    connection's.
     """
-    websocket = connection.websocket
     outbox = connection.outbox
-    send = websocket.send_text
+    transport = connection.transport
     try:
-        if sends_texts(websocket):
-            await write_many(manager, connection)
+        if transport.sends_many:
+            await write_many(connection, limit, chars)
+        send = transport.write
         while True:
             item = await outbox.get()
             if connection.batch:
@@ -55,19 +54,16 @@ async def write_loop(
     except WebSocketDisconnect:
         logger.info("WebSocket went away while sending; removing it")
     except Exception as exc:
-        logger.error("Error sending event to WebSocket: %s; removing it", exc)
-    await manager.disconnect(websocket)
+        logger.error("Error sending message to WebSocket: %s; removing it", exc)
 
 
-async def write_many(
-    manager: "WebSocketManager", connection: WebSocketConnection
-) -> None:
-    """The writer under a server with ``osism.websocket.send_texts``: what
-    is queued goes out in one ASGI message, one frame per text (or per
-    batched array), in one write; a Bundle goes as the frames it carries."""
-    send = connection.websocket.send
+async def write_many(connection: WebSocketConnection, limit: int, chars: int) -> None:
+    """The writer where the transport sends many frames in one message: what
+    is queued goes out together, one frame per text (or per batched array);
+    a Bundle goes as the frames it carries. At most ``limit`` items or about
+    ``chars`` characters a message."""
+    write = connection.transport.write_many
     outbox = connection.outbox
-    limit, chars = manager.WRITE_MANY, manager.WRITE_MANY_CHARS
     while True:
         first = await outbox.get()
         items: List[Item] = []
@@ -76,7 +72,7 @@ async def write_many(
         # is out of the outbox's count: keep it small.
         while size < chars and len(items) < limit and not outbox.empty():
             size += _take(connection, outbox.get_nowait(), items)
-        await send({"type": "websocket.send", TEXTS: items})
+        await write(items)
 
 
 def frames(connection: WebSocketConnection, first: Item) -> List[str]:

@@ -308,8 +308,14 @@ class TestOneTurnToEachClient:
             await manager.add_event(make_event("compute.instance.b"))
             await async_wait_until(lambda: len(sent_texts(everything)) == 2)
 
-            assert "Event compute.instance.a offered to 2 clients" in caplog.text
-            assert "Event compute.instance.b offered to 1 clients" in caplog.text
+            assert (
+                "Broadcasted event compute.instance.a to 2/2 connection(s)"
+                in caplog.text
+            )
+            assert (
+                "Broadcasted event compute.instance.b to 1/2 connection(s)"
+                in caplog.text
+            )
 
 
 # --------------------------------------------------------------------------

@@ -480,7 +480,7 @@ class TestConnect:
             await manager.connect(fake_websocket())
 
             assert log_messages(ws_logs, logging.INFO)[-1] == (
-                "WebSocket connected, 2 active"
+                "WebSocket connected. Total connections: 2"
             )
 
     @pytest.mark.asyncio
@@ -525,7 +525,7 @@ class TestDisconnect:
             await manager.disconnect(websocket)
 
             assert log_messages(ws_logs, logging.INFO)[-1] == (
-                "WebSocket disconnected, 1 active"
+                "WebSocket disconnected. Total connections: 1"
             )
 
     @pytest.mark.asyncio
@@ -647,8 +647,8 @@ class TestUpdateFilters:
             )
 
             assert log_messages(ws_logs, logging.DEBUG)[-1] == (
-                "Filters updated: events=['e'] nodes=['n'] services=['s'] "
-                "priorities=['ERROR']"
+                "Updated filters for WebSocket: events=['e'], nodes=['n'], "
+                "services=['s'], priorities=['ERROR']"
             )
 
     @pytest.mark.asyncio
@@ -917,7 +917,8 @@ class TestAddNotification:
             manager.add_notification("baremetal.node.update.end", payload)
 
             assert log_messages(ws_logs, logging.DEBUG)[-1] == (
-                "Queued baremetal.node.update.end for node node7"
+                "Added baremetal event to WebSocket queue: "
+                "baremetal.node.update.end for resource node7"
             )
 
     @pytest.mark.asyncio
@@ -1044,14 +1045,14 @@ class TestBroadcastEvents:
             task = asyncio.create_task(manager._broadcast_events())
             try:
                 await async_wait_until(
-                    lambda: "Event broadcaster started"
+                    lambda: "Starting WebSocket event broadcaster"
                     in log_messages(ws_logs, logging.INFO)
                 )
                 task.cancel()
 
                 assert await asyncio.wait_for(task, 5.0) is None
                 assert not task.cancelled()
-                assert "Event broadcaster cancelled" in log_messages(
+                assert "WebSocket broadcaster task cancelled" in log_messages(
                     ws_logs, logging.INFO
                 )
             finally:
@@ -1074,7 +1075,10 @@ class TestBroadcastEvents:
 
             assert sent_texts(websocket) == [good.to_json()]
             errors = log_messages(ws_logs, logging.ERROR)
-            assert errors == ["Error in event broadcaster; continuing"]
+            assert errors == [
+                "Error in WebSocket broadcaster: Object of type object is not "
+                "JSON serializable; continuing"
+            ]
 
     @pytest.mark.asyncio
     async def test_broadcaster_records_its_loop(self) -> None:
@@ -1168,8 +1172,9 @@ class TestFanOut:
                     lambda: all(ws.send_text.await_count == 1 for ws in websockets)
                 )
 
-            assert "Event compute.instance.update offered to 2 clients" in log_messages(
-                ws_logs, logging.DEBUG
+            assert (
+                "Broadcasted event compute.instance.update to 2/2 connection(s)"
+                in log_messages(ws_logs, logging.DEBUG)
             )
 
     @pytest.mark.asyncio
@@ -1739,7 +1744,7 @@ class TestWriter:
 
             await async_wait_until(lambda: websocket not in manager.connections)
             assert log_messages(ws_logs, logging.ERROR) == [
-                "Error sending event to WebSocket: broken pipe; removing it"
+                "Error sending message to WebSocket: broken pipe; removing it"
             ]
 
     @pytest.mark.asyncio
