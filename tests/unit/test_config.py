@@ -270,3 +270,23 @@ class TestEffective:
     def test_a_fraction_stays_a_fraction(self) -> None:
         rows = dict(config.effective(load({"SYSTEM_INTERVAL": "0.5"})))
         assert rows["SYSTEM_INTERVAL"] == "0.5"
+
+
+class TestEdges:
+    def test_a_list_given_as_a_tuple_is_taken_as_it_is(self) -> None:
+        group = config.ListenerSettings.model_validate({"LISTENER_SERVICES": ("a",)})
+        assert group.services == ("a",)
+
+    def test_a_name_that_is_no_field_is_shown_quoted(self) -> None:
+        assert config.shown_value("LISTENER_NOVA_EXCHANGE", "x") == "'x'"
+
+    def test_lenient_gives_up_on_an_error_without_a_variable_of_its_own(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        refused = ConfigError("NOT_SET", "''", "something")
+
+        def refuse(environ: Dict[str, str]) -> config.Settings:
+            raise refused
+
+        monkeypatch.setattr(config, "load", refuse)
+        assert load_lenient({"REDIS_PORT": "1"}) == (config.Settings(), (refused,))

@@ -333,3 +333,8 @@ class TestRequire:
             "osism: invalid configuration: REDIS_PORT='63x79': expected an "
             "integer port 1-65535\n"
         )
+
+
+class TestEnvListMapping:
+    def test_a_mapping_without_the_name_gives_the_default(self) -> None:
+        assert env_list(NAME, ("a",), env={}) == ("a",)

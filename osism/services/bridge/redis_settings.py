@@ -10,6 +10,7 @@ Redis is with every secret masked. Clients are built from these settings by
 ``redis_client``.
 """
 
+import logging
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Tuple
 
@@ -17,6 +18,8 @@ from osism import config
 from osism.config import DEFAULT_SENTINEL_MASTER, MASK  # noqa: F401 - the API
 
 Address = Tuple[str, int]
+
+logger = logging.getLogger("osism.settings")
 
 
 class RedisConfigError(ValueError):
@@ -51,21 +54,27 @@ class RedisSettings:
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "RedisSettings":
         """The settings in ``env`` (the environment by default); never raises.
 
-        Settings that cannot work (a malformed REDIS_URL or REDIS_PORT, a
-        Sentinel without a port, a TLS file that is missing) come back with
-        ``error`` saying why: ``describe()`` shows it and ``create_client``
-        raises RedisConfigError, which the caller logs like any failed
-        connection. (The process entry points refuse such settings before
-        they start.)
+        A value of the wrong type (REDIS_PORT=x) is logged and gets its
+        default, as upstream's bridge always did. Settings that cannot work
+        together (a malformed REDIS_URL, a Sentinel without a port, a TLS file
+        that is missing) come back with ``error`` saying why: ``describe()``
+        shows it and ``create_client`` raises RedisConfigError, which the
+        caller logs like any failed connection. (The process entry points
+        refuse both before they start.)
         """
-        try:
-            return cls.parse(env)
-        except RedisConfigError as exc:
-            return cls(error=str(exc))
+        settings, errors = config.load_lenient(env)
+        for error in errors:
+            if error.name.startswith("REDIS_") and error.problem:
+                return cls(error=error.problem)
+        for error in errors:
+            if error.name.startswith("REDIS_"):
+                logger.error("%s; using the default", error)
+        return cls.of(settings.redis)
 
     @classmethod
     def parse(cls, env: Optional[Mapping[str, str]] = None) -> "RedisSettings":
-        """Like ``from_env``, but raises RedisConfigError for unusable settings."""
+        """Like ``from_env``, but raises RedisConfigError for any Redis value
+        that cannot be used."""
         settings, errors = config.load_lenient(env)
         for error in errors:
             if error.name.startswith("REDIS_"):

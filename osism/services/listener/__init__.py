@@ -20,6 +20,6 @@ def main() -> NoReturn:
     from osism.services.listener import consumer
 
     checked = settings.require()
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    # A no-op when the caller set logging up already.
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     raise SystemExit(consumer.run(settings=checked))

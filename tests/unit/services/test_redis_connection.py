@@ -4,6 +4,7 @@ No test opens a connection: clients are built with ``redis.Redis`` or
 ``redis.sentinel.Sentinel`` patched, or inspected without being used.
 """
 
+import logging
 import ssl
 from pathlib import Path
 from typing import Callable, Dict
@@ -79,10 +80,20 @@ class TestSeedSettings:
         config = RedisSettings.from_env({name: raw})
         assert getattr(config, attribute) == value
 
-    def test_bad_port_keeps_the_default_and_carries_the_error(self) -> None:
+    def test_bad_port_keeps_the_default_and_says_so(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.ERROR, logger="osism.settings")
         config = RedisSettings.from_env({"REDIS_PORT": "x"})
-        assert config.port == 6379
-        assert config.error == "REDIS_PORT='x': expected an integer port 1-65535"
+        assert (config.port, config.error) == (6379, None)
+        assert [r.getMessage() for r in caplog.records] == [
+            "REDIS_PORT='x': expected an integer port 1-65535; using the default"
+        ]
+
+    def test_parse_refuses_a_bad_port(self) -> None:
+        with pytest.raises(RedisConfigError) as caught:
+            RedisSettings.parse({"REDIS_PORT": "x"})
+        assert str(caught.value) == ("REDIS_PORT='x': expected an integer port 1-65535")
 
     def test_password_is_not_in_repr(self) -> None:
         config = RedisSettings.from_env(
