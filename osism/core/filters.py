@@ -5,9 +5,9 @@
   characters, dots included (``baremetal.node.provision_set.*``,
   ``*.error``). All patterns of a client are one compiled regex.
 - ``service_filters``: an entry matches the first segment of the event type
-  (the seed's ``service_type``: ``baremetal``, ``compute``, ...) or the
-  service that emitted the event (``nova``, ``ironic``, ...); a service type
-  the seed gave a service also matches every event of that service:
+  (upstream osism's ``service_type``: ``baremetal``, ``compute``, ...) or
+  the service that emitted the event (``nova``, ``ironic``, ...); a service
+  type upstream osism gives a service also matches every event of it:
   ``compute`` every nova event (``instance.*``, ``service.*``, ...),
   ``network`` every neutron event, ``volume`` cinder, ``image`` glance,
   ``identity`` keystone, ``baremetal`` ironic.
@@ -22,7 +22,7 @@ from osism.core.notifications import META_KEY, SERVICE_OF_SEGMENT
 
 PRIORITIES = ("AUDIT", "CRITICAL", "DEBUG", "ERROR", "INFO", "SAMPLE", "WARN")
 PRIORITY_ALIASES = {"WARNING": "WARN"}
-# The seed's service types and the service each stands for.
+# Upstream osism's service types and the service each stands for.
 SERVICE_TYPES = {
     "baremetal": "ironic",
     "compute": "nova",

@@ -1,10 +1,10 @@
 """What an OpenStack notification says: service, node, resource, metadata.
 
 ``event_fields`` turns a notification into the ``data`` and ``node_name`` of
-the event clients receive. The seed's table (``EXTRACTORS``: an event type's
-first segment and its ``<project>_object.data``) is applied first, exactly as
-before; what it does not cover is read per service and payload shape by
-``payload_shapes.identify``.
+the event clients receive. Upstream osism's table (``EXTRACTORS``: an event
+type's first segment and its ``<project>_object.data``) is applied first,
+exactly as upstream does; what it does not cover is read per service and
+payload shape by ``payload_shapes.identify``.
 
 The notification's metadata travels in ``data["_osism"]`` (META_KEY), a dict
 with exactly the keys of META_FIELDS (None where unknown):
@@ -18,12 +18,12 @@ with exactly the keys of META_FIELDS (None where unknown):
 - ``emitted_at``: when the service emitted it, ISO 8601 with "Z".
 
 ``_osism`` is present whenever the event carries metadata (every notification
-the listener delivers does); an event without any (a plain seed-style
-publish) keeps the seed's ``data`` exactly: payload, ``service_type`` and
-``resource_id``. ``_osism`` is always ours: a payload that has its own
-``_osism`` key keeps that value, unchanged, at ``data["_osism"]["original"]``
-(and then ``_osism`` is present even without metadata), so nothing is lost
-and nothing is mistaken for metadata.
+the listener delivers does); an event without any (a plain publish, as
+upstream osism's listener sends) keeps upstream's ``data`` exactly: payload,
+``service_type`` and ``resource_id``. ``_osism`` is always ours: a payload
+that has its own ``_osism`` key keeps that value, unchanged, at
+``data["_osism"]["original"]`` (and then ``_osism`` is present even without
+metadata), so nothing is lost and nothing is mistaken for metadata.
 """
 
 from typing import Any, Dict, Mapping, Optional, Tuple
@@ -156,11 +156,12 @@ def event_fields(
     with_meta = meta or META_KEY in payload
     info = notification_meta(event_type, meta or {}) if with_meta else None
     extractor = EXTRACTORS.get(service_type)
-    seed = payload.get(extractor[0]) if extractor is not None else None
-    if extractor is not None and isinstance(seed, dict):
-        # The seed's table (EXTRACTORS): the event type's prefix and
+    versioned = payload.get(extractor[0]) if extractor is not None else None
+    if extractor is not None and isinstance(versioned, dict):
+        # Upstream osism's table (EXTRACTORS): the event type's prefix and
         # its versioned object.
-        node_name, resource_id = _first(seed, extractor[1]), _first(seed, extractor[2])
+        node_name = _first(versioned, extractor[1])
+        resource_id = _first(versioned, extractor[2])
     else:
         service = info["service"] if info else service_of(event_type)
         node_name, resource_id = identify(service, resource_kind(event_type), payload)
