@@ -136,7 +136,7 @@ async def start_serving(
     await manager.start()
     bridge.set_websocket_manager(manager)
     manager.replay_source = bridge.replay
-    if connect_redis and bridge.status()["mode"] == "local":
+    if connect_redis and bridge.status().mode == "local":
         # Serve at once: Redis is looked for in the background (a name
         # that does not resolve can take seconds), quietly.
         bridge.watch_for_redis()
@@ -148,12 +148,8 @@ async def start_serving(
     state = bridge.status()
     logger.info(
         "osism API started; event bridge in %s mode%s",
-        state["mode"],
-        (
-            f", looking for Redis at {state['redis']}"
-            if state["watching_for_redis"]
-            else ""
-        ),
+        state.mode,
+        (f", looking for Redis at {state.redis}" if state.watching_for_redis else ""),
     )
     return heartbeat
 
@@ -221,15 +217,19 @@ def events_description() -> Dict[str, Any]:
 
 
 def status_report(manager: WebSocketManager, bridge: EventBridge) -> Dict[str, Any]:
-    """``GET /v1/status``: ready, and the status of the bridge and the manager."""
+    """``GET /v1/status``: ready, and the status of the bridge and the manager.
+
+    Ready: the broadcaster runs and events reach it (in Redis mode through a
+    live subscription, embedded through the bridge's processor thread).
+    """
     bridge_status = bridge.status()
     manager_status = manager.status()
-    ready = (
-        manager_status["broadcaster_running"]
-        and bridge_status["processor_alive"]
-        and (bridge_status["mode"] != "redis" or bridge_status["subscribed"])
-    )
-    return {"ready": ready, "bridge": bridge_status, "websocket": manager_status}
+    ready = manager_status.broadcaster_running and bridge_status.delivering
+    return {
+        "ready": ready,
+        "bridge": bridge_status.as_dict(),
+        "websocket": manager_status.as_dict(),
+    }
 
 
 def accept_publish(

@@ -16,21 +16,24 @@ the caller's (listener,  add_event -> _append_to_redis     append to the log; Tr
 POST endpoint)           [link] or the memory log          once the log has it
 osism-redis-subscriber   _supervise_subscriber ->          Redis mode: subscribe,
                          _redis_subscriber_loop [sub]      catch up, live, PING, retry
-osism-bridge-processor   _process_events                   embedded mode: hand on the
-                                                           memory log's new entries
+osism-bridge-processor   _process_events                   embedded mode only: hand on
+                                                           the memory log's new entries
 osism-redis-watcher      _watch_redis [link]               embedded API: look for
                                                            Redis, switch to it
 
-Threads meet asyncio in exactly one place, ``_process_single_event``: it hands
-the event to the manager's loop (``asyncio.run_coroutine_threadsafe``) and
-does not wait.
+Threads meet asyncio in exactly one place, ``bridge.handoff.deliver_to_loop``
+(called by ``_process_single_event``): it submits the event to the manager's
+running loop and does not wait, or runs it on a private loop while the
+manager has none, as upstream osism.
+
+The counters that several threads touch (``dropped_events``, ``published``)
+are ``bridge.counter.Counter`` objects; ``status()`` is a frozen
+``BridgeStatus`` (bridge/status.py).
 """
 
-import asyncio
 import logging
 import queue
 import threading
-from concurrent.futures import Future
 from typing import Any, Dict, Optional
 
 from osism import settings
@@ -41,10 +44,13 @@ from osism.core.event_log import (
     Replay,
     new_envelope,
 )
-from osism.services.bridge.link import CHANNEL, RedisLink, _alive
-from osism.services.bridge.subscriber import RedisSubscriber
 from osism.core.ratelimit import RateLimitedLog
+from osism.services.bridge.counter import Counter
+from osism.services.bridge.handoff import Handoff, _log_failure, deliver_to_loop
+from osism.services.bridge.link import CHANNEL, RedisLink, _alive
 from osism.services.bridge.redis_settings import RedisSettings
+from osism.services.bridge.status import BridgeStatus
+from osism.services.bridge.subscriber import RedisSubscriber
 
 try:
     import redis
@@ -62,7 +68,15 @@ except ImportError:  # pragma: no cover - redis is a runtime requirement
 
 logger = logging.getLogger("osism.event_bridge")
 
-__all__ = ["CHANNEL", "REDIS_AVAILABLE", "EventBridge", "event_bridge", "redis"]
+__all__ = [
+    "CHANNEL",
+    "REDIS_AVAILABLE",
+    "BridgeStatus",
+    "EventBridge",
+    "_log_failure",
+    "event_bridge",
+    "redis",
+]
 # Put on the hand-off queue at shutdown, so that the processor stops at once.
 _WAKE: Envelope = {}
 
@@ -74,7 +88,16 @@ class EventBridge(RedisLink, RedisSubscriber):
     DROP_WARNING_INTERVAL = 10.0
     DOWN_WARNING_INTERVAL = 30.0
 
-    def __init__(self, connect: bool = True, queue_size: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        connect: bool = True,
+        queue_size: Optional[int] = None,
+        channel: Optional[str] = None,
+    ) -> None:
+        # The channel it publishes and subscribes on, as upstream osism; its
+        # log in Redis is named after it (redis_log), so bridges on two
+        # channels share nothing.
+        self.channel = settings.EVENTS_PREFIX if channel is None else channel
         self._redis_client: Optional[Any] = None
         self._redis_subscriber: Optional[Any] = None
         size = settings.BRIDGE_QUEUE_SIZE if queue_size is None else queue_size
@@ -88,9 +111,8 @@ class EventBridge(RedisLink, RedisSubscriber):
         self._close_lock = threading.Lock()
         self._redis_settings = RedisSettings.from_env()
         # Redis mode: events go to Redis (add_event is False while it is down).
-        # Equivalent mutant (mutation gate): only its truth is read, so None
-        # here is False.
-        self._redis_mode = False
+        # Only its truth is read, so None here is False.
+        self._redis_mode = False  # pragma: no mutate
         self._redis_log: Optional["RedisEventLog"] = None
         self._memory_log = MemoryEventLog(
             settings.EVENT_HISTORY_SIZE,
@@ -100,8 +122,8 @@ class EventBridge(RedisLink, RedisSubscriber):
         timeout = self._redis_settings.socket_timeout
         self._feed = Subscription(interval=timeout, timeout=timeout)
         self._subscribed = False
-        self.dropped_events = 0
-        self.published = 0
+        self._dropped = Counter()
+        self._published = Counter()
         self.subscriber_restarts = 0
         self._drop_log = RateLimitedLog(logger, self.DROP_WARNING_INTERVAL)
         self._down_log = RateLimitedLog(logger, self.DOWN_WARNING_INTERVAL)
@@ -122,16 +144,30 @@ class EventBridge(RedisLink, RedisSubscriber):
         self._redis_mode = True
         return self._connect_redis() is not None
 
+    @property
+    def dropped_events(self) -> int:
+        """Events dropped at the full hand-off queue or for want of a loop."""
+        return self._dropped.value
+
+    @property
+    def published(self) -> int:
+        """Events this process put in the Redis log."""
+        return self._published.value
+
     def set_websocket_manager(self, manager: Any) -> None:
-        """Deliver events to ``manager`` and start the threads that do it."""
+        """Deliver events to ``manager`` and start the threads that do it:
+        the subscriber in Redis mode, the processor in embedded mode (the
+        only mode where it has work: the memory log's new entries)."""
         self._websocket_manager = manager
         self._shutdown_event.clear()
+        logger.info("WebSocket manager connected to event bridge")
         if self._redis_client and self._subscriber_thread is None:
             self._start_redis_subscriber()
+        if self._redis_mode:
+            return
         thread = self._processor_thread
         if thread is None or not thread.is_alive():
             self._start_processor_thread()
-        logger.info("Event bridge delivering to the WebSocket manager")
 
     def watch_for_redis(self) -> None:
         """In an API process without Redis: look for it in the background."""
@@ -146,14 +182,19 @@ class EventBridge(RedisLink, RedisSubscriber):
     def add_event(
         self, event_type: str, payload: Any, meta: Optional[Dict[str, Any]] = None
     ) -> bool:
-        """Put an event in the log; True once the log has it (decision 3)."""
+        """Put an event in the log; True once the log has it (the caller, the
+        listener, acknowledges the notification only then)."""
         try:
             envelope = new_envelope(event_type, payload, meta)
             if not self._redis_mode:
                 return self._memory_log.append(envelope) is not None
             return self._append_to_redis(envelope)
         except Exception as exc:
-            logger.error("Error adding event %r: %s; event not taken", event_type, exc)
+            logger.error(
+                "Error adding event to bridge: %s (%s); event not taken",
+                exc,
+                event_type,
+            )
             return False
 
     def replay(self, last_event_id: str, limit: int) -> Replay:
@@ -189,27 +230,28 @@ class EventBridge(RedisLink, RedisSubscriber):
         self._processor_thread = None
         self._watcher_thread = None
 
-    def status(self) -> Dict[str, Any]:
-        return {
-            "mode": "redis" if self._redis_mode else "local",
-            "redis": self._redis_settings.describe(),
-            "redis_connected": self._redis_client is not None,
-            "subscribed": self._subscribed,
-            "subscriber_alive": _alive(self._subscriber_thread),
-            "processor_alive": _alive(self._processor_thread),
-            "watching_for_redis": _alive(self._watcher_thread),
-            "subscriber_restarts": self.subscriber_restarts,
-            "local_queue": self._event_queue.qsize(),
-            "local_queue_size": self._event_queue.maxsize,
-            "local_history": len(self._memory_log),
-            "published": self.published,
-            "duplicates": self._memory_log.duplicates
+    def status(self) -> BridgeStatus:
+        """The bridge's state now (``/v1/status``, ``/metrics``, system channel)."""
+        return BridgeStatus(
+            mode="redis" if self._redis_mode else "local",
+            redis=self._redis_settings.describe(),
+            redis_connected=self._redis_client is not None,
+            subscribed=self._subscribed,
+            subscriber_alive=_alive(self._subscriber_thread),
+            processor_alive=_alive(self._processor_thread),
+            watching_for_redis=_alive(self._watcher_thread),
+            subscriber_restarts=self.subscriber_restarts,
+            local_queue=self._event_queue.qsize(),
+            local_queue_size=self._event_queue.maxsize,
+            local_history=len(self._memory_log),
+            published=self.published,
+            duplicates=self._memory_log.duplicates
             + (self._redis_log.duplicates if self._redis_log else 0),
-            "dropped_events": self.dropped_events,
-            "last_position": self._feed.position,
-            "caught_up": self._feed.caught_up,
-            "missed_warnings": self._feed.missed_warnings,
-        }
+            dropped_events=self.dropped_events,
+            last_position=self._feed.position,
+            caught_up=self._feed.caught_up,
+            missed_warnings=self._feed.missed_warnings,
+        )
 
     def _init_redis(self, with_subscriber: bool = True) -> None:
         """Connect (again) and open a new subscription, closing the old one;
@@ -227,7 +269,10 @@ class EventBridge(RedisLink, RedisSubscriber):
         """Connect (again) for publishing, leaving the subscription alone: the
         log in Redis, None while Redis does not answer."""
         if not REDIS_AVAILABLE:
-            logger.warning("Python package redis not available; events stay local")
+            logger.warning(
+                "Redis not available - event bridge will use local queue only "
+                "(the Python package redis is missing)"
+            )
             return None
         cfg = self._redis_settings = RedisSettings.from_env()
         with self._redis_lock:
@@ -238,12 +283,15 @@ class EventBridge(RedisLink, RedisSubscriber):
                 client.set_retry(Retry(NoBackoff(), 1, (redis.ConnectionError,)))
                 client.ping()
                 self._redis_client = client
-                self._redis_log = RedisEventLog(client)
+                self._redis_log = RedisEventLog(client, prefix=self.channel)
                 self._redis_mode = True
                 logger.info("Connected to Redis at %s", cfg.describe())
                 return self._redis_log
             except Exception as exc:
-                self._down_log.error("%s; retrying with back-off", explain(exc, cfg))
+                self._down_log.error(
+                    "Failed to connect to Redis: %s; retrying with back-off",
+                    explain(exc, cfg),
+                )
                 self._redis_client = None
                 return None
 
@@ -254,12 +302,14 @@ class EventBridge(RedisLink, RedisSubscriber):
             daemon=True,
         )
         self._subscriber_thread.start()
+        logger.info("Started Redis event subscriber thread")
 
     def _start_processor_thread(self) -> None:
         self._processor_thread = threading.Thread(
             target=self._process_events, name="osism-bridge-processor", daemon=True
         )
         self._processor_thread.start()
+        logger.info("Started event bridge processor thread")
 
     def _deliver(self, event_data: Envelope) -> None:
         if self._websocket_manager is not None:
@@ -268,38 +318,38 @@ class EventBridge(RedisLink, RedisSubscriber):
             self._queue_locally(event_data)
 
     def _process_single_event(self, event_data: Envelope) -> None:
-        """Hand one event to the manager's loop: where threads meet asyncio."""
+        """Hand one event to the manager, through ``deliver_to_loop``."""
         manager = self._websocket_manager
         if manager is None:
-            logger.warning("No WebSocket manager available; event dropped")
+            logger.warning("No WebSocket manager available, dropping event")
             return
         event_type = event_data.get("event_type", "")
-        loop = getattr(manager, "loop", None)
-        if not (
-            isinstance(loop, asyncio.AbstractEventLoop)
-            and loop.is_running()
-            and not loop.is_closed()
-        ):
-            self.dropped_events += 1
+        try:
+            outcome = deliver_to_loop(
+                manager,
+                manager.broadcast_event_from_notification(
+                    event_type,
+                    event_data.get("payload", {}),
+                    meta=event_data.get("meta"),
+                    event_id=event_data.get("id"),
+                    timestamp=event_data.get("timestamp"),
+                    position=event_data.get("stream_id"),
+                ),
+            )
+        except Exception as exc:
+            logger.error("Error processing event via bridge: %s", exc)
+            return
+        if outcome is Handoff.NO_LOOP:
+            dropped = self._dropped.add()
             self._drop_log.warning(
                 "The WebSocket manager's loop is not running; %s not delivered "
                 "(%d so far)",
                 event_type,
-                self.dropped_events,
+                dropped,
             )
-            return
-        coroutine = manager.broadcast_event_from_notification(
-            event_type,
-            event_data.get("payload", {}),
-            meta=event_data.get("meta"),
-            event_id=event_data.get("id"),
-            timestamp=event_data.get("timestamp"),
-            position=event_data.get("stream_id"),
-        )
-        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
-        future.add_done_callback(_log_failure)
 
     def _process_events(self) -> None:
+        logger.info("Event bridge processor started")
         while not self._shutdown_event.is_set():
             try:
                 event_data = self._event_queue.get(timeout=1.0)
@@ -311,9 +361,12 @@ class EventBridge(RedisLink, RedisSubscriber):
             try:
                 self._process_single_event(event_data)
             except Exception as exc:
-                logger.error("Error processing local event: %s; continuing", exc)
+                logger.error(
+                    "Unexpected error in event bridge processor: %s; continuing", exc
+                )
             finally:
                 self._event_queue.task_done()
+        logger.info("Event bridge processor stopped")
 
     def _hand_on_locally(self, entry: LogEntry) -> None:
         """The in-memory log's announcement: its new entry to the processor."""
@@ -333,18 +386,13 @@ class EventBridge(RedisLink, RedisSubscriber):
             self._event_queue.put_nowait(event)
         except (queue.Empty, queue.Full):
             pass
-        self.dropped_events += 1
+        dropped = self._dropped.add()
         self._drop_log.warning(
-            "Local event queue full (%d): dropped the oldest waiting event, "
-            "%d dropped so far",
+            "Event bridge queue is full, dropping event: the oldest waiting one "
+            "(bound %d; it stays in the log), %d dropped so far",
             self._event_queue.maxsize,
-            self.dropped_events,
+            dropped,
         )
-
-
-def _log_failure(future: "Future[Any]") -> None:
-    if not future.cancelled() and future.exception() is not None:
-        logger.error("Error broadcasting an event: %s", future.exception())
 
 
 event_bridge = EventBridge(connect=False)

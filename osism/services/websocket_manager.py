@@ -29,6 +29,7 @@ from osism.services.fanout import intake
 from osism.services.fanout import resume as replay
 from osism.services.fanout.connection import WebSocketConnection, close_quietly
 from osism.services.fanout.outbox import Outbox, text_size
+from osism.services.fanout.status import ManagerStatus
 from osism.core.ratelimit import RateLimitedLog
 from osism.services.fanout.writer import write_loop
 from osism.transport.frames import framed
@@ -232,21 +233,22 @@ class WebSocketManager:
             return False
         return True
 
-    def status(self) -> Dict[str, Any]:
+    def status(self) -> ManagerStatus:
+        """The manager's figures now (``/v1/status``, ``/metrics``, system channel)."""
         task = self._broadcaster_task
-        return {
-            "connections": len(self.connections),
-            "broadcaster_running": task is not None and not task.done(),
-            "queued_events": self.event_queue.qsize(),
-            "queue_size": self.event_queue.maxsize,
-            "dropped_events": self.dropped_events,
-            "slow_disconnects": self.slow_disconnects,
-            "delivered": self.delivered,
-            "skipped_heartbeats": self.skipped_heartbeats,
-            "resumes": self.resumes,
-            "replayed_events": self.replayed_events,
-            "received": self.received,
-        }
+        return ManagerStatus(
+            connections=len(self.connections),
+            broadcaster_running=task is not None and not task.done(),
+            queued_events=self.event_queue.qsize(),
+            queue_size=self.event_queue.maxsize,
+            dropped_events=self.dropped_events,
+            slow_disconnects=self.slow_disconnects,
+            delivered=self.delivered,
+            skipped_heartbeats=self.skipped_heartbeats,
+            resumes=self.resumes,
+            replayed_events=self.replayed_events,
+            received=self.received,
+        )
 
     async def add_event(self, event: EventMessage) -> None:
         self.enqueue(event)

@@ -1,5 +1,6 @@
 """The app driven through Starlette's TestClient: HTTP, WebSocket protocol, security."""
 
+import dataclasses
 import json
 import logging
 from types import SimpleNamespace
@@ -144,6 +145,44 @@ class TestHttp:
         assert status["websocket"]["dropped_events"] == 0
         assert status["bridge"]["dropped_events"] == 0
 
+    def test_status_has_every_key_of_the_bridge_and_the_manager_in_order(
+        self, client: TestClient
+    ) -> None:
+        status = client.get("/v1/status").json()
+        assert list(status) == ["ready", "bridge", "websocket"]
+        assert list(status["bridge"]) == [
+            "mode",
+            "redis",
+            "redis_connected",
+            "subscribed",
+            "subscriber_alive",
+            "processor_alive",
+            "watching_for_redis",
+            "subscriber_restarts",
+            "local_queue",
+            "local_queue_size",
+            "local_history",
+            "published",
+            "duplicates",
+            "dropped_events",
+            "last_position",
+            "caught_up",
+            "missed_warnings",
+        ]
+        assert list(status["websocket"]) == [
+            "connections",
+            "broadcaster_running",
+            "queued_events",
+            "queue_size",
+            "dropped_events",
+            "slow_disconnects",
+            "delivered",
+            "skipped_heartbeats",
+            "resumes",
+            "replayed_events",
+            "received",
+        ]
+
     def test_publish_is_accepted(self, client: TestClient) -> None:
         response = publish(client, "baremetal.node.power_set.end")
         assert response.status_code == 202
@@ -208,8 +247,8 @@ class TestHttp:
             running = client.get("/v1/status").json()
         assert running["bridge"]["processor_alive"] is True
         assert running["websocket"]["broadcaster_running"] is True
-        assert app.bridge.status()["processor_alive"] is False
-        assert app.manager.status()["broadcaster_running"] is False
+        assert app.bridge.status().processor_alive is False
+        assert app.manager.status().broadcaster_running is False
 
 
 class TestWebSocketProtocol:
@@ -654,7 +693,7 @@ class TestSystemChannel:
     def test_a_client_the_channel_cannot_serve_is_closed_1000_bye(
         self, app: App, client: TestClient
     ) -> None:
-        def broken() -> Dict[str, Any]:
+        def broken() -> Any:
             raise RuntimeError("no status")
 
         app.bridge.status = broken  # type: ignore[method-assign]
@@ -667,7 +706,9 @@ class TestSystemChannel:
 def bridge_reporting(bridge: EventBridge, **changes: Any) -> EventBridge:
     """``bridge`` with its status saying ``changes`` (a Redis link in a unit test)."""
     real = bridge.status
-    bridge.status = lambda: {**real(), **changes}  # type: ignore[method-assign]
+    bridge.status = lambda: dataclasses.replace(  # type: ignore[method-assign]
+        real(), **changes
+    )
     return bridge
 
 
@@ -700,7 +741,7 @@ class TestLifespanRedis:
         assert status["ready"] is True
         assert status["bridge"]["watching_for_redis"] is watching
         # The watcher ends with the app.
-        assert bridge.status()["watching_for_redis"] is False
+        assert bridge.status().watching_for_redis is False
 
     @pytest.mark.parametrize(
         "connect_redis, started",
@@ -749,15 +790,30 @@ class TestLifespanRedis:
         ] == [started, "osism API stopped"]
 
     @pytest.mark.parametrize(
-        "mode, subscribed, ready",
-        [("redis", False, False), ("redis", True, True), ("local", False, True)],
-        ids=["redis-not-subscribed", "redis-subscribed", "embedded"],
+        "mode, subscribed, processor, ready",
+        [
+            ("redis", False, True, False),
+            ("redis", True, True, True),
+            ("redis", True, False, True),
+            ("local", False, True, True),
+            ("local", False, False, False),
+        ],
+        ids=[
+            "redis-not-subscribed",
+            "redis-subscribed",
+            "redis-needs-no-processor",
+            "embedded",
+            "embedded-without-processor",
+        ],
     )
-    def test_ready_needs_a_live_subscription_in_redis_mode(
-        self, mode: str, subscribed: bool, ready: bool
+    def test_ready_needs_a_subscription_in_redis_mode_and_a_processor_embedded(
+        self, mode: str, subscribed: bool, processor: bool, ready: bool
     ) -> None:
         bridge = bridge_reporting(
-            EventBridge(connect=False), mode=mode, subscribed=subscribed
+            EventBridge(connect=False),
+            mode=mode,
+            subscribed=subscribed,
+            processor_alive=processor,
         )
         app = create_app(
             WebSocketManager(),

@@ -1,7 +1,7 @@
 """/metrics: the collector's families, read with prometheus-client's parser."""
 
 import os
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 import pytest
 from fastapi.testclient import TestClient
@@ -11,7 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from osism.api.routes import create_app
 from osism.api.metrics import ApiMetrics
 from osism.api.security import SecurityConfig
+from osism.services.bridge.status import BridgeStatus
 from osism.services.event_bridge import EventBridge
+from osism.services.fanout.status import ManagerStatus
 from osism.services.websocket_manager import WebSocketManager
 
 Samples = Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]
@@ -27,7 +29,7 @@ def samples(text: str) -> Samples:
     return found
 
 
-def scrape(manager: Dict[str, Any], bridge: Dict[str, Any]) -> Samples:
+def scrape(manager: ManagerStatus, bridge: BridgeStatus) -> Samples:
     metrics = ApiMetrics(lambda: manager, lambda: bridge)
     return samples(generate_latest(metrics.registry).decode())
 
@@ -87,7 +89,7 @@ FAMILIES = [
 
 class TestExposition:
     def test_every_family_with_its_type_and_help_text(self) -> None:
-        metrics = ApiMetrics(dict, dict)
+        metrics = ApiMetrics(ManagerStatus, BridgeStatus)
         text = generate_latest(metrics.registry).decode()
         found = [
             (family.name, family.type, family.documentation)
@@ -96,12 +98,12 @@ class TestExposition:
         assert found == FAMILIES
 
     def test_info_is_one_with_the_pid_and_the_bridge_mode(self) -> None:
-        found = scrape({}, {"mode": "redis"})
+        found = scrape(ManagerStatus(), BridgeStatus(mode="redis"))
         info = (("mode", "redis"), ("pid", str(os.getpid())))
         assert found[("osism_api_info", info)] == 1
 
     def test_publish_seconds_has_buckets_from_1_ms_to_5_s(self) -> None:
-        metrics = ApiMetrics(dict, dict)
+        metrics = ApiMetrics(ManagerStatus, BridgeStatus)
         for seconds in (0.003, 0.2, 7.0):
             metrics.publish_seconds.labels("accepted").observe(seconds)
         text = generate_latest(metrics.registry).decode()
@@ -129,26 +131,28 @@ class TestExposition:
 
 
 class TestCollector:
-    def test_every_figure_from_the_status_dicts(self) -> None:
+    def test_every_figure_from_the_statuses(self) -> None:
         found = scrape(
-            {
-                "connections": 3,
-                "received": 10,
-                "delivered": 25,
-                "dropped_events": 2,
-                "slow_disconnects": 1,
-                "replays": 4,
-                "replayed": 40,
-                "queued_events": 5,
-            },
-            {
-                "mode": "redis",
-                "subscribed": True,
-                "subscriber_restarts": 6,
-                "dropped_events": 7,
-                "missed": 8,
-                "published": 9,
-            },
+            ManagerStatus(
+                connections=3,
+                received=10,
+                delivered=25,
+                dropped_events=2,
+                slow_disconnects=1,
+                resumes=4,
+                replayed_events=40,
+                queued_events=5,
+            ),
+            BridgeStatus(
+                mode="redis",
+                redis_connected=True,
+                subscribed=True,
+                subscriber_restarts=6,
+                dropped_events=7,
+                missed_warnings=8,
+                published=9,
+                duplicates=11,
+            ),
         )
         assert found[("osism_websocket_connections", ())] == 3
         assert found[("osism_events_received_total", ())] == 10
@@ -172,51 +176,40 @@ class TestCollector:
         assert found[("osism_redis_subscribed", ())] == 1
         assert found[("osism_subscriber_restarts_total", ())] == 6
         assert found[("osism_bridge_published_total", ())] == 9
+        assert found[("osism_bridge_duplicates_total", ())] == 11
         assert found[("osism_event_queue_length", ())] == 5
 
-    def test_missing_or_odd_keys_are_zero_not_an_error(self) -> None:
-        found = scrape({"connections": None, "deliveries": "x"}, {"drops": 3})
-        assert found[("osism_websocket_connections", ())] == 0
-        assert found[("osism_redis_up", ())] == 0
-        assert found[("osism_events_received_total", ())] == 0
+    def test_fresh_statuses_are_all_zero(self) -> None:
+        found = scrape(ManagerStatus(), BridgeStatus())
+        figures = {
+            key: value for key, value in found.items() if key[0] != "osism_api_info"
+        }
+        assert set(figures.values()) == {0}
+        info = (("mode", "local"), ("pid", str(os.getpid())))
+        assert found[("osism_api_info", info)] == 1
 
     @pytest.mark.parametrize(
-        "manager, bridge, sample, value",
+        "bridge, up, subscribed",
         [
-            ({"resumes": 4}, {}, "osism_replays_total", 4),
-            ({"resumes": 0, "replays": 5}, {}, "osism_replays_total", 5),
-            ({"replayed_events": 40}, {}, "osism_replayed_events_total", 40),
-            ({"replayed": 41}, {}, "osism_replayed_events_total", 41),
-            ({}, {"duplicates": 6}, "osism_bridge_duplicates_total", 6),
+            (BridgeStatus(mode="redis", redis_connected=True, subscribed=True), 1, 1),
+            (BridgeStatus(mode="redis", redis_connected=True), 0, 0),
+            (BridgeStatus(mode="redis", subscribed=True), 0, 1),
+            (BridgeStatus(mode="local", redis_connected=True, subscribed=True), 0, 1),
         ],
+        ids=["live", "not-subscribed", "no-client", "embedded"],
     )
-    def test_each_figure_from_either_name_a_status_gives_it(
-        self, manager: Dict[str, Any], bridge: Dict[str, Any], sample: str, value: int
+    def test_redis_is_up_with_a_client_and_a_live_subscription(
+        self, bridge: BridgeStatus, up: int, subscribed: int
     ) -> None:
-        assert scrape(manager, bridge)[(sample, ())] == value
-
-    @pytest.mark.parametrize(
-        "bridge, missed",
-        [({"missed": 8}, 8), ({"missed_warnings": 9}, 9), ({}, 0)],
-    )
-    def test_missed_events_from_either_name_of_the_bridge(
-        self, bridge: Dict[str, Any], missed: int
-    ) -> None:
-        found = scrape({}, bridge)
-        assert found[("osism_events_dropped_total", (("reason", "missed"),))] == missed
-
-    def test_outcome_and_reason_dicts_add_labels(self) -> None:
-        found = scrape(
-            {"deliveries": {"filtered": 12, "bad": "x"}},
-            {"drops": {"redis_down": 2}},
-        )
-        assert found[("osism_deliveries_total", (("outcome", "filtered"),))] == 12
-        assert ("osism_deliveries_total", (("outcome", "bad"),)) not in found
-        assert found[("osism_events_dropped_total", (("reason", "redis_down"),))] == 2
+        found = scrape(ManagerStatus(), bridge)
+        assert (
+            found[("osism_redis_up", ())],
+            found[("osism_redis_subscribed", ())],
+        ) == (up, subscribed)
 
     def test_two_apps_have_two_registries(self) -> None:
-        first = ApiMetrics(dict, dict)
-        second = ApiMetrics(dict, dict)
+        first = ApiMetrics(ManagerStatus, BridgeStatus)
+        second = ApiMetrics(ManagerStatus, BridgeStatus)
         assert first.registry is not second.registry
 
 

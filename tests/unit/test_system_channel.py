@@ -1,6 +1,7 @@
-"""The system channel: its messages from status dicts, and the endpoint."""
+"""The system channel: its messages from the typed statuses, and the endpoint."""
 
 import asyncio
+import dataclasses
 import json
 import logging
 import threading
@@ -15,7 +16,9 @@ from starlette.websockets import WebSocketDisconnect
 from osism.api import system_channel
 from osism.api.routes import create_app
 from osism.api.security import SecurityConfig
+from osism.services.bridge.status import BridgeStatus
 from osism.services.event_bridge import EventBridge
+from osism.services.fanout.status import ManagerStatus
 from osism.services.websocket_manager import WebSocketManager
 from osism.api.system_channel import (
     SYSTEM_PATH,
@@ -28,15 +31,23 @@ from osism.api.system_channel import (
 from tests.conftest import WAIT_TIMEOUT
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
-LIVE = {"mode": "redis", "subscribed": True, "redis": "127.0.0.1:6379/0"}
+LIVE = BridgeStatus(
+    mode="redis", redis="127.0.0.1:6379/0", redis_connected=True, subscribed=True
+)
 
 
 class Statuses:
-    """Status dicts a test changes between snapshots."""
+    """The statuses a test changes between snapshots."""
 
     def __init__(self) -> None:
-        self.manager: Dict[str, Any] = {"connections": 2, "received": 0}
-        self.bridge: Dict[str, Any] = dict(LIVE)
+        self.manager = ManagerStatus(connections=2)
+        self.bridge = LIVE
+
+    def set_manager(self, **changes: Any) -> None:
+        self.manager = dataclasses.replace(self.manager, **changes)
+
+    def set_bridge(self, **changes: Any) -> None:
+        self.bridge = dataclasses.replace(self.bridge, **changes)
 
     def state(self) -> SystemState:
         return SystemState(lambda: self.manager, lambda: self.bridge)
@@ -46,27 +57,22 @@ class TestRedisState:
     @pytest.mark.parametrize(
         "bridge, expected",
         [
-            ({"mode": "redis", "subscribed": True}, ("redis", True, True)),
-            ({"mode": "redis", "subscribed": False}, ("redis", False, False)),
-            ({"mode": "local"}, ("local", False, False)),
-            ({}, ("local", False, False)),
+            (LIVE, ("redis", True, True)),
             (
-                {"mode": "redis", "subscribed": False, "redis_connected": True},
+                BridgeStatus(mode="redis", redis_connected=True),
                 ("redis", False, False),
             ),
+            (BridgeStatus(mode="redis", subscribed=True), ("redis", False, True)),
+            (BridgeStatus(mode="local"), ("local", False, False)),
             (
-                {"mode": "redis", "subscribed": True, "redis_connected": False},
-                ("redis", False, True),
-            ),
-            ({"mode": "redis", "subscription_live": True}, ("redis", True, True)),
-            (
-                {"mode": "redis", "subscribed": False, "subscription_live": True},
-                ("redis", False, False),
+                BridgeStatus(mode="local", redis_connected=True, subscribed=True),
+                ("local", False, True),
             ),
         ],
+        ids=["live", "not-subscribed", "no-client", "embedded", "embedded-odd"],
     )
-    def test_reads_whatever_keys_the_bridge_has(
-        self, bridge: Dict[str, Any], expected: Any
+    def test_connected_needs_redis_mode_a_client_and_a_live_subscription(
+        self, bridge: BridgeStatus, expected: Any
     ) -> None:
         assert redis_state(bridge) == expected
 
@@ -74,7 +80,7 @@ class TestRedisState:
 class TestSnapshot:
     def test_a_healthy_redis_replica(self) -> None:
         statuses = Statuses()
-        statuses.manager.update(delivered=7, slow_disconnects=1, dropped_events=0)
+        statuses.set_manager(delivered=7, slow_disconnects=1, dropped_events=0)
         message = statuses.state().snapshot(T0)
 
         assert message["type"] == "system"
@@ -96,7 +102,7 @@ class TestSnapshot:
         statuses = Statuses()
         state = statuses.state()
         state.snapshot(T0)
-        statuses.bridge["subscribed"] = False
+        statuses.set_bridge(subscribed=False)
         state.snapshot(T0 + 10)
         message = state.snapshot(T0 + 25)
 
@@ -110,22 +116,22 @@ class TestSnapshot:
             "Redis unreachable since 22:13:30 UTC: events are delayed"
         )
 
-        statuses.bridge["subscribed"] = True
+        statuses.set_bridge(subscribed=True)
         back = state.snapshot(T0 + 30)
         assert back["warnings"] == [] and back["state"] == "ok"
         assert back["redis"]["since"] == iso(T0 + 30)
 
     def test_embedded_mode_is_no_warning(self) -> None:
         statuses = Statuses()
-        statuses.bridge = {"mode": "local"}
+        statuses.bridge = BridgeStatus(mode="local")
         message = statuses.state().snapshot(T0)
         assert message["state"] == "embedded"
         assert message["warnings"] == []
 
     def test_missed_and_dropped_events_are_warnings(self) -> None:
         statuses = Statuses()
-        statuses.bridge.update(missed=3, dropped_events=2)
-        statuses.manager["dropped_events"] = 1
+        statuses.set_bridge(missed_warnings=3, dropped_events=2)
+        statuses.set_manager(dropped_events=1)
         message = statuses.state().snapshot(T0)
         codes = {w["code"]: w.get("count") for w in message["warnings"]}
         assert codes == {"events_missed": 3, "events_dropped": 3}
@@ -135,25 +141,19 @@ class TestSnapshot:
         statuses = Statuses()
         state = statuses.state()
         state.snapshot(T0)
-        statuses.manager.update(received=10, delivered=30)
+        statuses.set_manager(received=10, delivered=30)
         assert state.snapshot(T0 + 0.5)["events_in_per_second"] == 0.0
-        statuses.manager.update(received=20, delivered=60)
+        statuses.set_manager(received=20, delivered=60)
         message = state.snapshot(T0 + 2)
         assert message["events_in_per_second"] == 10.0
         assert message["events_out_per_second"] == 30.0
 
-    def test_values_of_the_wrong_type_count_as_zero(self) -> None:
-        statuses = Statuses()
-        statuses.manager = {"connections": "many", "delivered": True}
-        message = statuses.state().snapshot(T0)
-        assert message["connections"] == 0 and message["events_out"] == 0
-
     def test_the_whole_message(self) -> None:
         statuses = Statuses()
-        statuses.manager.update(
+        statuses.set_manager(
             received=10, delivered=30, dropped_events=1, slow_disconnects=1
         )
-        statuses.bridge.update(subscriber_restarts=2, dropped_events=2, missed=3)
+        statuses.set_bridge(subscriber_restarts=2, dropped_events=2, missed_warnings=3)
 
         assert statuses.state().snapshot(T0) == {
             "type": "system",
@@ -195,25 +195,36 @@ class TestSnapshot:
     @pytest.mark.parametrize(
         "manager, bridge, path, value",
         [
-            ({"events_received": 3}, {}, ("events_in",), 3),
-            ({"received": 4, "events_received": 3}, {}, ("events_in",), 4),
-            ({"events_delivered": 5}, {}, ("events_out",), 5),
-            ({"slow_clients_closed": 6}, {}, ("slow_clients_closed",), 6),
-            ({}, {"missed_events": 7}, ("missed",), 7),
+            ({"received": 3}, {}, ("events_in",), 3),
+            ({"delivered": 5}, {}, ("events_out",), 5),
+            ({"slow_disconnects": 6}, {}, ("slow_clients_closed",), 6),
+            ({"connections": 4}, {}, ("connections",), 4),
             ({}, {"missed_warnings": 8}, ("missed",), 8),
             ({}, {"subscriber_restarts": 9}, ("subscription", "restarts"), 9),
+            ({}, {"redis": "cache:6390/2"}, ("redis", "address"), "cache:6390/2"),
+            ({"dropped_events": 1}, {"dropped_events": 2}, ("dropped_events",), 3),
+        ],
+        ids=[
+            "received",
+            "delivered",
+            "slow",
+            "connections",
+            "missed",
+            "restarts",
+            "address",
+            "dropped-both",
         ],
     )
-    def test_reads_a_figure_under_any_of_its_names(
+    def test_each_figure_comes_from_its_status_field(
         self,
         manager: Dict[str, Any],
         bridge: Dict[str, Any],
         path: Tuple[str, ...],
-        value: int,
+        value: Any,
     ) -> None:
         statuses = Statuses()
-        statuses.manager = manager
-        statuses.bridge.update(bridge)
+        statuses.set_manager(**manager)
+        statuses.set_bridge(**bridge)
         found: Any = statuses.state().snapshot(T0)
         for key in path:
             found = found[key]
@@ -221,7 +232,7 @@ class TestSnapshot:
 
     def test_a_live_subscription_without_a_redis_client_is_degraded(self) -> None:
         statuses = Statuses()
-        statuses.bridge["redis_connected"] = False
+        statuses.set_bridge(redis_connected=False)
         message = statuses.state().snapshot(T0)
         assert message["state"] == "degraded"
         assert message["redis"]["connected"] is False
@@ -230,10 +241,10 @@ class TestSnapshot:
 
     def test_the_subscription_has_its_own_since(self) -> None:
         statuses = Statuses()
-        statuses.bridge["redis_connected"] = False
+        statuses.set_bridge(redis_connected=False)
         state = statuses.state()
         state.snapshot(T0)
-        statuses.bridge["subscribed"] = False
+        statuses.set_bridge(subscribed=False)
         message = state.snapshot(T0 + 10)
         assert message["redis"]["since"] == "2023-11-14T22:13:20.000Z"
         assert message["subscription"] == {
@@ -272,9 +283,9 @@ class TestRates:
     ) -> None:
         statuses = Statuses()
         state = statuses.state()
-        statuses.manager.update(received=before[0], delivered=before[1])
+        statuses.set_manager(received=before[0], delivered=before[1])
         state.snapshot(T0)
-        statuses.manager.update(received=after[0], delivered=after[1])
+        statuses.set_manager(received=after[0], delivered=after[1])
         message = state.snapshot(T0 + elapsed)
         assert (
             message["events_in_per_second"],
@@ -287,7 +298,7 @@ class TestRates:
         state.snapshot(T0)
         figures = []
         for seconds, received in ((0.5, 10), (1.0, 10), (3.0, 50)):
-            statuses.manager["received"] = received
+            statuses.set_manager(received=received)
             figures.append(state.snapshot(T0 + seconds)["events_in_per_second"])
         # 0.5 s: too soon; 1 s: 10 events since T0; 3 s: 40 since the 1 s mark
         assert figures == [0.0, 10.0, 20.0]
@@ -439,7 +450,7 @@ class TestServeSystemClient:
         statuses = Statuses()
         served = Served(statuses, fake_time, 3600.0)
         await served.client.next()
-        statuses.bridge["subscribed"] = False
+        statuses.set_bridge(subscribed=False)
         _, message = await served.client.next()
         await served.disconnect()
         assert message["reason"] == "change"
@@ -450,10 +461,10 @@ class TestServeSystemClient:
         self, fake_time: FakeTime
     ) -> None:
         statuses = Statuses()
-        statuses.bridge["missed"] = 3
+        statuses.set_bridge(missed_warnings=3)
         served = Served(statuses, fake_time, 3600.0)
         await served.client.next()
-        statuses.bridge["missed"] = 5
+        statuses.set_bridge(missed_warnings=5)
         _, message = await served.client.next()
         await served.disconnect()
         assert message["reason"] == "change"
@@ -472,7 +483,7 @@ class TestServeSystemClient:
         statuses = Statuses()
         served = Served(statuses, fake_time, 3.0)
         await served.client.next()
-        statuses.manager.update(received=50, connections=7)
+        statuses.set_manager(received=50, connections=7)
         at, message = await served.client.next()
         await served.disconnect()
         assert (at, message["reason"]) == (1003, "interval")
@@ -622,10 +633,9 @@ class TestEndpoint:
             with client.websocket_connect(SYSTEM_PATH) as ws:
                 assert receive_within(ws)["reason"] == "connect"
                 # A status saying Redis is gone: the next message says so.
-                app.bridge.status = lambda: {  # type: ignore[method-assign]
-                    "mode": "redis",
-                    "subscribed": False,
-                }
+                app.bridge.status = lambda: BridgeStatus(  # type: ignore[method-assign]
+                    mode="redis", redis_connected=True
+                )
                 message = receive_within(ws)
         assert message["reason"] == "change"
         assert message["state"] == "degraded"

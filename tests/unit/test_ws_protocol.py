@@ -559,7 +559,7 @@ class TestWriteNowFromTheBroadcaster:
 
             assert websocket.written_now == [event.to_json() for event in sent]
             assert websocket.frames == []
-            assert manager.status()["delivered"] == 3
+            assert manager.status().delivered == 3
 
     @pytest.mark.asyncio
     async def test_what_cannot_be_written_at_once_goes_through_the_writer(

@@ -14,6 +14,7 @@ from osism import settings
 from osism.core.backoff import Backoff
 from osism.core.event_log import Envelope
 from osism.core.ratelimit import RateLimitedLog
+from osism.services.bridge.counter import Counter
 from osism.services.bridge.redis_client import (
     RedisSettings,
     create_client,
@@ -24,6 +25,7 @@ from osism.services.bridge.redis_log import RedisEventLog
 
 logger = logging.getLogger("osism.event_bridge")
 
+# The default channel (EventBridge(channel=...) names another).
 CHANNEL = settings.EVENTS_PREFIX
 
 
@@ -41,7 +43,7 @@ class RedisLink:
     _websocket_manager: Optional[Any]
     _subscriber_thread: Optional[threading.Thread]
     _down_log: RateLimitedLog
-    published: int
+    _published: Counter
     # EventBridge's
     _init_redis: Callable[[], None]
     _connect_redis: Callable[[], Optional[RedisEventLog]]
@@ -56,31 +58,46 @@ class RedisLink:
         try:
             entry = log.append(envelope)
         except redis.ConnectionError as exc:
-            logger.warning("Appending %s failed: %s", envelope["event_type"], exc)
+            logger.warning(
+                "Failed to publish event to Redis: %s (%s); reconnecting",
+                exc,
+                envelope["event_type"],
+            )
             log = self._reconnect()
             if log is None:
                 return False
             try:
                 entry = log.append(envelope)
             except redis.RedisError as again:
-                logger.warning("Appending after reconnecting failed: %s", again)
+                logger.warning("Redis reconnection failed: %s; event not taken", again)
                 return False
-            logger.info("Appended %s after reconnecting to Redis", envelope["id"])
+            logger.info(
+                "Published event to Redis after reconnect: %s (%s)",
+                envelope["event_type"],
+                envelope["id"],
+            )
         except redis.RedisError as exc:
             self._down_log.warning(
-                "Redis did not take %s: %s; not taken",
-                envelope["event_type"],
+                "Failed to publish event to Redis: %s (%s); not taken",
                 exc,
+                envelope["event_type"],
             )
             return False
         if entry is not None:
-            self.published += 1
+            self._published.add()
+            if log.receivers == 0:
+                # Nothing lost: the event is in the log for every subscriber
+                # that catches up (per event, so DEBUG).
+                logger.debug(
+                    "No Redis subscribers for event: %s; it is in the log",
+                    envelope["event_type"],
+                )
             logger.debug(
-                "Logged %s as %s at %s (%d subscribers)",
+                "Published event to Redis: %s (subscribers: %d), logged as %s at %s",
                 envelope["event_type"],
+                log.receivers,
                 entry.event.get("id"),
                 entry.position,
-                log.receivers,
             )
         return entry is not None
 

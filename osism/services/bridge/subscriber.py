@@ -13,7 +13,6 @@ from typing import Any, Callable, Dict, Optional
 from osism import settings
 from osism.services.bridge import link as bridge_link
 from osism.core.backoff import Backoff, Jitter
-from osism.services.bridge.link import CHANNEL
 from osism.core.event_log import Envelope
 from osism.services.bridge.redis_log import RedisEventLog
 from osism.services.bridge.subscription import Subscription, decode
@@ -31,6 +30,7 @@ class RedisSubscriber:
     SUBSCRIBE_RETRY_DELAY = settings.env_float("SUBSCRIBER_RETRY_DELAY", 5.0)
     RESTART_MIN_DELAY = 1.0
 
+    channel: str
     _redis_subscriber: Optional[Any]
     _redis_log: Optional[RedisEventLog]
     _shutdown_event: threading.Event
@@ -85,7 +85,7 @@ class RedisSubscriber:
 
     def _redis_subscriber_loop(self) -> None:
         if self._redis_subscriber is None:
-            logger.error("Redis subscriber not initialized; not subscribing")
+            logger.error("Redis subscriber not available; not subscribing")
             return
         failures = 0
         # Equal jitter: the API processes that lost Redis together (a Sentinel
@@ -105,7 +105,7 @@ class RedisSubscriber:
                     # subscribing so that nothing falls between the two.
                     self._feed.begin(log)
                     self._feed.reset_health()
-                    subscriber.subscribe(CHANNEL)
+                    subscriber.subscribe(self.channel)
                     while not self._shutdown_event.is_set():
                         message = subscriber.get_message(timeout=1.0)
                         self._feed.check_health(subscriber)
@@ -118,7 +118,8 @@ class RedisSubscriber:
                     failures += 1
                     delay = retry.next()
                     logger.error(
-                        "Redis subscription failed (%d/%d): %s; retrying in %.1f s",
+                        "Redis subscriber error (attempt %d/%d): %s; "
+                        "retrying in %.1f s",
                         failures,
                         self.SUBSCRIBE_MAX_RETRIES,
                         exc,
@@ -153,8 +154,8 @@ class RedisSubscriber:
             self._feed.catch_up(log, self._deliver)
             self._subscribed = True
             logger.info(
-                "Subscribed to Redis channel %s; live from %s",
-                CHANNEL,
+                "Subscribed to Redis events channel %s; live from %s",
+                self.channel,
                 self._feed.position,
             )
             return True
@@ -166,6 +167,10 @@ class RedisSubscriber:
             if self._feed.accept(event_data):
                 self._deliver(event_data)
         except ValueError as exc:
-            logger.error("Invalid JSON on %s: %s; message skipped", CHANNEL, exc)
+            logger.error(
+                "Failed to decode Redis event message: %s (channel %s); skipped",
+                exc,
+                self.channel,
+            )
         except Exception as exc:
             logger.error("Error processing Redis event: %s; message skipped", exc)

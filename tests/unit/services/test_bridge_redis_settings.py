@@ -40,7 +40,7 @@ def test_url_with_password_connects_and_status_masks_it(
     assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("cache", 6390, 1)
     assert (kwargs["username"], kwargs["password"]) == ("osism", SECRET)
     assert bridge._redis_client is redis_cls.return_value
-    assert bridge.status()["redis"] == "redis://osism:***@cache:6390/1"
+    assert bridge.status().redis == "redis://osism:***@cache:6390/1"
     assert lines(caplog_bridge, logging.INFO) == [
         "Connected to Redis at redis://osism:***@cache:6390/1"
     ]
@@ -57,6 +57,7 @@ def test_wrong_password_is_one_clear_line_without_the_password(
     assert bridge._redis_client is None and bridge._redis_subscriber is None
     [line] = lines(caplog_bridge, logging.ERROR)
     assert line.startswith(
+        "Failed to connect to Redis: "
         "Redis at redis://osism:***@cache:6390/1 refused the credentials"
     )
     assert line.endswith("; retrying with back-off")
@@ -73,7 +74,7 @@ def test_sentinel_settings_give_a_master_for_client(
     redis_cls.assert_not_called()
     assert bridge._redis_client is master
     assert bridge._redis_subscriber is master.pubsub.return_value
-    assert bridge.status()["redis"] == "sentinel://:***@s1:26379,s2:26379/mymaster"
+    assert bridge.status().redis == "sentinel://:***@s1:26379,s2:26379/mymaster"
 
 
 def test_unreachable_sentinels_are_explained(
@@ -87,7 +88,10 @@ def test_unreachable_sentinels_are_explained(
     bridge = EventBridge()
     assert bridge._redis_client is None
     [line] = lines(caplog_bridge, logging.ERROR)
-    assert line.startswith("No Sentinel of sentinel://s1:26379/mymaster answered")
+    assert line.startswith(
+        "Failed to connect to Redis: "
+        "No Sentinel of sentinel://s1:26379/mymaster answered"
+    )
 
 
 def test_invalid_settings_do_not_stop_the_bridge(
@@ -98,8 +102,11 @@ def test_invalid_settings_do_not_stop_the_bridge(
     redis_cls.assert_not_called()
     assert bridge._redis_client is None
     [line] = lines(caplog_bridge, logging.ERROR)
-    assert line.startswith("Invalid Redis settings: REDIS_SENTINELS: 's1' has no port")
-    assert bridge.status()["redis"] == (
+    assert line.startswith(
+        "Failed to connect to Redis: "
+        "Invalid Redis settings: REDIS_SENTINELS: 's1' has no port"
+    )
+    assert bridge.status().redis == (
         "invalid Redis settings (REDIS_SENTINELS: 's1' has no port; write "
         "host:port, e.g. sentinel-1:26379)"
     )

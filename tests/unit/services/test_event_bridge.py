@@ -27,6 +27,7 @@ import uuid
 from concurrent.futures import Future
 from types import SimpleNamespace
 from typing import Any, Callable, Dict, Iterator, List, Optional
+from unittest.mock import AsyncMock, MagicMock
 
 import fakeredis
 import pytest
@@ -37,6 +38,7 @@ from osism import settings
 from osism.core import backoff
 from osism.services import event_bridge as event_bridge_module
 from osism.services.bridge.link import _redis_answers
+from osism.services.bridge.status import BridgeStatus
 from osism.services.event_bridge import CHANNEL, EventBridge, _log_failure
 from osism.core.event_log import position_key
 from osism.services.bridge.redis_log import RedisEventLog
@@ -370,7 +372,7 @@ class TestConnecting:
     def test_the_client_gets_the_seed_defaults(self, server: FakeRedisServer) -> None:
         bridge = EventBridge()
         assert server.built == [SEED_CLIENT]
-        assert bridge.status()["redis"] == "redis:6379/0"
+        assert bridge.status().redis == "redis:6379/0"
 
     @pytest.mark.parametrize(
         "env, where, address",
@@ -406,7 +408,7 @@ class TestConnecting:
         built = (client["host"], client["port"], client["db"])
         assert built == address
         assert type(client["port"]) is int and type(client["db"]) is int
-        assert bridge.status()["redis"] == where
+        assert bridge.status().redis == where
 
     def test_a_bridge_that_reached_redis_logs_there_and_subscribes(
         self,
@@ -419,7 +421,7 @@ class TestConnecting:
             "Connected to Redis at redis:6379/0"
         ]
         status = bridge.status()
-        assert (status["mode"], status["redis_connected"]) == ("redis", True)
+        assert (status.mode, status.redis_connected) == ("redis", True)
         assert bridge.add_event(EVENT_TYPE, PAYLOAD) is True
         assert redis_view.xlen(f"{CHANNEL}:log") == 1
         # Its subscription is open on the same server.
@@ -432,14 +434,15 @@ class TestConnecting:
         server.connected = False
         bridge = EventBridge()
         status = bridge.status()
-        assert (status["mode"], status["redis_connected"]) == ("local", False)
+        assert (status.mode, status.redis_connected) == ("local", False)
         assert logged(caplog_bridge, logging.ERROR) == [
-            f"Cannot connect to Redis at redis:6379/0: {DOWN}; retrying with back-off"
+            "Failed to connect to Redis: Cannot connect to Redis at redis:6379/0: "
+            f"{DOWN}; retrying with back-off"
         ]
         # No subscription to run.
         bridge._redis_subscriber_loop()
         assert logged(caplog_bridge, logging.ERROR)[-1] == (
-            "Redis subscriber not initialized; not subscribing"
+            "Redis subscriber not available; not subscribing"
         )
 
     def test_without_the_redis_package_redis_is_not_used(
@@ -451,13 +454,14 @@ class TestConnecting:
         monkeypatch.setattr(event_bridge_module, "REDIS_AVAILABLE", False)
         bridge = EventBridge()
         assert server.built == []
-        assert (bridge.status()["mode"], bridge.status()["redis_connected"]) == (
+        assert (bridge.status().mode, bridge.status().redis_connected) == (
             "local",
             False,
         )
         assert bridge._redis_subscriber is None
         assert logged(caplog_bridge, logging.WARNING) == [
-            "Python package redis not available; events stay local"
+            "Redis not available - event bridge will use local queue only "
+            "(the Python package redis is missing)"
         ]
 
     def test_a_bridge_built_without_connecting_keeps_events_in_memory(
@@ -467,7 +471,7 @@ class TestConnecting:
         assert bridge.add_event(EVENT_TYPE, PAYLOAD) is True
         assert server.built == []
         assert redis_view.exists(f"{CHANNEL}:log") == 0
-        assert bridge.status()["local_history"] == 1
+        assert bridge.status().local_history == 1
 
     @pytest.mark.parametrize(
         "queue_size, expected",
@@ -478,7 +482,7 @@ class TestConnecting:
         self, server: FakeRedisServer, queue_size: Optional[int], expected: int
     ) -> None:
         bridge = EventBridge(connect=False, queue_size=queue_size)
-        assert bridge.status()["local_queue_size"] == expected > 0
+        assert bridge.status().local_queue_size == expected > 0
 
     def test_a_reconnect_replaces_the_subscription(
         self, live: EventBridge, server: FakeRedisServer
@@ -498,7 +502,7 @@ class TestConnecting:
         live._init_redis()
         subscribe(live._redis_subscriber)
         assert server.channel_subscribers() == 1
-        assert live.status()["redis_connected"] is True
+        assert live.status().redis_connected is True
         assert "Closing the old Redis subscriber failed: already broken" in logged(
             caplog_bridge, logging.DEBUG
         )
@@ -512,7 +516,7 @@ class TestConnecting:
         server.connected = True
         assert server.channel_subscribers() == 0
         assert live._redis_subscriber is None
-        assert live.status()["redis_connected"] is False
+        assert live.status().redis_connected is False
 
     @pytest.mark.parametrize("redis_up", [True, False], ids=["up", "down"])
     def test_connecting_the_publisher_keeps_the_subscription(
@@ -524,7 +528,7 @@ class TestConnecting:
         server.connected = True
         assert live._redis_subscriber is old
         assert server.channel_subscribers() == 1
-        assert live.status()["redis_connected"] is redis_up
+        assert live.status().redis_connected is redis_up
 
     @pytest.mark.parametrize("redis_up", [True, False], ids=["up", "down"])
     def test_use_redis_connects_the_publisher_and_keeps_the_subscription(
@@ -536,7 +540,7 @@ class TestConnecting:
         server.connected = True
         assert live._redis_subscriber is old
         assert server.channel_subscribers() == 1
-        assert live.status()["redis_connected"] is redis_up
+        assert live.status().redis_connected is redis_up
 
     @pytest.mark.parametrize(
         "redis_available, redis_up, expected",
@@ -555,7 +559,7 @@ class TestConnecting:
         monkeypatch.setattr(event_bridge_module, "REDIS_AVAILABLE", redis_available)
         server.connected = redis_up
         assert local.connect() is expected
-        assert local.status()["redis_connected"] is expected
+        assert local.status().redis_connected is expected
 
 
 class TestSetWebsocketManager:
@@ -563,8 +567,8 @@ class TestSetWebsocketManager:
 
     @pytest.mark.parametrize(
         "redis_up, started",
-        [(True, [SUBSCRIBER, PROCESSOR]), (False, [PROCESSOR])],
-        ids=["redis-subscriber-and-processor", "processor-only"],
+        [(True, [SUBSCRIBER]), (False, [PROCESSOR])],
+        ids=["redis-subscriber-only", "embedded-processor-only"],
     )
     def test_it_starts_the_threads_delivery_needs(
         self,
@@ -579,9 +583,9 @@ class TestSetWebsocketManager:
         assert threads.names() == started
         assert all(thread.daemon for thread in threads.started)
         status = bridge.status()
-        assert (status["subscriber_alive"], status["processor_alive"]) == (
+        assert (status.subscriber_alive, status.processor_alive) == (
             redis_up,
-            True,
+            not redis_up,
         )
 
     def test_a_second_manager_starts_no_second_thread(
@@ -589,7 +593,14 @@ class TestSetWebsocketManager:
     ) -> None:
         live.set_websocket_manager(object())
         live.set_websocket_manager(object())
-        assert threads.names() == [SUBSCRIBER, PROCESSOR]
+        assert threads.names() == [SUBSCRIBER]
+
+    def test_a_second_manager_in_embedded_mode_starts_no_second_processor(
+        self, local: EventBridge, threads: FakeThreads
+    ) -> None:
+        local.set_websocket_manager(object())
+        local.set_websocket_manager(object())
+        assert threads.names() == [PROCESSOR]
 
     def test_a_processor_that_ended_is_started_again(
         self, local: EventBridge, threads: FakeThreads, stop_event: Any
@@ -597,10 +608,10 @@ class TestSetWebsocketManager:
         local.set_websocket_manager(object())
         stop_event(local).set()
         threads.named(PROCESSOR).run()  # ends at once: shutdown is set
-        assert local.status()["processor_alive"] is False
+        assert local.status().processor_alive is False
         local.set_websocket_manager(object())
         assert threads.names() == [PROCESSOR, PROCESSOR]
-        assert local.status()["processor_alive"] is True
+        assert local.status().processor_alive is True
 
     @pytest.mark.asyncio
     async def test_the_processor_delivers_to_the_manager(
@@ -618,7 +629,7 @@ class TestSetWebsocketManager:
         [event] = await received(manager, 1)
         assert (event.event_type, event.data["n"]) == (EVENT_TYPE, 1)
         assert logged(caplog_bridge, logging.INFO)[-1] == (
-            "Event bridge delivering to the WebSocket manager"
+            "Event bridge processor stopped"
         )
 
     @pytest.mark.asyncio
@@ -667,7 +678,7 @@ class TestRedisSubscriberThread:
         subscriber.run()
         [event] = await received(manager, 1)
         assert (event.event_type, event.data["n"]) == (EVENT_TYPE, 1)
-        assert live.status()["subscriber_alive"] is False
+        assert live.status().subscriber_alive is False
 
 
 class TestShutdown:
@@ -702,7 +713,7 @@ class TestShutdown:
         local.set_websocket_manager(object())
         threads.named(PROCESSOR).run()
         assert waiting.timeouts == 0
-        assert local.status()["processor_alive"] is False
+        assert local.status().processor_alive is False
 
     def test_shutdown_closes_the_subscription(
         self, live: EventBridge, server: FakeRedisServer, caplog_bridge: Any
@@ -731,18 +742,22 @@ class TestShutdown:
         assert live._shutdown_event.is_set()
 
     def test_shutdown_ends_every_thread(
-        self, live: EventBridge, threads: FakeThreads, server: FakeRedisServer
+        self, local: EventBridge, threads: FakeThreads, server: FakeRedisServer
     ) -> None:
-        live.set_websocket_manager(object())
-        assert threads.names() == [SUBSCRIBER, PROCESSOR]
-        live.shutdown()
+        # Embedded first (the processor), then on Redis (the subscriber).
+        local.set_websocket_manager(object())
+        local.connect()
+        local.set_websocket_manager(object())
+        assert threads.names() == [PROCESSOR, SUBSCRIBER]
+        local.shutdown()
         assert not any(thread.alive for thread in threads.started)
-        status = live.status()
-        assert (status["subscriber_alive"], status["processor_alive"]) == (False, False)
+        status = local.status()
+        assert (status.subscriber_alive, status.processor_alive) == (False, False)
 
     def test_shutdown_waits_a_bounded_time_for_threads_that_hang(
         self, local: EventBridge, threads: FakeThreads, server: FakeRedisServer
     ) -> None:
+        local.set_websocket_manager(object())
         local.watch_for_redis()
         local.connect()
         local.set_websocket_manager(object())
@@ -757,9 +772,9 @@ class TestShutdown:
         }
         status = local.status()
         assert not (
-            status["subscriber_alive"]
-            or status["processor_alive"]
-            or status["watching_for_redis"]
+            status.subscriber_alive
+            or status.processor_alive
+            or status.watching_for_redis
         )
 
 
@@ -769,15 +784,15 @@ class TestStatus:
     def test_redis_mode_stays_when_redis_goes_away(
         self, live: EventBridge, server: FakeRedisServer
     ) -> None:
-        assert live.status()["mode"] == "redis"
+        assert live.status().mode == "redis"
         server.connected = False
         assert live.add_event(EVENT_TYPE, PAYLOAD) is False
         # add_event says False then; the mode does not change.
         status = live.status()
-        assert (status["mode"], status["redis_connected"]) == ("redis", False)
+        assert (status.mode, status.redis_connected) == ("redis", False)
 
     def test_local_mode_without_redis(self, local: EventBridge) -> None:
-        assert local.status()["mode"] == "local"
+        assert local.status().mode == "local"
 
     def test_an_embedded_bridge_reports_its_threads_queue_and_history(
         self,
@@ -795,7 +810,7 @@ class TestStatus:
         bridge.add_event("b", {})
         bridge.set_websocket_manager(object())
         status = bridge.status()
-        assert status == {
+        assert status.as_dict() == {
             "mode": "local",
             "redis": "redis://:***@cache:6390/2",
             "redis_connected": False,
@@ -814,9 +829,9 @@ class TestStatus:
             "caught_up": 0,
             "missed_warnings": 0,
         }
-        assert "s3cret" not in json.dumps(status)
+        assert "s3cret" not in json.dumps(status.as_dict())
         bridge.watch_for_redis()
-        assert bridge.status()["watching_for_redis"] is True
+        assert bridge.status().watching_for_redis is True
 
     def test_a_redis_bridge_reports_its_subscription_and_what_it_published(
         self,
@@ -830,7 +845,7 @@ class TestStatus:
         live.set_websocket_manager(None)  # threads only; events stay local
         for n in range(3):
             live.add_event(EVENT_TYPE, {"n": n})
-        seen: List[Dict[str, Any]] = []
+        seen: List[BridgeStatus] = []
         pubsub = live._redis_subscriber
         real_get = pubsub.get_message
 
@@ -845,14 +860,14 @@ class TestStatus:
         stop_event(live, stop_on_wait=1)
         threads.named(SUBSCRIBER).run()
         confirmed = seen[1]
-        assert confirmed["subscribed"] is True
-        assert confirmed["subscriber_alive"] is True
-        assert confirmed["processor_alive"] is True
-        assert confirmed["published"] == 3
-        assert confirmed["last_position"] == log_tail(redis_view)
+        assert confirmed.subscribed is True
+        assert confirmed.subscriber_alive is True
+        assert confirmed.processor_alive is False  # no work in Redis mode
+        assert confirmed.published == 3
+        assert confirmed.last_position == log_tail(redis_view)
         status = live.status()
-        assert (status["subscribed"], status["subscriber_restarts"]) == (False, 1)
-        assert status["subscriber_alive"] is False
+        assert (status.subscribed, status.subscriber_restarts) == (False, 1)
+        assert status.subscriber_alive is False
 
 
 Step = Callable[[], Any]
@@ -881,7 +896,7 @@ class Poller:
         if pubsub is not self.bridge._redis_subscriber:
             return self.real(pubsub, *args, **kwargs)
         self.timeouts.append(kwargs.get("timeout", args[1] if len(args) > 1 else 0))
-        self.subscribed.append(self.bridge.status()["subscribed"])
+        self.subscribed.append(self.bridge.status().subscribed)
         if not self.steps:
             self.bridge._shutdown_event.set()
             return None
@@ -953,7 +968,7 @@ def subscriptions_confirmed(caplog: pytest.LogCaptureFixture) -> int:
     return sum(
         1
         for line in logged(caplog, logging.INFO)
-        if line.startswith("Subscribed to Redis channel")
+        if line.startswith("Subscribed to Redis events channel")
     )
 
 
@@ -990,7 +1005,7 @@ class TestRedisSubscriberLoop:
         event = stop_event(local)
         local._redis_subscriber_loop()
         assert logged(caplog_bridge, logging.ERROR) == [
-            "Redis subscriber not initialized; not subscribing"
+            "Redis subscriber not available; not subscribing"
         ]
         assert event.waits == []
 
@@ -1016,7 +1031,7 @@ class TestRedisSubscriberLoop:
         poller = poll(live, idle, idle)
         # Live only once Redis confirmed the subscription.
         assert poller.subscribed == [False, True, True]
-        assert live.status()["subscribed"] is False
+        assert live.status().subscribed is False
 
     def test_it_keeps_polling_through_quiet_timeouts(
         self, live: EventBridge, sub: StopEvent, poll: Any, caplog_bridge: Any
@@ -1069,7 +1084,7 @@ class TestRedisSubscriberLoop:
     ) -> None:
         poll(live, idle, give(raw("{not json")), self.publish(live, n=1))
         [error] = logged(caplog_bridge, logging.ERROR)
-        assert error.startswith("Invalid JSON on osism:events")
+        assert error.startswith("Failed to decode Redis event message: ")
         assert [e["payload"] for e in queued(live)] == [{"n": 1}]
         assert subscriptions_confirmed(caplog_bridge) == 1
 
@@ -1078,7 +1093,8 @@ class TestRedisSubscriberLoop:
     ) -> None:
         poll(live, idle, give(raw("[1]")))
         assert logged(caplog_bridge, logging.ERROR) == [
-            "Invalid JSON on osism:events: not a JSON object; message skipped"
+            "Failed to decode Redis event message: not a JSON object (channel "
+            "osism:events); skipped"
         ]
         assert queued(live) == []
 
@@ -1101,7 +1117,30 @@ class TestRedisSubscriberLoop:
         [event] = await received(manager, 1)
         assert event.data["n"] == 1
         assert logged(caplog_bridge, logging.ERROR) == [
-            "Error processing Redis event: manager broke; message skipped"
+            "Error processing event via bridge: manager broke"
+        ]
+
+    def test_a_hand_off_that_raises_is_skipped(
+        self,
+        live: EventBridge,
+        sub: StopEvent,
+        poll: Any,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog_bridge: Any,
+    ) -> None:
+        handed: List[Any] = []
+
+        def hand_off(event: Dict[str, Any]) -> None:
+            handed.append(event["payload"])
+            if len(handed) == 1:
+                raise RuntimeError("hand-off broke")
+
+        live._websocket_manager = object()
+        monkeypatch.setattr(live, "_process_single_event", hand_off)
+        poll(live, idle, self.publish(live, n=0), self.publish(live, n=1))
+        assert handed == [{"n": 0}, {"n": 1}]
+        assert logged(caplog_bridge, logging.ERROR) == [
+            "Error processing Redis event: hand-off broke; message skipped"
         ]
         assert subscriptions_confirmed(caplog_bridge) == 1
 
@@ -1126,7 +1165,7 @@ class TestRedisSubscriberLoop:
         assert reconnects(caplog_bridge) == 1  # after the delay
         assert subscriptions_confirmed(caplog_bridge) == 2
         assert logged(caplog_bridge, logging.ERROR) == [
-            f"Redis subscription failed (1/5): {DOWN}; retrying in 7.5 s"
+            f"Redis subscriber error (attempt 1/5): {DOWN}; retrying in 7.5 s"
         ]
 
     def test_every_failure_costs_one_back_off(
@@ -1155,9 +1194,9 @@ class TestRedisSubscriberLoop:
         poll(live, fail(lost), fail(lost), fail(lost))
         assert event.waits == [3.75, 5.625, 7.5]
         assert logged(caplog_bridge, logging.ERROR) == [
-            "Redis subscription failed (1/5): lost; retrying in 3.8 s",
-            "Redis subscription failed (2/5): lost; retrying in 5.6 s",
-            "Redis subscription failed (3/5): lost; retrying in 7.5 s",
+            "Redis subscriber error (attempt 1/5): lost; retrying in 3.8 s",
+            "Redis subscriber error (attempt 2/5): lost; retrying in 5.6 s",
+            "Redis subscriber error (attempt 3/5): lost; retrying in 7.5 s",
         ]
 
     def test_a_failed_subscribe_takes_the_same_back_off(
@@ -1191,7 +1230,7 @@ class TestRedisSubscriberLoop:
         errors = logged(caplog_bridge, logging.ERROR)
         assert errors[-1] == "Max Redis reconnection attempts reached, giving up"
         assert errors[-2].startswith(
-            f"Redis subscription failed ({max_retries}/{max_retries})"
+            f"Redis subscriber error (attempt {max_retries}/{max_retries})"
         )
         assert not sub.is_set()
 
@@ -1211,7 +1250,7 @@ class TestRedisSubscriberLoop:
         poll(live, *[give(message()), lost] * 5)
         assert len(queued(live)) == 5
         assert logged(caplog_bridge, logging.ERROR)[-2:] == [
-            "Redis subscription failed (5/5): lost; retrying in 7.5 s",
+            "Redis subscriber error (attempt 5/5): lost; retrying in 7.5 s",
             "Max Redis reconnection attempts reached, giving up",
         ]
 
@@ -1229,13 +1268,13 @@ class TestRedisSubscriberLoop:
         assert [
             line
             for line in logged(caplog_bridge, logging.ERROR)
-            if not line.startswith("Cannot connect to Redis")
+            if not line.startswith("Failed to connect to Redis")
         ] == [
-            f"Redis subscription failed (1/5): {DOWN}; retrying in 7.5 s",
-            f"Redis subscription failed (2/5): {no_connection}",
-            f"Redis subscription failed (3/5): {no_connection}",
-            f"Redis subscription failed (4/5): {no_connection}",
-            f"Redis subscription failed (5/5): {no_connection}",
+            f"Redis subscriber error (attempt 1/5): {DOWN}; retrying in 7.5 s",
+            f"Redis subscriber error (attempt 2/5): {no_connection}",
+            f"Redis subscriber error (attempt 3/5): {no_connection}",
+            f"Redis subscriber error (attempt 4/5): {no_connection}",
+            f"Redis subscriber error (attempt 5/5): {no_connection}",
             "Max Redis reconnection attempts reached, giving up",
         ]
 
@@ -1253,7 +1292,7 @@ class TestRedisSubscriberLoop:
         poll(live)
         assert subscriptions_confirmed(caplog_bridge) == 0
         assert logged(caplog_bridge, logging.ERROR) == [
-            "Redis subscription failed (1/5): no connection to Redis; retrying in "
+            "Redis subscriber error (attempt 1/5): no connection to Redis; retrying in "
             "7.5 s"
         ]
 
@@ -1311,7 +1350,7 @@ class TestRedisSubscriberLoop:
         assert "Closing Redis subscriber failed: close failed" in logged(
             caplog_bridge, logging.DEBUG
         )
-        assert live.status()["subscribed"] is False
+        assert live.status().subscribed is False
 
     def test_a_connection_that_does_not_answer_ping_is_reopened(
         self,
@@ -1323,14 +1362,14 @@ class TestRedisSubscriberLoop:
         live.SUBSCRIBE_RETRY_DELAY = self.DELAY
         event = stop_event(live, stop_on_wait=2)
         subscribed: List[bool] = []
-        event.on_wait = lambda: subscribed.append(live.status()["subscribed"])
+        event.on_wait = lambda: subscribed.append(live.status().subscribed)
         # A PING at every poll, and no answer is ever in time.
         live._feed.interval, live._feed.timeout = 0.0, -1.0
         poll(live, *[idle] * 4)
         assert subscribed == [False, False]  # not ready while it reconnects
         assert subscriptions_confirmed(caplog_bridge) == 2
         assert logged(caplog_bridge, logging.ERROR)[0].startswith(
-            "Redis subscription failed (1/5): Redis did not answer PING"
+            "Redis subscriber error (attempt 1/5): Redis did not answer PING"
         )
 
 
@@ -1385,7 +1424,7 @@ class TestSuperviseSubscriber:
         local._supervise_subscriber()
         assert event.waits == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0, 8.0]
         assert journal.count("run") == 7
-        assert local.status()["subscriber_restarts"] == 7
+        assert local.status().subscriber_restarts == 7
 
     def test_it_reconnects_before_each_restart(
         self, local: EventBridge, stop_event: Any, journal: List[Any]
@@ -1465,7 +1504,7 @@ class TestSuperviseSubscriber:
         stop_event(local).set()
         local._supervise_subscriber()
         assert journal == []
-        assert local.status()["subscriber_restarts"] == 0
+        assert local.status().subscriber_restarts == 0
 
     def test_a_loop_that_ends_for_shutdown_is_not_restarted(
         self,
@@ -1485,7 +1524,7 @@ class TestSuperviseSubscriber:
         local._supervise_subscriber()
         assert journal == ["run"]
         assert event.waits == []
-        assert local.status()["subscriber_restarts"] == 0
+        assert local.status().subscriber_restarts == 0
         assert logged(caplog_bridge, logging.INFO) == [
             "Redis subscriber stopped for shutdown"
         ]
@@ -1630,7 +1669,36 @@ class TestProcessEvents:
         assert event.data["n"] == 1
         assert local._event_queue.unfinished_tasks == 0
         assert logged(caplog_bridge, logging.ERROR) == [
-            "Error processing local event: manager broke; continuing"
+            "Error processing event via bridge: manager broke"
+        ]
+
+    def test_a_hand_off_that_raises_is_logged_and_the_loop_goes_on(
+        self,
+        local: EventBridge,
+        stop_event: Any,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog_bridge: Any,
+    ) -> None:
+        handed: List[Any] = []
+
+        def hand_off(event: Dict[str, Any]) -> None:
+            handed.append(event["payload"])
+            if len(handed) == 1:
+                raise RuntimeError("hand-off broke")
+
+        monkeypatch.setattr(local, "_process_single_event", hand_off)
+        local.add_event(EVENT_TYPE, {"n": 0})
+        local.add_event(EVENT_TYPE, {"n": 1})
+        stop_event(local, stop_on_check=3)
+        local._process_events()
+        assert handed == [{"n": 0}, {"n": 1}]
+        assert local._event_queue.unfinished_tasks == 0
+        assert logged(caplog_bridge, logging.ERROR) == [
+            "Unexpected error in event bridge processor: hand-off broke; continuing"
+        ]
+        assert logged(caplog_bridge, logging.INFO)[-2:] == [
+            "Event bridge processor started",
+            "Event bridge processor stopped",
         ]
 
 
@@ -1650,19 +1718,19 @@ class TestWatchForRedis:
         local.watch_for_redis()
         [watcher] = threads.started
         assert (watcher.name, watcher.daemon) == (WATCHER, True)
-        assert local.status()["watching_for_redis"] is True
+        assert local.status().watching_for_redis is True
         stop_event(local)
         watcher.run()
         status = local.status()
-        assert (status["mode"], status["redis_connected"]) == ("redis", True)
-        assert status["watching_for_redis"] is False
+        assert (status.mode, status.redis_connected) == ("redis", True)
+        assert status.watching_for_redis is False
 
     def test_no_watcher_is_needed_with_redis(
         self, live: EventBridge, threads: FakeThreads
     ) -> None:
         live.watch_for_redis()
         assert threads.started == []
-        assert live.status()["watching_for_redis"] is False
+        assert live.status().watching_for_redis is False
 
     def test_a_watch_after_a_shutdown_looks_again(
         self, local: EventBridge, threads: FakeThreads
@@ -1670,7 +1738,7 @@ class TestWatchForRedis:
         local.shutdown()
         local.watch_for_redis()
         threads.named(WATCHER).run()  # Redis answers at once
-        assert local.status()["redis_connected"] is True
+        assert local.status().redis_connected is True
 
     def test_the_watcher_backs_off_while_redis_is_silent(
         self,
@@ -1692,7 +1760,7 @@ class TestWatchForRedis:
         assert "REDIS_HOST" in info
         assert logged(caplog_bridge, logging.WARNING) == []
         assert logged(caplog_bridge, logging.ERROR) == []
-        assert local.status()["redis_connected"] is False
+        assert local.status().redis_connected is False
 
     def test_the_watcher_waits_a_draw_below_each_step(
         self,
@@ -1724,9 +1792,9 @@ class TestWatchForRedis:
         local._watch_redis()
         assert event.waits == [1.0]
         status = local.status()
-        assert (status["mode"], status["redis_connected"]) == ("redis", True)
+        assert (status.mode, status.redis_connected) == ("redis", True)
         assert threads.names() == [PROCESSOR, SUBSCRIBER]
-        assert status["subscriber_alive"] is True
+        assert status.subscriber_alive is True
         assert logged(caplog_bridge, logging.INFO)[-1] == (
             "Redis at redis:6379/0 answers: events go through it"
         )
@@ -1737,7 +1805,7 @@ class TestWatchForRedis:
         event = stop_event(local)
         local._watch_redis()
         assert event.waits == []
-        assert local.status()["redis_connected"] is True
+        assert local.status().redis_connected is True
         assert logged(caplog_bridge, logging.INFO)[-1] == (
             "Redis at redis:6379/0 answers: events go through it"
         )
@@ -1748,7 +1816,7 @@ class TestWatchForRedis:
         stop_event(local).set()
         local._watch_redis()
         assert server.built == []
-        assert local.status()["redis_connected"] is False
+        assert local.status().redis_connected is False
 
     def test_the_watcher_keeps_looking_when_connecting_fails_after_the_probe(
         self, local: EventBridge, server: FakeRedisServer, stop_event: Any
@@ -1758,14 +1826,14 @@ class TestWatchForRedis:
         local._watch_redis()
         assert event.waits == [1.0, 2.0]
         assert server.probes() == 2
-        assert local.status()["redis_connected"] is False
+        assert local.status().redis_connected is False
 
     def test_the_watcher_does_not_subscribe_without_a_manager(
         self, local: EventBridge, threads: FakeThreads, stop_event: Any
     ) -> None:
         stop_event(local)
         local._watch_redis()
-        assert local.status()["redis_connected"] is True
+        assert local.status().redis_connected is True
         assert threads.started == []
 
     def test_an_absent_redis_is_no_error_for_the_watcher(
@@ -1871,7 +1939,8 @@ class TestAddEvent:
             k: v for k, v in published.items() if k != "stream_id"
         }
         assert logged(caplog_bridge, logging.DEBUG) == [
-            f"Logged {EVENT_TYPE} as {published['id']} at {position} (1 subscribers)"
+            f"Published event to Redis: {EVENT_TYPE} (subscribers: 1), logged as "
+            f"{published['id']} at {position}"
         ]
 
     def test_several_events_are_logged_in_order_and_counted(
@@ -1880,8 +1949,8 @@ class TestAddEvent:
         for n in range(4):
             assert live.add_event(EVENT_TYPE, {"n": n}) is True
         assert [e["payload"]["n"] for e in logged_events(redis_view)] == [0, 1, 2, 3]
-        assert live.status()["published"] == 4
-        assert live.status()["local_history"] == 0  # nothing kept in memory
+        assert live.status().published == 4
+        assert live.status().local_history == 0  # nothing kept in memory
 
     def test_a_redelivered_notification_is_logged_and_published_once(
         self, live: EventBridge, redis_view: fakeredis.FakeRedis
@@ -1896,7 +1965,7 @@ class TestAddEvent:
         assert event["meta"] == meta
         assert pubsub.get_message(timeout=0.1) is not None
         assert pubsub.get_message(timeout=0.1) is None
-        assert live.status()["duplicates"] == 1
+        assert live.status().duplicates == 1
 
     def test_an_event_nobody_listens_to_is_kept_in_the_log_quietly(
         self,
@@ -1907,6 +1976,9 @@ class TestAddEvent:
         assert live.add_event(EVENT_TYPE, PAYLOAD) is True
         assert len(logged_events(redis_view)) == 1
         assert logged(caplog_bridge, logging.WARNING) == []
+        assert logged(caplog_bridge, logging.DEBUG)[0] == (
+            f"No Redis subscribers for event: {EVENT_TYPE}; it is in the log"
+        )
 
     def test_redis_down_means_false_and_nothing_held(
         self,
@@ -1917,13 +1989,14 @@ class TestAddEvent:
     ) -> None:
         server.connected = False
         assert live.add_event(EVENT_TYPE, PAYLOAD) is False
-        assert (live.status()["local_history"], queued(live)) == (0, [])
-        assert live.status()["mode"] == "redis"
+        assert (live.status().local_history, queued(live)) == (0, [])
+        assert live.status().mode == "redis"
         assert logged(caplog_bridge, logging.WARNING) == [
-            f"Appending {EVENT_TYPE} failed: FakeRedis is emulating a connection error."
+            "Failed to publish event to Redis: FakeRedis is emulating a connection "
+            f"error. ({EVENT_TYPE}); reconnecting"
         ]
         assert any(
-            "Cannot connect to Redis" in line
+            line.startswith("Failed to connect to Redis: Cannot connect to Redis")
             for line in logged(caplog_bridge, logging.ERROR)
         )
         server.connected = True
@@ -1952,10 +2025,11 @@ class TestAddEvent:
         assert event["payload"] == PAYLOAD
         assert clients[0] is not clients[1]  # through a new client
         assert logged(caplog_bridge, logging.WARNING) == [
-            f"Appending {EVENT_TYPE} failed: reset"
+            f"Failed to publish event to Redis: reset ({EVENT_TYPE}); reconnecting"
         ]
-        assert f"Appended {event['id']} after reconnecting to Redis" in logged(
-            caplog_bridge, logging.INFO
+        assert (
+            f"Published event to Redis after reconnect: {EVENT_TYPE} ({event['id']})"
+            in logged(caplog_bridge, logging.INFO)
         )
 
     @pytest.mark.parametrize(
@@ -1963,7 +2037,7 @@ class TestAddEvent:
         [
             (
                 redis.ConnectionError("again"),
-                ["Appending after reconnecting failed: again"],
+                ["Redis reconnection failed: again; event not taken"],
             ),
             (None, []),
         ],
@@ -1991,7 +2065,7 @@ class TestAddEvent:
         monkeypatch.setattr(RedisEventLog, "append", append)
         assert live.add_event(EVENT_TYPE, PAYLOAD) is False
         assert logged(caplog_bridge, logging.WARNING) == [
-            f"Appending {EVENT_TYPE} failed: reset",
+            f"Failed to publish event to Redis: reset ({EVENT_TYPE}); reconnecting",
             *warnings,
         ]
         server.connected = True
@@ -2035,7 +2109,8 @@ class TestAddEvent:
         assert len(attempts) == 1
         assert len(server.built) == 1  # no reconnect
         assert logged(caplog_bridge, logging.WARNING) == [
-            f"Redis did not take {EVENT_TYPE}: Timeout reading from socket; not taken"
+            "Failed to publish event to Redis: Timeout reading from socket "
+            f"({EVENT_TYPE}); not taken"
         ]
 
     @pytest.mark.parametrize(
@@ -2062,8 +2137,8 @@ class TestAddEvent:
     ) -> None:
         assert live.add_event(EVENT_TYPE, {"bad": object()}) is False
         assert logged(caplog_bridge, logging.ERROR) == [
-            f"Error adding event {EVENT_TYPE!r}: Object of type object is not JSON "
-            "serializable; event not taken"
+            "Error adding event to bridge: Object of type object is not JSON "
+            f"serializable ({EVENT_TYPE}); event not taken"
         ]
 
     def test_a_publisher_in_redis_mode_waits_for_redis(
@@ -2090,7 +2165,7 @@ class TestEmbeddedMode:
         assert [e["payload"] for e in handed] == [{"n": 0}, {"n": 1}, {"n": 2}]
         positions = [e["stream_id"] for e in handed]
         assert positions == sorted(positions, key=position_key)
-        assert local.status()["local_history"] == 3
+        assert local.status().local_history == 3
 
     def test_the_history_holds_event_history_size_events(
         self, server: FakeRedisServer, monkeypatch: pytest.MonkeyPatch
@@ -2099,7 +2174,7 @@ class TestEmbeddedMode:
         bridge = EventBridge(connect=False)
         for n in range(3):
             bridge.add_event(EVENT_TYPE, {"n": n})
-        assert bridge.status()["local_history"] == 2
+        assert bridge.status().local_history == 2
 
     def test_a_redelivery_after_the_dedupe_window_is_logged_again(
         self, server: FakeRedisServer, monkeypatch: pytest.MonkeyPatch
@@ -2109,7 +2184,7 @@ class TestEmbeddedMode:
         meta = {"message_id": str(uuid.uuid4())}
         bridge.add_event(EVENT_TYPE, PAYLOAD, meta=meta)
         bridge.add_event(EVENT_TYPE, PAYLOAD, meta=meta)
-        assert (len(queued(bridge)), bridge.status()["duplicates"]) == (2, 0)
+        assert (len(queued(bridge)), bridge.status().duplicates) == (2, 0)
 
     def test_a_redelivery_is_logged_and_handed_on_once(
         self, local: EventBridge
@@ -2118,7 +2193,7 @@ class TestEmbeddedMode:
         assert local.add_event(EVENT_TYPE, PAYLOAD, meta=meta) is True
         assert local.add_event(EVENT_TYPE, PAYLOAD, meta=meta) is True
         assert [e["id"] for e in queued(local)] == [meta["message_id"]]
-        assert local.status()["duplicates"] == 1
+        assert local.status().duplicates == 1
 
     def test_a_full_hand_off_queue_drops_the_oldest_waiting_but_logs_all(
         self, server: FakeRedisServer, caplog_bridge: Any
@@ -2129,7 +2204,7 @@ class TestEmbeddedMode:
             meta = {"message_id": event_id}
             assert bridge.add_event(EVENT_TYPE, {"n": n}, meta=meta) is True
         assert [e["payload"]["n"] for e in queued(bridge)] == [2, 3]
-        assert bridge.status()["dropped_events"] == 2
+        assert bridge.status().dropped_events == 2
         assert len(logged(caplog_bridge, logging.WARNING)) == 1  # rate-limited
         # Still in the log: a client that saw the first can resume.
         replay = bridge.replay(ids[0], 10)
@@ -2201,7 +2276,7 @@ class TestProcessSingleEvent:
     ) -> None:
         local._process_single_event(envelope_of())
         assert logged(caplog_bridge, logging.WARNING) == [
-            "No WebSocket manager available; event dropped"
+            "No WebSocket manager available, dropping event"
         ]
         assert logged(caplog_bridge, logging.ERROR) == []
 
@@ -2253,39 +2328,71 @@ class TestProcessSingleEvent:
         assert [e.position for e in events] == [e["stream_id"] for e in handed]
         assert [e.timestamp for e in events] == [e["timestamp"] for e in handed]
 
-    @pytest.mark.parametrize(
-        "loop", [None, "not-running", "closed", "not-a-loop", "no-loop"], ids=str
-    )
-    def test_without_a_running_loop_the_event_is_counted_not_run(
-        self, local: EventBridge, caplog_bridge: Any, loop: Any
+    @pytest.mark.parametrize("closed", [False, True], ids=["stopped", "closed"])
+    def test_with_a_loop_that_does_not_run_the_event_is_counted_not_run(
+        self, local: EventBridge, caplog_bridge: Any, closed: bool
     ) -> None:
-        manager: Any
-        new_loop = asyncio.new_event_loop()
+        stopped = asyncio.new_event_loop()
         try:
-            if loop == "no-loop":
-                manager = SimpleNamespace()  # nothing to call either
-            else:
-                manager = WebSocketManager()
-                manager.loop = {
-                    None: None,
-                    "not-running": new_loop,
-                    "closed": new_loop,
-                    "not-a-loop": "loop",
-                }[loop]
-                if loop == "closed":
-                    new_loop.close()
+            manager = WebSocketManager()
+            manager.loop = stopped
+            if closed:
+                stopped.close()
             local._websocket_manager = manager
             local._process_single_event(envelope_of())
             local._process_single_event(envelope_of())
         finally:
-            new_loop.close()
-        if loop != "no-loop":
-            assert manager.event_queue.empty()
-        assert local.status()["dropped_events"] == 2
+            stopped.close()
+        assert manager.event_queue.empty()
+        assert local.status().dropped_events == 2
         assert logged(caplog_bridge, logging.WARNING) == [  # rate-limited
             "The WebSocket manager's loop is not running; "
             f"{EVENT_TYPE} not delivered (1 so far)"
         ]
+
+    @pytest.mark.parametrize("loop", [None, "not-a-loop"], ids=str)
+    def test_a_manager_without_a_loop_gets_the_event_on_a_private_loop(
+        self, local: EventBridge, caplog_bridge: Any, loop: Any
+    ) -> None:
+        # As upstream osism: no broadcaster yet, so the queue has no waiters.
+        manager = WebSocketManager()
+        manager.loop = loop
+        local._websocket_manager = manager
+        local._process_single_event(envelope_of(id="e1"))
+        [event] = [manager.event_queue.get_nowait()]
+        assert (event.id, event.node_name) == ("e1", "node1")
+        assert local.status().dropped_events == 0
+        assert logged(caplog_bridge, logging.WARNING) == []
+
+    def test_a_mock_manager_is_awaited_on_a_private_loop(
+        self, local: EventBridge
+    ) -> None:
+        # Upstream osism's tests hand a MagicMock with an AsyncMock method.
+        manager = MagicMock()
+        manager.broadcast_event_from_notification = AsyncMock()
+        local._websocket_manager = manager
+        local._process_single_event(envelope_of())
+        manager.broadcast_event_from_notification.assert_awaited_once()
+        args = manager.broadcast_event_from_notification.await_args.args
+        assert args == (EVENT_TYPE, PAYLOAD)
+
+    def test_a_broadcast_failing_on_the_private_loop_is_logged_and_swallowed(
+        self, local: EventBridge, caplog_bridge: Any
+    ) -> None:
+        local._websocket_manager = FailingManager(None)
+        local._process_single_event(envelope_of())
+        assert logged(caplog_bridge, logging.ERROR) == [
+            "Error processing event via bridge: broken"
+        ]
+
+    def test_a_manager_that_cannot_take_events_is_logged(
+        self, local: EventBridge, caplog_bridge: Any
+    ) -> None:
+        local._websocket_manager = SimpleNamespace()  # nothing to call
+        local._process_single_event(envelope_of())
+        [error] = logged(caplog_bridge, logging.ERROR)
+        assert error.startswith("Error processing event via bridge: ")
+        assert local.status().dropped_events == 0
 
     @pytest.mark.asyncio
     async def test_a_failing_broadcast_is_logged(
@@ -2294,7 +2401,7 @@ class TestProcessSingleEvent:
         local._websocket_manager = FailingManager(asyncio.get_running_loop())
         local._process_single_event(envelope_of())
         await async_wait_until(
-            lambda: "Error broadcasting an event: broken"
+            lambda: "Error processing event via bridge: broken"
             in logged(caplog_bridge, logging.ERROR)
         )
 
@@ -2317,7 +2424,7 @@ class TestLogFailure:
         "outcome, errors",
         [
             ("result", []),
-            ("error", ["Error broadcasting an event: broken"]),
+            ("error", ["Error processing event via bridge: broken"]),
             ("cancelled", []),
         ],
     )
@@ -2358,9 +2465,9 @@ class TestSubscriberCatchesUp:
         tail = log_tail(redis_view)
         poll(live, idle, self.publish(live, 1), self.publish(live, 2))
         assert [e["payload"]["n"] for e in queued(live)] == [1, 2]
-        assert live.status()["caught_up"] == 0
+        assert live.status().caught_up == 0
         assert logged(caplog_bridge, logging.INFO)[-1] == (
-            f"Subscribed to Redis channel osism:events; live from {tail}"
+            f"Subscribed to Redis events channel osism:events; live from {tail}"
         )
 
     def test_the_health_check_pings_on_the_subscription_between_events(
@@ -2395,8 +2502,8 @@ class TestSubscriberCatchesUp:
         )
         assert [e["payload"]["n"] for e in queued(live)] == [0, 1, 2, 3, 4]
         status = live.status()
-        assert status["caught_up"] == 3
-        assert status["last_position"] == log_tail(redis_view)
+        assert status.caught_up == 3
+        assert status.last_position == log_tail(redis_view)
 
     def test_a_plain_seed_message_is_delivered_as_it_is(
         self, live: EventBridge, poll: Any, redis_view: fakeredis.FakeRedis
@@ -2406,3 +2513,123 @@ class TestSubscriberCatchesUp:
             live, idle, lambda: redis_view.publish(CHANNEL, json.dumps(plain)) and None
         )
         assert queued(live) == [plain]
+
+
+class TestChannel:
+    """EventBridge(channel=...): the channel (and log) it publishes and
+    subscribes on, as upstream osism; by default EVENTS_PREFIX."""
+
+    def test_the_default_channel_is_the_events_prefix(self, live: EventBridge) -> None:
+        assert live.channel == settings.EVENTS_PREFIX == CHANNEL
+
+    def test_an_event_goes_to_the_bridges_own_channel_and_log(
+        self, server: FakeRedisServer, redis_view: fakeredis.FakeRedis
+    ) -> None:
+        bridge = EventBridge(channel="other:events")
+        listener = subscribe_to(redis_view, "other:events")
+        default = subscribe_to(redis_view, CHANNEL)
+        assert bridge.add_event(EVENT_TYPE, {"n": 1}) is True
+        [message] = drain(listener)
+        assert json.loads(message["data"])["payload"] == {"n": 1}
+        assert drain(default) == []
+        assert redis_view.xlen("other:events:log") == 1
+        assert redis_view.exists(f"{CHANNEL}:log") == 0
+
+    def test_two_bridges_on_two_channels_do_not_see_each_others_events(
+        self, server: FakeRedisServer, poll: Any, stop_event: Any
+    ) -> None:
+        first = EventBridge(channel="first:events")
+        second = EventBridge(channel="second:events")
+        stop_event(first)
+        stop_event(second)
+        poll(
+            first,
+            idle,
+            lambda: second.add_event(EVENT_TYPE, {"to": "second"}) and None,
+            lambda: first.add_event(EVENT_TYPE, {"to": "first"}) and None,
+            idle,
+        )
+        assert [e["payload"] for e in queued(first)] == [{"to": "first"}]
+        # The second's log holds only its own event, for its own subscriber.
+        [entry] = second._redis_log.read_after(None, 10)  # type: ignore[union-attr]
+        assert entry.event["payload"] == {"to": "second"}
+
+    def test_the_subscriber_says_which_channel_it_subscribed_to(
+        self,
+        server: FakeRedisServer,
+        poll: Any,
+        stop_event: Any,
+        caplog_bridge: Any,
+    ) -> None:
+        bridge = EventBridge(channel="other:events")
+        stop_event(bridge)
+        poll(bridge, idle)
+        assert logged(caplog_bridge, logging.INFO)[-1] == (
+            "Subscribed to Redis events channel other:events; live from None"
+        )
+
+
+def subscribe_to(redis_view: fakeredis.FakeRedis, channel: str) -> Any:
+    pubsub = redis_view.pubsub()
+    pubsub.subscribe(channel)
+    assert pubsub.get_message(timeout=0.1)["type"] == "subscribe"
+    return pubsub
+
+
+def drain(pubsub: Any) -> List[Dict[str, Any]]:
+    """The messages waiting on ``pubsub``."""
+    messages = []
+    while (message := pubsub.get_message(timeout=0.01)) is not None:
+        messages.append(message)
+    return messages
+
+
+def run_in_threads(count: int, work: Callable[[], None]) -> None:
+    """``work`` in ``count`` real threads at once; every one has ended when
+    this returns, or the test fails (bounded: no thread outlives the test)."""
+    start = threading.Barrier(count)
+
+    def run() -> None:
+        start.wait(timeout=5.0)
+        work()
+
+    workers = [threading.Thread(target=run, daemon=True) for _ in range(count)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=10.0)
+    assert not any(worker.is_alive() for worker in workers), "a thread hung"
+
+
+class TestCountersAcrossThreads:
+    """The counters the caller's threads, the subscriber and the processor
+    share count every increment, with several real threads at once."""
+
+    THREADS = 4
+
+    def test_drops_for_a_stopped_loop_are_all_counted(self, local: EventBridge) -> None:
+        stopped = asyncio.new_event_loop()
+        try:
+            manager = WebSocketManager()
+            manager.loop = stopped
+            local._websocket_manager = manager
+
+            def deliver() -> None:
+                for _ in range(250):
+                    local._process_single_event(envelope_of())
+
+            run_in_threads(self.THREADS, deliver)
+        finally:
+            stopped.close()
+        assert local.status().dropped_events == self.THREADS * 250
+
+    def test_events_published_from_several_threads_are_all_counted(
+        self, live: EventBridge, redis_view: fakeredis.FakeRedis
+    ) -> None:
+        def publish() -> None:
+            for n in range(25):
+                assert live.add_event(EVENT_TYPE, {"n": n}) is True
+
+        run_in_threads(self.THREADS, publish)
+        assert live.status().published == self.THREADS * 25
+        assert redis_view.xlen(f"{CHANNEL}:log") == self.THREADS * 25

@@ -270,7 +270,7 @@ class TestOneTurnToEachClient:
             assert sent_texts(only_a) == [event.to_json() for event in sent[::2]]
             assert sent_texts(also_a) == sent_texts(only_a)
             # each filtered client's deliveries count
-            assert manager.status()["delivered"] == 8 + 4 + 4
+            assert manager.status().delivered == 8 + 4 + 4
 
     @pytest.mark.asyncio
     async def test_a_full_filtered_client_is_closed_and_the_next_gets_the_turn(

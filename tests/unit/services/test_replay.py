@@ -696,7 +696,7 @@ class TestSecondResume:
             assert first_feed.cancelled()
             assert ids(received(websocket)) == ["reply", 2, 3, "reply", 4, 5, 6]
             assert manager.resumes == 2
-            assert manager.status()["replayed_events"] == 5 + 3
+            assert manager.status().replayed_events == 5 + 3
 
 
 class TestPieces:

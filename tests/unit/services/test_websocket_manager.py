@@ -430,7 +430,7 @@ class TestConnect:
             await manager.connect(fake_websocket())
 
             await async_wait_until(lambda: fake_broadcaster == [manager])
-            assert manager.status()["broadcaster_running"] is True
+            assert manager.status().broadcaster_running is True
 
     @pytest.mark.asyncio
     async def test_second_connect_does_not_start_another_broadcaster(
@@ -460,13 +460,13 @@ class TestConnect:
         async with fresh_manager() as manager:
             await manager.connect(fake_websocket())
             await async_wait_until(
-                lambda: started and not manager.status()["broadcaster_running"]
+                lambda: started and not manager.status().broadcaster_running
             )
 
             await manager.connect(fake_websocket())
 
             await async_wait_until(lambda: len(started) == 2)
-            assert manager.status()["broadcaster_running"] is True
+            assert manager.status().broadcaster_running is True
 
     @pytest.mark.asyncio
     async def test_connect_logs_how_many_clients_are_connected(
@@ -692,7 +692,7 @@ class TestAddEvent:
                 manager.enqueue(make_event(str(number)))
 
             assert manager.dropped_events == 1
-            assert manager.status()["queue_size"] == 5
+            assert manager.status().queue_size == 5
 
 
 class TestSendHeartbeat:
@@ -906,7 +906,7 @@ class TestAddNotification:
             manager.add_notification("image.image.update", "not an object")
             manager.add_notification("image.image.delete", {"x": 2})
 
-            assert manager.status()["received"] == 2
+            assert manager.status().received == 2
 
     @pytest.mark.asyncio
     async def test_a_queued_notification_is_logged_with_its_node(
@@ -1155,7 +1155,7 @@ class TestFanOut:
                     lambda: all(ws.send_text.await_count == 3 for ws in websockets)
                 )
 
-            assert manager.status()["delivered"] == 6
+            assert manager.status().delivered == 6
 
     @pytest.mark.asyncio
     async def test_each_fan_out_is_logged_with_its_event_type_and_clients(
@@ -1323,7 +1323,7 @@ class TestOutboxPolicy:
             await run_with_stalled_client(manager, fake_websocket)
 
             assert manager.slow_disconnects == 1
-            assert manager.status()["slow_disconnects"] == 1
+            assert manager.status().slow_disconnects == 1
 
     @pytest.mark.asyncio
     async def test_each_eviction_is_counted(
@@ -1336,7 +1336,7 @@ class TestOutboxPolicy:
                 manager.send_to(websocket, "fills the outbox")
                 manager.send_to(websocket, "overflows it")
 
-            assert manager.status()["slow_disconnects"] == 2
+            assert manager.status().slow_disconnects == 2
 
     @pytest.mark.asyncio
     async def test_an_evicted_client_is_told_why(
@@ -1414,7 +1414,7 @@ class TestEventQueueBound:
                 await manager.add_event(make_event(str(number)))
 
             assert manager.dropped_events == 3
-            assert manager.status()["dropped_events"] == 3
+            assert manager.status().dropped_events == 3
 
     @pytest.mark.asyncio
     async def test_drop_is_logged_as_warning(
@@ -1485,7 +1485,7 @@ class TestStart:
             await manager.add_event(make_event())
 
             await async_wait_until(lambda: websocket.send_text.await_count == 1)
-            assert manager.status()["broadcaster_running"] is True
+            assert manager.status().broadcaster_running is True
 
     @pytest.mark.asyncio
     async def test_start_is_idempotent(self, fake_broadcaster: list) -> None:
@@ -1497,7 +1497,7 @@ class TestStart:
             await asyncio.sleep(0)  # one tick: a second task would start now
 
             assert fake_broadcaster == [manager]
-            assert manager.status()["queued_events"] == 1
+            assert manager.status().queued_events == 1
 
     @pytest.mark.asyncio
     async def test_first_start_keeps_events_queued_before_it(
@@ -1557,7 +1557,7 @@ class TestStop:
             await manager.stop()
 
             assert task.done()
-            assert manager.status()["broadcaster_running"] is False
+            assert manager.status().broadcaster_running is False
 
     @pytest.mark.asyncio
     async def test_stop_cancels_writers(self, fake_websocket: WebSocketFactory) -> None:
@@ -1648,7 +1648,7 @@ class TestStatus:
     @pytest.mark.asyncio
     async def test_status_of_a_new_manager(self) -> None:
         async with fresh_manager(queue_size=8) as manager:
-            assert manager.status() == {
+            assert manager.status().as_dict() == {
                 "connections": 0,
                 "broadcaster_running": False,
                 "queued_events": 0,
@@ -1678,12 +1678,12 @@ class TestStatus:
 
             status = manager.status()
 
-            assert status["connections"] == 1
-            assert status["broadcaster_running"] is True
-            assert status["queued_events"] == 2
-            assert status["dropped_events"] == 1
-            assert status["slow_disconnects"] == 1
-            assert status["delivered"] == 1
+            assert status.connections == 1
+            assert status.broadcaster_running is True
+            assert status.queued_events == 2
+            assert status.dropped_events == 1
+            assert status.slow_disconnects == 1
+            assert status.delivered == 1
 
 
 # --------------------------------------------------------------------------
@@ -1803,7 +1803,7 @@ class TestHeartbeatAtFullQueue:
             assert manager.event_queue.empty()
             assert manager.dropped_events == 0
             assert manager.skipped_heartbeats == 2
-            assert manager.status()["skipped_heartbeats"] == 2
+            assert manager.status().skipped_heartbeats == 2
 
     @pytest.mark.asyncio
     async def test_heartbeat_takes_no_place_behind_queued_events(
