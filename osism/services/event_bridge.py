@@ -7,7 +7,7 @@ the log after each (re)subscribe (subscription) and hands each event to its
 WebSocket manager. Without Redis at start (embedded mode) the log is a
 bounded history in this process (event_log.MemoryEventLog).
 
-Who runs what ([link] = bridge_link.py, [sub] = bridge_subscriber.py, mixins
+Who runs what ([link] = bridge/link.py, [sub] = bridge/subscriber.py, mixins
 of EventBridge):
 
 thread                   runs                              job

@@ -1,5 +1,5 @@
-"""Unit tests of osism.services.event_bridge (with bridge_link and
-bridge_subscriber, its mixins).
+"""Unit tests of osism.services.event_bridge (with bridge/link.py and
+bridge/subscriber.py, its mixins, and bridge/handoff.py).
 
 The tests watch what the bridge does, not how it calls its collaborators:
 
@@ -49,7 +49,7 @@ LOGGER = "osism.event_bridge"
 EVENT_TYPE = "baremetal.node.power_set.end"
 PAYLOAD = {"ironic_object.data": {"name": "node1", "uuid": "abc-123"}}
 # The settings every client of the bridge gets from a bare environment.
-SEED_CLIENT = {
+UPSTREAM_CLIENT = {
     "host": "redis",
     "port": 6379,
     "db": 0,
@@ -266,7 +266,7 @@ def highest_draw(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(autouse=True)
 def redis_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The seed's defaults hold whatever the caller's environment says."""
+    """Upstream osism's defaults hold whatever the caller's environment says."""
     for name in (
         "REDIS_HOST",
         "REDIS_PORT",
@@ -288,7 +288,7 @@ def caplog_bridge(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> FakeRedisServer:
     """The fakeredis server behind every redis.Redis (the module attribute
-    the seed names: ``osism.services.event_bridge.redis``)."""
+    upstream osism names: ``osism.services.event_bridge.redis``)."""
     server = FakeRedisServer()
     monkeypatch.setattr(event_bridge_module.redis, "Redis", server.build)
     return server
@@ -369,9 +369,9 @@ class TestConnecting:
     """EventBridge.__init__ / _init_redis / connect / use_redis: which Redis the
     bridge talks to, and what it reports when it cannot."""
 
-    def test_the_client_gets_the_seed_defaults(self, server: FakeRedisServer) -> None:
+    def test_the_client_gets_upstreams_defaults(self, server: FakeRedisServer) -> None:
         bridge = EventBridge()
-        assert server.built == [SEED_CLIENT]
+        assert server.built == [UPSTREAM_CLIENT]
         assert bridge.status().redis == "redis:6379/0"
 
     @pytest.mark.parametrize(
@@ -1925,7 +1925,7 @@ class TestAddEvent:
         message = pubsub.get_message(timeout=0.1)
         assert message["channel"] == "osism:events"
         published = json.loads(message["data"])
-        # The seed's meaning: the event's event_type and payload.
+        # Upstream osism's meaning: the event's event_type and payload.
         assert (published["event_type"], published["payload"]) == (
             EVENT_TYPE,
             PAYLOAD,
@@ -2300,7 +2300,7 @@ class TestProcessSingleEvent:
         assert event.data["_osism"]["priority"] == "INFO"
 
     @pytest.mark.asyncio
-    async def test_a_plain_seed_message_and_one_without_keys(
+    async def test_a_plain_upstream_message_and_one_without_keys(
         self, local: EventBridge, manager: WebSocketManager
     ) -> None:
         local._websocket_manager = manager
@@ -2505,7 +2505,7 @@ class TestSubscriberCatchesUp:
         assert status.caught_up == 3
         assert status.last_position == log_tail(redis_view)
 
-    def test_a_plain_seed_message_is_delivered_as_it_is(
+    def test_a_plain_upstream_message_is_delivered_as_it_is(
         self, live: EventBridge, poll: Any, redis_view: fakeredis.FakeRedis
     ) -> None:
         plain = {"event_type": EVENT_TYPE, "payload": PAYLOAD}
