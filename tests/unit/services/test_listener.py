@@ -1560,4 +1560,4 @@ class TestRedisIsTheBuffer:
             "e0",
             "e1",
         ]
-        assert bridge.status()["duplicates"] == 1
+        assert bridge.status().duplicates == 1
