@@ -10,7 +10,7 @@ through ``asyncio.to_thread``).
 import asyncio
 import logging
 from concurrent.futures import Future
-from enum import Enum
+from enum import Enum, auto
 from typing import Any, Coroutine, Optional
 
 logger = logging.getLogger("osism.event_bridge")
@@ -19,9 +19,9 @@ logger = logging.getLogger("osism.event_bridge")
 class Handoff(Enum):
     """What became of an event ``deliver_to_loop`` was given."""
 
-    SUBMITTED = "submitted"  # on the manager's running loop, not awaited
-    RUN = "run"  # run to completion on a private loop
-    NO_LOOP = "no_loop"  # the manager's loop is stopped or closed: dropped
+    SUBMITTED = auto()  # on the manager's running loop, not awaited
+    RUN = auto()  # run to completion on a private loop
+    NO_LOOP = auto()  # the manager's loop is stopped or closed: dropped
 
 
 def manager_loop(manager: Any) -> Optional[asyncio.AbstractEventLoop]:
@@ -32,7 +32,8 @@ def manager_loop(manager: Any) -> Optional[asyncio.AbstractEventLoop]:
 
 
 def deliver_to_loop(manager: Any, coroutine: "Coroutine[Any, Any, Any]") -> Handoff:
-    """Run ``coroutine`` (a call of ``manager``'s) where it belongs.
+    """Run ``coroutine`` (a call of ``manager``'s) where it belongs: the
+    single place where the bridge's threads meet the asyncio loop.
 
     - The manager's loop runs: submit it there
       (``asyncio.run_coroutine_threadsafe``) and return at once, so that a
@@ -44,7 +45,8 @@ def deliver_to_loop(manager: Any, coroutine: "Coroutine[Any, Any, Any]") -> Hand
     - The manager's loop is stopped or closed (the API is shutting down):
       close the coroutine unrun; the caller counts the drop.
 
-    Called from any thread except the one running the manager's loop.
+    Meant for threads other than the loop's: from the loop's own thread a
+    submit still works, but a private loop could not run there.
     """
     loop = manager_loop(manager)
     if loop is None:

@@ -165,6 +165,11 @@ class RedisSubscriber:
         try:
             event_data = decode(data)
             if self._feed.accept(event_data):
+                logger.debug(
+                    "Received event from Redis: %s at %s",
+                    event_data.get("event_type"),
+                    event_data.get("stream_id"),
+                )
                 self._deliver(event_data)
         except ValueError as exc:
             logger.error(

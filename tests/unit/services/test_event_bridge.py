@@ -2506,13 +2506,37 @@ class TestSubscriberCatchesUp:
         assert status.last_position == log_tail(redis_view)
 
     def test_a_plain_upstream_message_is_delivered_as_it_is(
-        self, live: EventBridge, poll: Any, redis_view: fakeredis.FakeRedis
+        self,
+        live: EventBridge,
+        poll: Any,
+        redis_view: fakeredis.FakeRedis,
+        caplog_bridge: Any,
     ) -> None:
         plain = {"event_type": EVENT_TYPE, "payload": PAYLOAD}
         poll(
             live, idle, lambda: redis_view.publish(CHANNEL, json.dumps(plain)) and None
         )
         assert queued(live) == [plain]
+        assert logged(caplog_bridge, logging.DEBUG) == [
+            f"Received event from Redis: {EVENT_TYPE} at None"
+        ]
+
+    def test_each_event_received_is_logged_with_its_position(
+        self,
+        live: EventBridge,
+        poll: Any,
+        redis_view: fakeredis.FakeRedis,
+        caplog_bridge: Any,
+    ) -> None:
+        poll(live, idle, self.publish(live, 1))
+        received = [
+            line
+            for line in logged(caplog_bridge, logging.DEBUG)
+            if line.startswith("Received event from Redis: ")
+        ]
+        assert received == [
+            f"Received event from Redis: {EVENT_TYPE} at {log_tail(redis_view)}"
+        ]
 
 
 class TestChannel:
