@@ -121,17 +121,18 @@ class SendManyTransport(PlainTransport):
     """The ``osism.websocket.send_texts`` extension: many frames in one
     ASGI message, and the server's ``write_now`` where it offers one."""
 
-    __slots__ = ("write_now",)
+    __slots__ = ("write_now", "_send")
 
     sends_many = True
 
     def __init__(self, websocket: Any) -> None:
         super().__init__(websocket)
         self.write_now = write_now_of(websocket)
+        # Looked up once: write_many is on the writer's path of every turn.
+        self._send: Callable[[Any], Awaitable[None]] = websocket.send
 
     def write_many(self, items: Sequence[Item]) -> Awaitable[None]:
-        send: Callable[[Any], Awaitable[None]] = self.websocket.send
-        return send({"type": "websocket.send", TEXTS: items})
+        return self._send({"type": "websocket.send", TEXTS: items})
 
 
 async def _send_each(

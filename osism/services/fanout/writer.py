@@ -85,11 +85,8 @@ def _take(connection: WebSocketConnection, item: Item, items: List[Item]) -> int
     of batched frames the arrays of it and what follows; their characters."""
     if not connection.batch:
         items.append(item)
-        return _chars(item)
+        # Inline, not a helper: this runs for every item the writer sends.
+        return item.chars if isinstance(item, Bundle) else len(item)
     texts = frames(connection, item)
     items.extend(texts)
     return sum(map(len, texts))
-
-
-def _chars(item: Item) -> int:
-    return item.chars if isinstance(item, Bundle) else len(item)
