@@ -65,7 +65,7 @@ class WebSocketManager:
     RESUME_BUFFER_SIZE).
     """
 
-    # Most events fanned out before the writers get a turn (see fanout.py).
+    # Most events fanned out before the writers get a turn (see broadcast.py).
     FANOUT_BATCH = 16
 
     # Most frames a writer (writer.py) hands to the server in one ASGI

@@ -1,6 +1,6 @@
 """A connected WebSocket client: its compiled filters, its outbox, its transport.
 
-The filter lists are compiled when assigned (see filters.py), so the check
+The filter lists are compiled when assigned (osism.core.filters), so the check
 each event goes through stays cheap; the outbox is bounded in count and in
 bytes (outbox.py); the client is written to through a Transport
 (osism.transport.seam), whatever the server.
@@ -77,7 +77,7 @@ class WebSocketConnection:
         self.replayed_to: Optional[Tuple[int, int]] = None
 
     # The filter lists are replaced, never mutated in place: assigning one
-    # compiles it (filters.py), so that the check per event stays cheap.
+    # compiles it (osism.core.filters), so that the check per event stays cheap.
     @property
     def event_filters(self) -> List[str]:
         return self._event_filters

@@ -28,8 +28,8 @@ def messages_in(item: Item) -> int:
 class Outbox:
     """A queue of messages for one client, bounded in count and in bytes.
 
-    An entry is a text or a Bundle of event texts (ws_frames); the count
-    bound is on messages, a bundle counting as many as it carries.
+    An entry is a text or a Bundle of event texts (osism.transport.frames);
+    the count bound is on messages, a bundle counting as many as it carries.
     Producers: the broadcaster (``put_nowait``, which raises
     asyncio.QueueFull when the entry would take the queue over ``maxsize``
     messages or ``max_bytes`` bytes; an empty outbox takes any entry, so
