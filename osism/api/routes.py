@@ -224,7 +224,7 @@ def status_report(manager: WebSocketManager, bridge: EventBridge) -> Dict[str, A
     """
     bridge_status = bridge.status()
     manager_status = manager.status()
-    ready = manager_status.broadcaster_running and bridge_status.delivering
+    ready = manager_status.broadcaster_running and bridge_status.delivering()
     return {
         "ready": ready,
         "bridge": bridge_status.as_dict(),

@@ -160,7 +160,7 @@ class TestCollector:
         assert found[("osism_deliveries_total", (("outcome", "delivered"),))] == 25
         assert found[("osism_deliveries_total", (("outcome", "client_too_slow"),))] == 1
         drops = {
-            labels[0][1]: value
+            dict(labels)["reason"]: value
             for (name, labels), value in found.items()
             if name == "osism_events_dropped_total"
         }

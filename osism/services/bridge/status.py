@@ -45,7 +45,6 @@ class BridgeStatus:
     # Times the log no longer reached back to the last position.
     missed_warnings: int = 0
 
-    @property
     def delivering(self) -> bool:
         """Whether events reach the manager: in Redis mode through a live
         subscription, embedded through the processor thread."""

@@ -574,13 +574,20 @@ class TestSetWebsocketManager:
         self,
         server: FakeRedisServer,
         threads: FakeThreads,
+        caplog_bridge: Any,
         redis_up: bool,
         started: List[str],
     ) -> None:
         server.connected = redis_up
         bridge = EventBridge()
+        caplog_bridge.clear()
         bridge.set_websocket_manager(object())
         assert threads.names() == started
+        thread = "Redis event subscriber" if redis_up else "event bridge processor"
+        assert logged(caplog_bridge, logging.INFO) == [
+            "WebSocket manager connected to event bridge",
+            f"Started {thread} thread",
+        ]
         assert all(thread.daemon for thread in threads.started)
         status = bridge.status()
         assert (status.subscriber_alive, status.processor_alive) == (
@@ -2385,6 +2392,21 @@ class TestProcessSingleEvent:
             "Error processing event via bridge: broken"
         ]
 
+    def test_a_manager_without_a_loop_attribute_gets_a_private_loop(
+        self, local: EventBridge
+    ) -> None:
+        taken: List[str] = []
+
+        class Plain:
+            async def broadcast_event_from_notification(
+                self, event_type: str, payload: Any, **kwargs: Any
+            ) -> None:
+                taken.append(event_type)
+
+        local._websocket_manager = Plain()
+        local._process_single_event(envelope_of())
+        assert taken == [EVENT_TYPE]
+
     def test_a_manager_that_cannot_take_events_is_logged(
         self, local: EventBridge, caplog_bridge: Any
     ) -> None:
@@ -2504,6 +2526,23 @@ class TestSubscriberCatchesUp:
         status = live.status()
         assert status.caught_up == 3
         assert status.last_position == log_tail(redis_view)
+
+    def test_a_gap_the_log_no_longer_holds_is_counted_as_missed(
+        self,
+        live: EventBridge,
+        stopped: StopEvent,
+        poll: Any,
+        redis_view: fakeredis.FakeRedis,
+    ) -> None:
+        poll(live, idle, self.publish(live, 0))
+        # Redis lost the log (restarted empty) while the subscriber was away.
+        redis_view.delete(f"{CHANNEL}:log")
+        live.add_event(EVENT_TYPE, {"n": 1})
+        live._init_redis()
+        stopped.clear()
+        poll(live, idle, idle)
+        assert [e["payload"]["n"] for e in queued(live)] == [0, 1]
+        assert live.status().missed_warnings == 1
 
     def test_a_plain_upstream_message_is_delivered_as_it_is(
         self,

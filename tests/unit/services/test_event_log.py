@@ -11,6 +11,7 @@ from typing import Any, Dict, List
 import fakeredis
 import pytest
 
+from osism import settings
 from osism.core.event_log import (
     LogEntry,
     MemoryEventLog,
@@ -219,6 +220,15 @@ class TestRedisEventLog:
         assert log.receivers == 1
         log.append(envelope)  # known: announced to nobody
         assert log.receivers == 0
+
+    def test_the_prefix_is_events_prefix_unless_given(
+        self, redis: fakeredis.FakeRedis
+    ) -> None:
+        log = RedisEventLog(redis)
+        assert (log.channel, log.stream) == (
+            settings.EVENTS_PREFIX,
+            f"{settings.EVENTS_PREFIX}:log",
+        )
 
     def test_names_come_from_the_prefix(self, log: RedisEventLog) -> None:
         assert (log.channel, log.stream, log.id_key("x")) == (
