@@ -613,14 +613,16 @@ def load_lenient(
     default applies) and reported in the errors returned."""
     source = dict(os.environ if environ is None else environ)
     errors: List[ConfigError] = []
-    while True:
+    # Each round leaves one variable out, so there are at most this many.
+    for _ in range(len(source) + 1):
         try:
             return load(source), tuple(errors)
         except ConfigError as exc:
             errors.append(exc)
             if source.pop(exc.name, None) is None:
                 # Not a variable of its own: nothing left out would help.
-                return Settings(), tuple(errors)
+                break
+    return Settings(), tuple(errors)
 
 
 def describe_error(exc: ValidationError, environ: Mapping[str, str]) -> ConfigError:
@@ -629,45 +631,51 @@ def describe_error(exc: ValidationError, environ: Mapping[str, str]) -> ConfigEr
     cause = (error.get("ctx") or {}).get("error")
     loc = [str(part) for part in error["loc"]]
     if isinstance(cause, Invalid):
-        name, problem, wanted = cause.name, cause.problem, cause.expected
-        info = _field_by_name(name)
-        wanted = wanted or (expected(info) if info is not None else "")
+        name, problem = cause.name, cause.problem
+        info = field_named(name)
+        wanted = cause.expected or expected(info)
     else:
-        name = loc[-1]
-        info = _field_by_name(name)
-        wanted = expected(info) if info is not None else "text"
+        # (group, variable): pydantic names a field by its alias.
+        _, name = loc
+        info = field_named(name)
+        wanted = expected(info)
         problem = None
-    raw = environ.get(name, "")
-    return ConfigError(name, shown_value(name, raw), wanted, problem)
+    # Every error is about a value the environment holds.
+    return ConfigError(name, shown_value(info, environ[name]), wanted, problem)
 
 
-def _field_by_name(name: str) -> Any:
+def field_named(name: str) -> Any:
+    """The field read from the variable ``name``; LookupError if none is."""
     for _, _, info in fields():
         if info.validation_alias == name:
             return info
-    return None
+    raise LookupError(name)
 
 
-def shown_value(name: str, raw: str) -> str:
-    """How a value appears in an error or a listing: a secret is masked, a
-    URL shows no password."""
-    info = _field_by_name(name)
-    if name == "REDIS_URL" or name == "RABBITMQ_URL":
+def shown_value(info: Any, raw: str) -> str:
+    """How a value of the field ``info`` appears in an error: a secret is
+    masked, a URL shows no password."""
+    if info.validation_alias == "REDIS_URL":
         return repr(mask_url(raw))
-    if info is not None and is_secret(info):
+    if is_secret(info):
         return MASK
     return repr(raw)
 
 
 def mask_url(url: str) -> str:
     """``url`` with its password (if any) replaced by ***."""
-    masked = _USERINFO.sub(rf"\1:{MASK}@", url, count=1)
-    at = url.rfind("@")
-    if masked != url or at == -1:
+    masked = _USERINFO.sub(rf"\1:{MASK}@", url)
+    if masked != url:
         return masked
-    # Not a URL that the pattern understands: hide all that precedes the host.
-    scheme, sep, _ = url.rpartition("//")
-    return f"{scheme}{sep}{MASK}{url[at:]}"
+    # Not a URL the pattern understands (a password with a "/" or an "@"):
+    # hide all of user:password, up to the last "@".
+    scheme, sep, rest = url.partition("//")
+    if not sep:
+        scheme, rest = "", url
+    userinfo, _, host = rest.rpartition("@")
+    if ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{MASK}@{host}"
 
 
 def parse_sentinels(raw: str) -> Tuple[Address, ...]:

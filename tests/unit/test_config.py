@@ -150,6 +150,34 @@ class TestErrors:
                 "REDIS_SENTINELS='s1:1': REDIS_URL and REDIS_SENTINELS are both set: "
                 "use one of them; expected REDIS_URL or REDIS_SENTINELS, not both",
             ),
+            (
+                {"REDIS_SENTINELS": "s1:1,[]:2"},
+                "REDIS_SENTINELS='s1:1,[]:2': REDIS_SENTINELS: '[]:2' has no host; "
+                "expected host:port,host:port",
+            ),
+            (
+                {"REDIS_SENTINELS": "s1:99999"},
+                "REDIS_SENTINELS='s1:99999': REDIS_SENTINELS: 's1:99999': the port "
+                "'99999' is not a port number; expected host:port,host:port",
+            ),
+            (
+                {"REDIS_URL": "redis://cache/x"},
+                "REDIS_URL='redis://cache/x': REDIS_URL: the database 'x' is not a "
+                "number; expected redis://[user[:password]@]host[:port][/db], "
+                "rediss:// for TLS",
+            ),
+            (
+                {"REDIS_TLS_CA_FILE": "/ca"},
+                "REDIS_TLS_CA_FILE='/ca': REDIS_TLS_CA_FILE set but TLS is off: use "
+                "a rediss:// REDIS_URL or REDIS_TLS=1; expected REDIS_TLS=1 or a "
+                "rediss:// REDIS_URL with it",
+            ),
+            (
+                {"REDIS_TLS": "1", "REDIS_TLS_CERT_FILE": "/c"},
+                "REDIS_TLS_CERT_FILE='/c': REDIS_TLS_CERT_FILE and "
+                "REDIS_TLS_KEY_FILE go together: set both; expected both "
+                "REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE",
+            ),
         ],
     )
     def test_the_line_names_variable_value_and_expectation(
@@ -162,6 +190,7 @@ class TestErrors:
             load({"REDIS_PORT": "x"})
         error = caught.value
         assert (error.name, error.shown, error.problem) == ("REDIS_PORT", "'x'", None)
+        assert error.expected == "an integer port 1-65535"
 
     @pytest.mark.parametrize(
         "url, shown",
@@ -169,6 +198,9 @@ class TestErrors:
             (f"redis://u:{SECRET}@cache:99999", "redis://u:***@cache:99999"),
             (f"redis://:{SECRET}@cache/x", "redis://:***@cache/x"),
             (f"u:{SECRET}@cache", "***@cache"),
+            (f"u:p@{SECRET}@cache", "***@cache"),
+            (f"redis://u:p/{SECRET}@cache", "redis://***@cache"),
+            (f"redis://u:p/{SECRET}@cache//", "redis://***@cache//"),
             (f"http://u:{SECRET}@cache", "http://u:***@cache"),
         ],
     )
@@ -201,9 +233,10 @@ class TestErrors:
 
     def test_a_secret_is_never_shown(self) -> None:
         # A password cannot be wrong by type; the masking is what is tested.
-        assert config.shown_value("REDIS_PASSWORD", SECRET) == "***"
-        assert config.shown_value("API_TOKEN", SECRET) == "***"
-        assert config.shown_value("REDIS_HOST", "cache") == "'cache'"
+        for name in ("REDIS_PASSWORD", "REDIS_SENTINEL_PASSWORD", "API_TOKEN"):
+            assert config.shown_value(config.field_named(name), SECRET) == "***"
+        shown = config.shown_value(config.field_named("REDIS_HOST"), "cache")
+        assert shown == "'cache'"
 
 
 class TestLenient:
@@ -277,8 +310,21 @@ class TestEdges:
         group = config.ListenerSettings.model_validate({"LISTENER_SERVICES": ("a",)})
         assert group.services == ("a",)
 
-    def test_a_name_that_is_no_field_is_shown_quoted(self) -> None:
-        assert config.shown_value("LISTENER_NOVA_EXCHANGE", "x") == "'x'"
+    def test_a_name_that_is_no_field_is_a_lookup_error(self) -> None:
+        with pytest.raises(LookupError):
+            config.field_named("LISTENER_NOVA_EXCHANGE")
+
+    def test_a_validators_error_carries_variable_problem_expectation(self) -> None:
+        invalid = config.Invalid("REDIS_URL", "why", "what")
+        assert (invalid.name, invalid.problem, invalid.expected) == (
+            "REDIS_URL",
+            "why",
+            "what",
+        )
+        assert str(invalid) == "why"
+
+    def test_text_is_expected_of_a_text_setting(self) -> None:
+        assert config.expected(config.field_named("UVICORN_WS")) == "text"
 
     def test_lenient_gives_up_on_an_error_without_a_variable_of_its_own(
         self, monkeypatch: pytest.MonkeyPatch
@@ -290,3 +336,22 @@ class TestEdges:
 
         monkeypatch.setattr(config, "load", refuse)
         assert load_lenient({"REDIS_PORT": "1"}) == (config.Settings(), (refused,))
+
+
+class TestMaskUrl:
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "redis://cache:6379/0",
+            "redis://app@cache",
+            "cache",
+            "amqp://rabbit//",
+            "redis://cache/a@b",
+        ],
+    )
+    def test_a_url_without_a_password_is_shown_as_it_is(self, url: str) -> None:
+        assert config.mask_url(url) == url
+
+    def test_a_flag_is_shown_as_one_or_zero(self) -> None:
+        rows = dict(config.effective(load({"WEBSOCKET_DEFLATE": "true"})))
+        assert (rows["WEBSOCKET_DEFLATE"], rows["REDIS_TLS"]) == ("1", "0")

@@ -85,11 +85,9 @@ class RedisSettings:
     def of(cls, group: config.RedisSettings) -> "RedisSettings":
         """The settings of the model's (valid) Redis group."""
         endpoint = group.endpoint()
-        addresses = group.sentinel_addresses()
+        password = group.sentinel_password
         sentinel_password = (
-            group.sentinel_password.get_secret_value()
-            if group.sentinel_password is not None
-            else None
+            password.get_secret_value() if password is not None else None
         )
         return cls(
             host=endpoint["host"],
@@ -103,12 +101,10 @@ class RedisSettings:
             tls_ca_file=group.tls_ca_file,
             tls_cert_file=group.tls_cert_file,
             tls_key_file=group.tls_key_file,
-            sentinels=addresses,
-            sentinel_master=(
-                group.sentinel_master if addresses else DEFAULT_SENTINEL_MASTER
-            ),
-            sentinel_username=group.sentinel_username if addresses else None,
-            sentinel_password=sentinel_password if addresses else None,
+            sentinels=group.sentinel_addresses(),
+            sentinel_master=group.sentinel_master,
+            sentinel_username=group.sentinel_username,
+            sentinel_password=sentinel_password,
         )
 
     @property

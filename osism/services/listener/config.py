@@ -87,7 +87,7 @@ class ListenerConfig:
         before it starts)."""
         settings, errors = config.load_lenient(environ)
         for error in errors:
-            if error.name.startswith(("LISTENER_", "RABBITMQ_")):
+            if error.name.startswith("LISTENER_"):
                 logger.error("%s; using the default", error)
         return cls.of(settings.listener)
 

@@ -757,3 +757,14 @@ class TestHelp:
         ):
             assert name in out
         assert SECRET not in out and SENTINEL_SECRET not in out
+
+
+class TestParse:
+    def test_good_settings_are_returned(self) -> None:
+        config = RedisSettings.parse({"REDIS_HOST": "cache", "REDIS_DB": "2"})
+        assert (config.host, config.port, config.db, config.error) == (
+            "cache",
+            6379,
+            2,
+            None,
+        )
