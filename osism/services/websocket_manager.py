@@ -212,9 +212,7 @@ class WebSocketManager:
             make_reply,
             source=self.replay_source,
             limit=_or_setting(self.replay_limit, settings.REPLAY_LIMIT),
-            hold_bound=_or_setting(
-                self.resume_buffer_size, settings.RESUME_BUFFER_SIZE
-            ),
+            hold_bound=self.resume_buffer_size,
             is_current=lambda: self.connections.get(websocket) is connection,
             send=lambda text: self.send_to(websocket, text),
         )

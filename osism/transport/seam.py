@@ -63,7 +63,7 @@ class Transport(Protocol):
     def write_many(self, items: Sequence[Item]) -> Awaitable[None]:
         """Send the frames of ``items`` (texts or Bundles), in order."""
 
-    def close(self, code: int = 1000, reason: str = "") -> Awaitable[None]:
+    def close(self, code: int, reason: str) -> Awaitable[None]:
         """Close the connection with ``code`` and ``reason``."""
 
 
@@ -112,7 +112,7 @@ class PlainTransport:
     def write_many(self, items: Sequence[Item]) -> Awaitable[None]:
         return _send_each(self.websocket.send_text, items)
 
-    def close(self, code: int = 1000, reason: str = "") -> Awaitable[None]:
+    def close(self, code: int, reason: str) -> Awaitable[None]:
         closing: Awaitable[None] = self.websocket.close(code=code, reason=reason)
         return closing
 

@@ -89,7 +89,7 @@ class FanoutProtocol(WebSocketsSansIOProtocol):
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
-        if getattr(self, "close_sent", False):
+        if hasattr(self, "close_sent") and self.close_sent:
             # uvicorn refused the handshake: no app runs, there is no scope.
             return
         if not self.offers_send_texts():

@@ -77,10 +77,25 @@ class TestPlainTransport:
         websocket.send.assert_not_called()
 
     @pytest.mark.asyncio
-    async def test_close_passes_code_and_reason(self) -> None:
-        websocket = asgi_websocket({})
-        await PlainTransport(websocket).close(1013, "client too slow")
+    @pytest.mark.parametrize(
+        "kind, extensions",
+        [(PlainTransport, {}), (SendManyTransport, {EXTENSION: {}})],
+        ids=["stock", "send-many"],
+    )
+    async def test_close_closes_the_websocket_with_code_and_reason(
+        self, kind: Type, extensions: Dict[str, Any]
+    ) -> None:
+        websocket = asgi_websocket(extensions)
+        await kind(websocket).close(1013, "client too slow")
         websocket.close.assert_awaited_once_with(code=1013, reason="client too slow")
+
+    @pytest.mark.asyncio
+    async def test_the_send_many_transport_writes_one_text_as_send_text(
+        self,
+    ) -> None:
+        websocket = asgi_websocket({EXTENSION: {}})
+        await SendManyTransport(websocket).write("x")
+        assert [c.args for c in websocket.send_text.await_args_list] == [("x",)]
 
     def test_does_not_send_many_nor_write_now(self) -> None:
         transport = PlainTransport(asgi_websocket({}))
@@ -177,13 +192,14 @@ class TestUvicornContract:
 
 class _WithoutState:
     """A websockets connection as a later release might have it: everything
-    but ``state``."""
+    but ``state`` and ``extensions`` (for uvicorn and for us; websockets
+    itself still has them)."""
 
     def __init__(self, conn: Any) -> None:
         object.__setattr__(self, "_conn", conn)
 
     def __getattr__(self, name: str) -> Any:
-        if name == "state":
+        if name in ("state", "extensions"):
             raise AttributeError(name)
         return getattr(self._conn, name)
 
@@ -267,7 +283,8 @@ class TestWhenUvicornChanged:
 
         warnings = [r.getMessage() for r in caplog.records if r.name == LOGGER]
         assert warnings == [
-            "uvicorn's WebSocket protocol lacks conn.state, which the "
+            "uvicorn's WebSocket protocol lacks conn.state, conn.extensions, "
+            "which the "
             "osism.websocket.send_texts extension needs (a uvicorn newer than "
             "this code knows?); serving every WebSocket client through stock "
             "ASGI sends instead"
@@ -310,6 +327,31 @@ class TestWhenUvicornChanged:
 
         assert bytes(wire.data).startswith(b"HTTP/1.1 400 ")
         assert [r for r in caplog.records if r.name == LOGGER] == []
+
+
+class TestHandleConnect:
+    def test_without_close_sent_it_warns_and_offers_nothing(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """An accepted handshake on a uvicorn without ``close_sent``: the
+        check, not the refusal test, decides."""
+        caplog.set_level(logging.WARNING, logger=LOGGER)
+        monkeypatch.setattr(
+            WebSocketsSansIOProtocol, "handle_connect", lambda self, event: None
+        )
+
+        class NoCloseSent(FanoutProtocol):
+            pass
+
+        protocol = NoCloseSent.__new__(NoCloseSent)
+        protocol.scope = {"type": "websocket", "extensions": {}}
+        protocol.handle_connect(MagicMock())
+
+        assert protocol.scope["extensions"] == {}
+        warnings = [r.getMessage() for r in caplog.records if r.name == LOGGER]
+        assert len(warnings) == 1
+        assert warnings[0].startswith("uvicorn's WebSocket protocol lacks writable, ")
+        assert "close_sent" in warnings[0]
 
 
 def test_the_module_logs_as_osism_transport() -> None:

@@ -188,7 +188,7 @@ CLOSE_TIMEOUT = 5.0
 class Closable(Protocol):
     """A WebSocket, or a Transport: anything that closes with a code and reason."""
 
-    def close(self, code: int = 1000, reason: str = "") -> Awaitable[None]:
+    def close(self, code: int, reason: str) -> Awaitable[None]:
         """Close with ``code`` and ``reason``."""
 
 

@@ -76,7 +76,7 @@ async def resume(
     *,
     source: Optional[ReplaySource],
     limit: int,
-    hold_bound: int,
+    hold_bound: Optional[int],
     is_current: Callable[[], bool],
     send: Callable[[str], bool],
 ) -> Resumed:
@@ -84,9 +84,10 @@ async def resume(
 
     ``make_reply`` turns the resume keys into the reply text; ``source`` is
     read for at most ``limit`` events; at most ``hold_bound`` live events are
-    held meanwhile. ``is_current()`` says the client is still connected (it
-    may leave while the log is read), ``send(text)`` queues the reply and is
-    False when the client's outbox is full (it is closed then).
+    held meanwhile (None: RESUME_BUFFER_SIZE, see ResumeState).
+    ``is_current()`` says the client is still connected (it may leave while
+    the log is read), ``send(text)`` queues the reply and is False when the
+    client's outbox is full (it is closed then).
     """
     state = connection.resume
     if state is None:

@@ -97,10 +97,15 @@ class TestFanOut:
         assert (delivered, list(slow)) == (3, [full])
         assert full.outbox.qsize() == 2
 
-    def test_returns_every_client_too_slow(self) -> None:
+    @pytest.mark.parametrize("kind", ["unfiltered", "filtered", "resuming"])
+    def test_returns_every_client_too_slow(self, kind: str) -> None:
         clients = [connection(outbox_size=1) for _ in range(3)]
         for client in clients:
             client.offer("x")
+            if kind == "filtered":
+                client.event_filters = ["compute.*"]
+            elif kind == "resuming":
+                client.resume = ResumeState(bound=0)
         events = turn(1)
 
         delivered, slow = broadcast.fan_out(
@@ -333,6 +338,23 @@ class TestResume:
             assert asked == [2]
             assert done.replayed == 2
             assert ids(received(websocket)) == ["reply", 3, 4]
+
+
+class TestManagerLogs:
+    @pytest.mark.asyncio
+    async def test_a_queued_event_without_node_is_logged_with_its_resource(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.DEBUG, logger="osism.websocket")
+        async with running() as manager:
+            manager.add_notification(
+                "baremetal.node.update.end", {"ironic_object.data": {"uuid": "u7"}}
+            )
+
+            assert [r.getMessage() for r in caplog.records][-1] == (
+                "Added baremetal event to WebSocket queue: "
+                "baremetal.node.update.end for resource u7"
+            )
 
 
 class TestManagerLimits:
