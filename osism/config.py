@@ -599,7 +599,8 @@ def load(environ: Optional[Mapping[str, str]] = None) -> Settings:
     """The settings in ``environ`` (the process environment by default);
     ConfigError for the first value that cannot be used."""
     source = os.environ if environ is None else environ
-    values = environment(source)
+    # Each group's variables as the init source of pydantic-settings.
+    values: Dict[str, Any] = environment(source)
     try:
         return Settings(**values)
     except ValidationError as exc:
