@@ -7,19 +7,36 @@ the log after each (re)subscribe (subscription) and hands each event to its
 WebSocket manager. Without Redis at start (embedded mode) the log is a
 bounded history in this process (event_log.MemoryEventLog).
 
-Who runs what ([link] = bridge/link.py, [sub] = bridge/subscriber.py, mixins
-of EventBridge):
+EventBridge owns the connection, the threads and the queue; the work is done
+by parts it composes, each with its own state, given callables bound to the
+bridge (so that a patch of ``_init_redis`` or a new ``_redis_subscriber``
+takes effect at once) and returning what happened:
 
-thread                   runs                              job
------------------------  --------------------------------  --------------------------
-the caller's (listener,  add_event -> _append_to_redis     append to the log; True
-POST endpoint)           [link] or the memory log          once the log has it
-osism-redis-subscriber   _supervise_subscriber ->          Redis mode: subscribe,
-                         _redis_subscriber_loop [sub]      catch up, live, PING, retry
-osism-bridge-processor   _process_events                   embedded mode only: hand on
-                                                           the memory log's new entries
-osism-redis-watcher      _watch_redis [link]               embedded API: look for
-                                                           Redis, switch to it
+part (module)                job                          returns
+---------------------------  ---------------------------  ----------------------
+Publisher (bridge/publisher)  append to the Redis log,     the log took it: bool
+                              reconnect once if it broke
+SubscriberLoop               subscribe, catch up, live,   why it ended: LoopEnd
+(bridge/subscriber)           PING, retry
+Supervisor                   restart the loop after it    (counts restarts)
+(bridge/supervisor)           gave up, backing off
+watch_for_redis (bridge/link) probe for Redis, switch     why it ended: WatchEnd
+close_pubsub (bridge/link)    close a PubSub, one closer   the error, if any
+                              at a time
+
+Who runs what:
+
+thread                   runs                               job
+-----------------------  ---------------------------------  ----------------------
+the caller's (listener,  add_event -> Publisher.append or   append to the log; True
+POST endpoint)           the memory log                     once the log has it
+osism-redis-subscriber   _supervise_subscriber ->           Redis mode: subscribe,
+                         _redis_subscriber_loop             catch up, live, retry
+osism-bridge-processor   _process_events                    embedded mode only: hand
+                                                            on the memory log's new
+                                                            entries
+osism-redis-watcher      _watch_redis -> watch_for_redis    embedded API: look for
+                                                            Redis, switch to it
 
 Threads meet asyncio in exactly one place, ``bridge.handoff.deliver_to_loop``
 (called by ``_process_single_event``): it submits the event to the manager's
@@ -46,11 +63,14 @@ from osism.core.event_log import (
 )
 from osism.core.ratelimit import RateLimitedLog
 from osism.services.bridge.counter import Counter
+from osism.services.bridge import link as bridge_link
 from osism.services.bridge.handoff import Handoff, _log_failure, deliver_to_loop
-from osism.services.bridge.link import CHANNEL, RedisLink, _alive
+from osism.services.bridge.link import CHANNEL, WatchEnd, close_pubsub, watch_for_redis
+from osism.services.bridge.publisher import Publisher
 from osism.services.bridge.redis_settings import RedisSettings
 from osism.services.bridge.status import BridgeStatus
-from osism.services.bridge.subscriber import RedisSubscriber
+from osism.services.bridge.subscriber import LoopEnd, SubscriberLoop
+from osism.services.bridge.supervisor import Supervisor
 
 try:
     import redis
@@ -81,12 +101,17 @@ __all__ = [
 _WAKE: Envelope = {}
 
 
-class EventBridge(RedisLink, RedisSubscriber):
+class EventBridge:
     """Appends events to the log and feeds the ones it receives to a manager."""
 
     # Seconds between two warnings about dropped events, and about Redis down.
     DROP_WARNING_INTERVAL = 10.0
     DOWN_WARNING_INTERVAL = 30.0
+    # The subscriber: failures in a row before it gives up, seconds between
+    # them; the first restart (and the watcher's first look again) after s.
+    SUBSCRIBE_MAX_RETRIES = 5
+    SUBSCRIBE_RETRY_DELAY = settings.env_float("SUBSCRIBER_RETRY_DELAY", 5.0)
+    RESTART_MIN_DELAY = 1.0
 
     def __init__(
         self,
@@ -120,13 +145,33 @@ class EventBridge(RedisLink, RedisSubscriber):
             on_append=self._hand_on_locally,
         )
         timeout = self._redis_settings.socket_timeout
-        self._feed = Subscription(interval=timeout, timeout=timeout)
-        self._subscribed = False
         self._dropped = Counter()
-        self._published = Counter()
-        self.subscriber_restarts = 0
         self._drop_log = RateLimitedLog(logger, self.DROP_WARNING_INTERVAL)
         self._down_log = RateLimitedLog(logger, self.DOWN_WARNING_INTERVAL)
+        # The parts read the bridge's attributes and call its methods through
+        # these lambdas at call time, so that what a test (or a reconnect)
+        # put on the bridge is what they use.
+        self._publisher = Publisher(
+            current_log=lambda: (
+                self._redis_log if self._redis_client is not None else None
+            ),
+            reconnect=lambda: self._reconnect(),
+            down_log=self._down_log,
+        )
+        self._subscription = SubscriberLoop(
+            channel=self.channel,
+            feed=Subscription(interval=timeout, timeout=timeout),
+            pubsub=lambda: self._redis_subscriber,
+            log=lambda: self._redis_log,
+            reconnect=lambda: self._init_redis(),
+            deliver=lambda event: self._deliver(event),
+            close=lambda pubsub: self._close_pubsub(pubsub),
+        )
+        self._supervisor = Supervisor(
+            run_loop=lambda: self._redis_subscriber_loop(),
+            reconnect=lambda: self._init_redis(),
+            probe=lambda: bridge_link._redis_answers(),
+        )
         if connect:
             self._init_redis()
 
@@ -152,7 +197,12 @@ class EventBridge(RedisLink, RedisSubscriber):
     @property
     def published(self) -> int:
         """Events this process put in the Redis log."""
-        return self._published.value
+        return self._publisher.published.value
+
+    @property
+    def subscriber_restarts(self) -> int:
+        """Times the subscriber was started again after it gave up."""
+        return self._supervisor.restarts
 
     def set_websocket_manager(self, manager: Any) -> None:
         """Deliver events to ``manager`` and start the threads that do it:
@@ -188,7 +238,7 @@ class EventBridge(RedisLink, RedisSubscriber):
             envelope = new_envelope(event_type, payload, meta)
             if not self._redis_mode:
                 return self._memory_log.append(envelope) is not None
-            return self._append_to_redis(envelope)
+            return self._publisher.append(envelope)
         except Exception as exc:
             logger.error(
                 "Error adding event to bridge: %s (%s); event not taken",
@@ -236,7 +286,7 @@ class EventBridge(RedisLink, RedisSubscriber):
             mode="redis" if self._redis_mode else "local",
             redis=self._redis_settings.describe(),
             redis_connected=self._redis_client is not None,
-            subscribed=self._subscribed,
+            subscribed=self._subscription.subscribed,
             subscriber_alive=_alive(self._subscriber_thread),
             processor_alive=_alive(self._processor_thread),
             watching_for_redis=_alive(self._watcher_thread),
@@ -248,9 +298,9 @@ class EventBridge(RedisLink, RedisSubscriber):
             duplicates=self._memory_log.duplicates
             + (self._redis_log.duplicates if self._redis_log else 0),
             dropped_events=self.dropped_events,
-            last_position=self._feed.position,
-            caught_up=self._feed.caught_up,
-            missed_warnings=self._feed.missed_warnings,
+            last_position=self._subscription.feed.position,
+            caught_up=self._subscription.feed.caught_up,
+            missed_warnings=self._subscription.feed.missed_warnings,
         )
 
     def _init_redis(self, with_subscriber: bool = True) -> None:
@@ -294,6 +344,65 @@ class EventBridge(RedisLink, RedisSubscriber):
                 )
                 self._redis_client = None
                 return None
+
+    def _reconnect(self) -> Optional["RedisEventLog"]:
+        """Connect again for a publisher; None while Redis does not answer.
+
+        A thread that is (re)connecting already holds the lock: waiting for
+        it could add its timeout to ours, so the caller gets None at once.
+        """
+        if not self._redis_lock.acquire(blocking=False):
+            return None
+        try:
+            return self._connect_redis()
+        finally:
+            self._redis_lock.release()
+
+    def _close_subscriber(self) -> None:
+        subscriber, self._redis_subscriber = self._redis_subscriber, None
+        error = self._close_pubsub(subscriber)
+        if error is not None:
+            logger.debug("Closing the old Redis subscriber failed: %s", error)
+
+    def _close_pubsub(self, subscriber: Optional[Any]) -> Optional[Exception]:
+        return close_pubsub(subscriber, self._close_lock)
+
+    def _redis_subscriber_loop(self) -> LoopEnd:
+        """One run of the subscription (SubscriberLoop.run); why it ended."""
+        return self._subscription.run(
+            self._shutdown_event, self.SUBSCRIBE_MAX_RETRIES, self.SUBSCRIBE_RETRY_DELAY
+        )
+
+    def _supervise_subscriber(self) -> None:
+        """The subscriber thread: the loop, restarted after it gives up."""
+        self._supervisor.run(
+            self._shutdown_event,
+            self.RESTART_MIN_DELAY,
+            settings.SUBSCRIBER_RESTART_MAX_DELAY,
+        )
+
+    def _back_off(self, delay: float) -> bool:
+        """The supervisor's wait before a restart; True on shutdown."""
+        return self._supervisor.back_off(self._shutdown_event, delay)
+
+    def _watch_redis(self) -> WatchEnd:
+        """The watcher thread: look for Redis until it answers or shutdown."""
+        return watch_for_redis(
+            self._shutdown_event,
+            self._switch_to_redis,
+            self.RESTART_MIN_DELAY,
+            settings.SUBSCRIBER_RESTART_MAX_DELAY,
+        )
+
+    def _switch_to_redis(self) -> bool:
+        """Redis answered the watcher: connect, subscribe when a manager waits
+        for events; True when events go through Redis now."""
+        self._init_redis()
+        if self._redis_client is None:
+            return False
+        if self._websocket_manager is not None and self._subscriber_thread is None:
+            self._start_redis_subscriber()
+        return True
 
     def _start_redis_subscriber(self) -> None:
         self._subscriber_thread = threading.Thread(
@@ -393,6 +502,10 @@ class EventBridge(RedisLink, RedisSubscriber):
             self._event_queue.maxsize,
             dropped,
         )
+
+
+def _alive(thread: Optional[threading.Thread]) -> bool:
+    return thread is not None and thread.is_alive()
 
 
 event_bridge = EventBridge(connect=False)

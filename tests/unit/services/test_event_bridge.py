@@ -1,5 +1,6 @@
-"""Unit tests of osism.services.event_bridge (with bridge/link.py and
-bridge/subscriber.py, its mixins, and bridge/handoff.py).
+"""Unit tests of osism.services.event_bridge, through the bridge (with the
+parts it composes: bridge/publisher.py, subscriber.py, supervisor.py, link.py
+and handoff.py; test_bridge_parts.py tests the parts on their own).
 
 The tests watch what the bridge does, not how it calls its collaborators:
 
@@ -43,7 +44,7 @@ from osism.services.event_bridge import CHANNEL, EventBridge, _log_failure
 from osism.core.event_log import position_key
 from osism.services.bridge.redis_log import RedisEventLog
 from osism.services.websocket_manager import WebSocketManager
-from tests.conftest import async_wait_until
+from tests.conftest import async_wait_until, wait_until
 
 LOGGER = "osism.event_bridge"
 EVENT_TYPE = "baremetal.node.power_set.end"
@@ -1371,7 +1372,7 @@ class TestRedisSubscriberLoop:
         subscribed: List[bool] = []
         event.on_wait = lambda: subscribed.append(live.status().subscribed)
         # A PING at every poll, and no answer is ever in time.
-        live._feed.interval, live._feed.timeout = 0.0, -1.0
+        live._subscription.feed.interval, live._subscription.feed.timeout = 0.0, -1.0
         poll(live, *[idle] * 4)
         assert subscribed == [False, False]  # not ready while it reconnects
         assert subscriptions_confirmed(caplog_bridge) == 2
@@ -1410,7 +1411,7 @@ class TestSuperviseSubscriber:
         journal: List[Any] = []
         monkeypatch.setattr(settings, "SUBSCRIBER_RESTART_MAX_DELAY", self.MAX_DELAY)
         # One wait per back-off (probes are tested on their own below).
-        monkeypatch.setattr("osism.services.bridge.subscriber.PROBE_INTERVAL", 100.0)
+        monkeypatch.setattr("osism.services.bridge.supervisor.PROBE_INTERVAL", 100.0)
         server.connected = False  # the probes fail
         monkeypatch.setattr(
             local, "_redis_subscriber_loop", lambda: journal.append("run")
@@ -1421,7 +1422,7 @@ class TestSuperviseSubscriber:
 
     def clock(self, monkeypatch: pytest.MonkeyPatch, *readings: float) -> None:
         monkeypatch.setattr(
-            "osism.services.bridge.subscriber.time", FakeClock(*readings)
+            "osism.services.bridge.supervisor.time", FakeClock(*readings)
         )
 
     def test_it_restarts_with_capped_exponential_back_off(
@@ -1974,7 +1975,7 @@ class TestAddEvent:
         assert pubsub.get_message(timeout=0.1) is None
         assert live.status().duplicates == 1
 
-    def test_an_event_nobody_listens_to_is_kept_in_the_log_quietly(
+    def test_an_event_nobody_listens_to_is_kept_in_the_log_with_a_warning(
         self,
         live: EventBridge,
         redis_view: fakeredis.FakeRedis,
@@ -1982,10 +1983,21 @@ class TestAddEvent:
     ) -> None:
         assert live.add_event(EVENT_TYPE, PAYLOAD) is True
         assert len(logged_events(redis_view)) == 1
-        assert logged(caplog_bridge, logging.WARNING) == []
-        assert logged(caplog_bridge, logging.DEBUG)[0] == (
-            f"No Redis subscribers for event: {EVENT_TYPE}; it is in the log"
-        )
+        assert logged(caplog_bridge, logging.WARNING) == [
+            f"No Redis subscribers for event: {EVENT_TYPE}; it is in the log "
+            "for subscribers that catch up"
+        ]
+
+    def test_a_second_unheard_event_within_the_interval_warns_no_more(
+        self,
+        live: EventBridge,
+        redis_view: fakeredis.FakeRedis,
+        caplog_bridge: Any,
+    ) -> None:
+        assert live.add_event(EVENT_TYPE, PAYLOAD) is True
+        assert live.add_event("compute.instance.delete.end", PAYLOAD) is True
+        assert len(logged_events(redis_view)) == 2
+        assert len(logged(caplog_bridge, logging.WARNING)) == 1
 
     def test_redis_down_means_false_and_nothing_held(
         self,
@@ -2027,6 +2039,7 @@ class TestAddEvent:
             return real_append(log, envelope)
 
         monkeypatch.setattr(RedisEventLog, "append", append)
+        listener = channel_of(redis_view)  # someone listens: no warning for that
         assert live.add_event(EVENT_TYPE, PAYLOAD) is True
         [event] = logged_events(redis_view)
         assert event["payload"] == PAYLOAD
@@ -2038,6 +2051,7 @@ class TestAddEvent:
             f"Published event to Redis after reconnect: {EVENT_TYPE} ({event['id']})"
             in logged(caplog_bridge, logging.INFO)
         )
+        listener.close()
 
     @pytest.mark.parametrize(
         "second, warnings",
@@ -2457,6 +2471,12 @@ class TestLogFailure:
         assert logged(caplog_bridge, logging.ERROR) == errors
 
 
+def redis_ms(redis_view: fakeredis.FakeRedis) -> int:
+    """Redis's clock in milliseconds, as it numbers log entries."""
+    seconds, micros = redis_view.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
 def log_tail(redis_view: fakeredis.FakeRedis) -> str:
     """The position of the newest event in the log."""
     [(position, _)] = redis_view.xrevrange(f"{CHANNEL}:log", count=1)
@@ -2495,7 +2515,7 @@ class TestSubscriberCatchesUp:
     def test_the_health_check_pings_on_the_subscription_between_events(
         self, live: EventBridge, poll: Any, caplog_bridge: Any
     ) -> None:
-        live._feed.interval = 0.0  # a PING at every poll
+        live._subscription.feed.interval = 0.0  # a PING at every poll
         poll(live, idle, self.publish(live, 1), idle, self.publish(live, 2), idle)
         assert [e["payload"]["n"] for e in queued(live)] == [1, 2]
         assert logged(caplog_bridge, logging.ERROR) == []
@@ -2535,6 +2555,11 @@ class TestSubscriberCatchesUp:
         redis_view: fakeredis.FakeRedis,
     ) -> None:
         poll(live, idle, self.publish(live, 0))
+        # A restarted Redis numbers its log from its clock again: once that is
+        # past the last event's millisecond (it is, when Redis really
+        # restarts), the new log's first id follows the old one's.
+        seen = int(live.status().last_position.split("-")[0])
+        wait_until(lambda: redis_ms(redis_view) > seen)
         # Redis lost the log (restarted empty) while the subscriber was away.
         redis_view.delete(f"{CHANNEL}:log")
         live.add_event(EVENT_TYPE, {"n": 1})
