@@ -15,7 +15,9 @@ from osism.core.event_log import Replay
 from osism.services.fanout import broadcast, intake, resume, writer
 from osism.services.fanout.connection import WebSocketConnection
 from osism.services.fanout.hold import ResumeState
+from osism.services.fanout.outbox import text_size
 from osism.transport.frames import framed
+from tests.conftest import async_wait_until
 from tests.unit.services.test_replay import (
     Source,
     connected,
@@ -355,6 +357,32 @@ class TestManagerLogs:
                 "Added baremetal event to WebSocket queue: "
                 "baremetal.node.update.end for resource u7"
             )
+
+
+class TestTurnByBytes:
+    @pytest.mark.asyncio
+    async def test_a_turn_ends_once_its_events_reach_the_byte_budget(self) -> None:
+        from tests.unit.services.test_websocket_manager import fresh_manager
+        from tests.unit.test_ws_protocol import extension_websocket
+
+        small = EventMessage("compute.instance.update", "openstack", {"p": "s"}, "n")
+        big = EventMessage(
+            "compute.instance.update", "openstack", {"p": "b" * 900}, "n"
+        )
+        sizes = [text_size(framed(e.to_json())) for e in (small, big)]
+        assert sizes[1] >= 2 * sizes[0]
+        sent = [small, big, small, small, small, small]
+        # The budget is half the byte bound: exactly the first four events.
+        budget = 3 * sizes[0] + sizes[1]
+        async with fresh_manager(outbox_size=1000, outbox_bytes=2 * budget) as manager:
+            manager.WRITE_MANY = 1
+            websocket = extension_websocket()
+            await manager.connect(websocket)
+            for e in sent:
+                manager.enqueue(e)
+            await async_wait_until(lambda: len(websocket.frames) == 6)
+
+            assert [len(texts) for texts in websocket.messages] == [4, 2]
 
 
 class TestManagerLimits:
