@@ -16,8 +16,8 @@ import urllib.request
 from typing import Any, Dict, List, Optional
 
 from osism import __version__
+from osism.core.logs import LOG_FORMAT
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
@@ -183,9 +183,9 @@ def run_listener(args: argparse.Namespace) -> int:
 
     checked = settings.require()
 
-    from osism.services.listener import consumer as listener
+    from osism.services.listener import process
 
-    return listener.run(settings=checked)
+    return process.run(settings=checked)
 
 
 def run_config(args: argparse.Namespace) -> int:

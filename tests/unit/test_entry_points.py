@@ -42,7 +42,7 @@ class TestRefusedBeforeServing:
         argv: List[str],
     ) -> None:
         serve = mocker.patch("uvicorn.run")
-        listen = mocker.patch("osism.services.listener.consumer.run")
+        listen = mocker.patch("osism.services.listener.process.run")
         with pytest.raises(SystemExit) as caught:
             main.main(argv)
         assert caught.value.code == 2
@@ -62,7 +62,7 @@ class TestRefusedBeforeServing:
     ) -> None:
         from osism.services.listener import main as listener_main
 
-        listen = mocker.patch("osism.services.listener.consumer.run")
+        listen = mocker.patch("osism.services.listener.process.run")
         with pytest.raises(SystemExit) as caught:
             listener_main()
         assert caught.value.code == 2
@@ -102,7 +102,7 @@ class TestServiceCommand:
         self, mocker: Any, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setenv("LISTENER_SERVICES", "nova")
-        listen = mocker.patch("osism.services.listener.consumer.run", return_value=3)
+        listen = mocker.patch("osism.services.listener.process.run", return_value=3)
         assert main.main(["service", "listener"]) == 3
         assert listen.call_args.kwargs["settings"].listener.services == ("nova",)
 
@@ -118,7 +118,7 @@ class TestServiceCommand:
         from osism.services.listener import main as listener_main
 
         monkeypatch.setenv("LISTENER_QUEUE_PREFIX", "compose")
-        listen = mocker.patch("osism.services.listener.consumer.run", return_value=0)
+        listen = mocker.patch("osism.services.listener.process.run", return_value=0)
         with pytest.raises(SystemExit) as caught:
             listener_main()
         assert caught.value.code == 0

@@ -121,7 +121,7 @@ class TestApi:
 
 class TestListenerCommand:
     def test_listener_command_runs_the_listener(self, mocker: Any) -> None:
-        run = mocker.patch("osism.services.listener.consumer.run", return_value=0)
+        run = mocker.patch("osism.services.listener.process.run", return_value=0)
         mocker.patch("logging.basicConfig")
         assert main.main(["listener"]) == 0
         # The listener runs with the settings checked before it started.

@@ -16,10 +16,10 @@ def main() -> NoReturn:
     import logging
 
     from osism import settings
-    from osism.cli.main import LOG_FORMAT
-    from osism.services.listener import consumer
+    from osism.core.logs import LOG_FORMAT
+    from osism.services.listener import process
 
     checked = settings.require()
     # A no-op when the caller set logging up already.
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    raise SystemExit(consumer.run(settings=checked))
+    raise SystemExit(process.run(settings=checked))

@@ -6,10 +6,9 @@ key ``<topic>.<priority>``. The listener binds one queue per service to that
 exchange and hands every notification to the bridge, which publishes it on
 Redis for the API processes.
 
-Where it binds and the environment that says so: listener_config.py; what
-it makes of a message: notification_parsing.py; the process around the
-consumer (signals, thread, shutdown): listener_process.py. Their names are
-importable from here as well.
+Where it binds and the environment that says so: config.py; what it makes
+of a message: parsing.py; the process around the consumer (signals, thread,
+shutdown): process.py.
 
 Queues are durable and never auto-deleted: notifications that arrive while
 the listener restarts or is redeployed wait in them, and several listener
@@ -32,7 +31,7 @@ killed at any moment loses nothing (RabbitMQ redelivers what was not
 acknowledged; the log recognises a redelivered ``message_id`` and keeps it
 once). A malformed message is logged and rejected without requeue. The
 connection is re-established with a capped back-off; every back-off here draws
-its delays with jitter (backoff.py), so replicas do not retry in step.
+its delays with jitter (osism/core/backoff.py), so replicas do not retry in step.
 """
 
 import logging
@@ -69,7 +68,6 @@ from osism.services.listener.handover import (
     HandOver,
 )
 from osism.services.listener.metrics import ListenerMetrics, exchanges_of
-from osism.services.listener.process import install_signal_handlers, run
 from osism.core.ratelimit import RateLimitedLog
 
 __all__ = [
@@ -90,9 +88,7 @@ __all__ = [
     "NotificationListener",
     "ReceivedMessage",
     "describe",
-    "install_signal_handlers",
     "parse_notification",
-    "run",
 ]
 
 logger = logging.getLogger("osism.listener")
@@ -110,7 +106,7 @@ class ReceivedMessage(Protocol):
 
     def ack(self) -> None: ...
 
-    def reject(self, requeue: bool) -> None: ...
+    def reject(self, requeue: bool = False) -> None: ...
 
     def requeue(self) -> None: ...
 
@@ -278,8 +274,8 @@ class NotificationListener(HandOver, ConsumerMixin):
                 exc,
                 self.rejected,
             )
-            # Equivalent mutant (mutation gate): kombu takes requeue=None as False.
-            message.reject(requeue=False)
+            # kombu's default: not requeued, so it is dropped (or dead-lettered).
+            message.reject()
             self.metrics.count(exchange, "rejected")
             return
         if not self._hand_over(notification, exchange, routing_key):

@@ -1,26 +1,23 @@
 """The listener process: signals, the consumer thread, an orderly stop.
 
 ``run`` is what ``osism listener`` runs: it connects the bridge, starts the
-consumer (listener.NotificationListener) in a thread, waits until SIGTERM or
+consumer (consumer.NotificationListener) in a thread, waits until SIGTERM or
 SIGINT or until the consumer ends, then stops it and shuts the bridge down.
-Both functions are importable from osism.services.listener.consumer as well.
 """
 
 import logging
 import signal
 import threading
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import Any, Dict, Optional
 
 from kombu import Connection
 
 from osism import config as model
 from osism.services.listener.config import ListenerConfig
+from osism.services.listener.consumer import NotificationListener
+from osism.services.listener.handover import EventSink
 from osism.services.listener.metrics import start as start_metrics_server
-
-if TYPE_CHECKING:  # pragma: no cover - import for type hints only
-    from osism.services.listener.consumer import NotificationListener
-    from osism.services.listener.handover import EventSink
 
 logger = logging.getLogger("osism.listener")
 
@@ -28,7 +25,7 @@ JOIN_TIMEOUT = 10.0
 POLL_INTERVAL = 0.5
 
 
-def install_signal_handlers(listener: "NotificationListener") -> Dict[int, Any]:
+def install_signal_handlers(listener: NotificationListener) -> Dict[int, Any]:
     """Stop ``listener`` on SIGTERM and SIGINT; returns the previous handlers."""
 
     def handle(signum: int, frame: Optional[FrameType]) -> None:
@@ -43,7 +40,7 @@ def install_signal_handlers(listener: "NotificationListener") -> Dict[int, Any]:
 
 def run(
     config: Optional[ListenerConfig] = None,
-    bridge: Optional["EventSink"] = None,
+    bridge: Optional[EventSink] = None,
     settings: Optional[model.Settings] = None,
 ) -> int:
     """Run the listener until SIGTERM or SIGINT; 0 after a requested stop.
@@ -52,9 +49,6 @@ def run(
     given; ConfigError if they cannot be used); ``config`` and the metrics
     server come from them unless ``config`` is given.
     """
-    # Imported here: osism.services.listener.consumer imports this module.
-    from osism.services.listener.consumer import NotificationListener
-
     settings = model.load() if settings is None else settings
     config = ListenerConfig.of(settings.listener) if config is None else config
     if bridge is None:

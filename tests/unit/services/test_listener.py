@@ -38,9 +38,9 @@ from osism.services.listener.consumer import (
     Notification,
     NotificationListener,
     _StopRequested,
-    install_signal_handlers,
     parse_notification,
 )
+from osism.services.listener.process import install_signal_handlers
 
 pytestmark = pytest.mark.usefixtures("bounded_stop_event")
 
@@ -1288,7 +1288,7 @@ class TestRun:
         served = self.serve_as(monkeypatch, signalled)
         before = signal.getsignal(signal.SIGTERM)
         with caplog.at_level(logging.INFO, LOGGER):
-            assert listener_module.run(ironic_only(), bridge) == 0
+            assert listener_process.run(ironic_only(), bridge) == 0
         assert bridge.calls == ["use_redis", "shutdown"]
         assert served[0].bridge is bridge
         assert threads[0].daemon is True and threads[0].name == "osism-listener"
@@ -1305,7 +1305,7 @@ class TestRun:
     ) -> None:
         self.serve_as(monkeypatch, lambda listener: listener.stop())
         with caplog.at_level(logging.INFO, LOGGER):
-            listener_module.run(ironic_only(queue="ironic-q"), FakeBridge())
+            listener_process.run(ironic_only(queue="ironic-q"), FakeBridge())
         starting = caplog.records[0].getMessage()
         assert starting.startswith("Listener starting\nbroker: memory://")
         assert starting.endswith("-> queue ironic-q")
@@ -1314,7 +1314,7 @@ class TestRun:
         self, threads: List[InlineThread], monkeypatch: pytest.MonkeyPatch
     ) -> None:
         served = self.serve_as(monkeypatch, lambda listener: listener.stop())
-        listener_module.run(ironic_only(), FakeBridge())
+        listener_process.run(ironic_only(), FakeBridge())
         assert served[0].connection.as_uri() == "memory://:**@localhost//"
 
     def test_the_listeners_metrics_are_served_while_it_runs(
@@ -1334,7 +1334,7 @@ class TestRun:
             listener.stop()
 
         self.serve_as(monkeypatch, scrape)
-        assert listener_module.run(ironic_only(), FakeBridge()) == 0
+        assert listener_process.run(ironic_only(), FakeBridge()) == 0
         assert b'osism_listener_messages_consumed_total{service="ironic"} 0.0' in (
             scraped[0]
         )
@@ -1358,7 +1358,7 @@ class TestRun:
         bridge = SignalledWhileConnecting()
         # serve() is the real one: asked to stop already, it consumes nothing.
         with caplog.at_level(logging.WARNING, LOGGER):
-            assert listener_module.run(ironic_only(), bridge) == 0
+            assert listener_process.run(ironic_only(), bridge) == 0
         assert bridge.calls == ["use_redis", "shutdown"]
         assert bridge.events == []
         assert [r.getMessage() for r in caplog.records] == [
@@ -1374,7 +1374,7 @@ class TestRun:
         self.serve_as(monkeypatch, lambda listener: None)
         bridge = FakeBridge()
         with caplog.at_level(logging.ERROR, LOGGER):
-            assert listener_module.run(ironic_only(), bridge) == 1
+            assert listener_process.run(ironic_only(), bridge) == 1
         assert "Listener ended without being asked to" in caplog.text
         assert bridge.calls[-1] == "shutdown"
 
@@ -1387,7 +1387,7 @@ class TestRun:
         monkeypatch.setattr(InlineThread, "alive_answers", [True, True, False])
         self.serve_as(monkeypatch, lambda listener: None)
         with caplog.at_level(logging.ERROR, LOGGER):
-            assert listener_module.run(ironic_only(), FakeBridge()) == 1
+            assert listener_process.run(ironic_only(), FakeBridge()) == 1
         assert "Listener ended without being asked to" in caplog.text
 
     def test_a_consumer_that_does_not_stop_in_time_exits_one(
@@ -1401,7 +1401,7 @@ class TestRun:
             self.serve_as(monkeypatch, lambda listener: listener.stop())
             bridge = FakeBridge()
             with caplog.at_level(logging.ERROR, LOGGER):
-                assert listener_module.run(ironic_only(), bridge) == 1
+                assert listener_process.run(ironic_only(), bridge) == 1
         finally:
             InlineThread.alive_after_run = False
         assert "Listener did not stop within 10 s" in caplog.text
@@ -1416,7 +1416,7 @@ class TestRun:
         self.serve_as(monkeypatch, explode)
         bridge = FakeBridge()
         with pytest.raises(RuntimeError):
-            listener_module.run(ironic_only(), bridge)
+            listener_process.run(ironic_only(), bridge)
         assert bridge.calls[-1] == "shutdown"
 
     @pytest.mark.parametrize(
@@ -1432,7 +1432,7 @@ class TestRun:
         amqp_logger = logging.getLogger("amqp")
         monkeypatch.setattr(amqp_logger, "level", configured)
         self.serve_as(monkeypatch, lambda listener: listener.stop())
-        assert listener_module.run(ironic_only(), FakeBridge()) == 0
+        assert listener_process.run(ironic_only(), FakeBridge()) == 0
         assert amqp_logger.level == expected
 
     def test_defaults_to_the_environment_and_the_process_bridge(
@@ -1444,7 +1444,7 @@ class TestRun:
         monkeypatch.setattr(event_bridge, "event_bridge", bridge)
         monkeypatch.setenv("LISTENER_SERVICES", "glance")
         served = self.serve_as(monkeypatch, lambda listener: listener.stop())
-        assert listener_module.run() == 0
+        assert listener_process.run() == 0
         assert served[0].bridge is bridge
         assert [b.service for b in served[0].config.bindings] == ["glance"]
 
@@ -1493,7 +1493,7 @@ class TestCommandLine:
             return 0
 
         monkeypatch.setenv("LISTENER_QUEUE_PREFIX", "checked")
-        monkeypatch.setattr(listener_module, "run", run)
+        monkeypatch.setattr(listener_process, "run", run)
         assert cli.main(["listener"]) == 0
         assert calls == ["checked"]
 
