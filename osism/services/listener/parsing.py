@@ -18,6 +18,10 @@ from osism.core.notifications import service_of
 
 logger = logging.getLogger("osism.listener")
 
+# What service_of gets as the event type when the event type named no
+# service: only the publisher is left to go by.
+NO_EVENT_TYPE = ""  # pragma: no mutate
+
 Body = Union[bytes, str, Mapping[str, Any]]
 
 
@@ -80,8 +84,7 @@ def parse_notification(body: Body, service: Optional[str] = None) -> Notificatio
         _optional_str(message.get("message_id")),
         priority.upper() if priority else None,
         _timestamp(message.get("timestamp")),
-        # Equivalent mutant (mutation gate): no service is named "" or "XXXX".
-        service or service_of("", publisher_id),
+        service or service_of(NO_EVENT_TYPE, publisher_id),
     )
 
 
