@@ -61,12 +61,13 @@ def install_project(session: nox.Session, *tools: str) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """flake8, black --check and mypy over the code and the tests."""
-    install_project(session, "flake8", "black", "mypy", "types-pyyaml")
+    """flake8, black --check, mypy, and the import contracts (setup.cfg)."""
+    install_project(session, "flake8", "black", "mypy", "types-pyyaml", "import-linter")
     paths = [path for path in LINTED if Path(path).exists()]
     session.run("flake8", *paths)
     session.run("black", "--check", "--diff", *paths)
     session.run("mypy")
+    session.run("lint-imports", "--no-cache")
 
 
 @nox.session
