@@ -14,15 +14,6 @@ import config_docs  # noqa: E402
 from osism import config  # noqa: E402
 
 
-@pytest.fixture
-def document() -> Path:
-    """The doc; mutmut's copy of the project (nox -s mutation) holds no docs/."""
-    if not config_docs.DOC.exists():
-        pytest.skip("no docs/ here (mutmut's copy of the project)")
-    return config_docs.DOC
-
-
-@pytest.mark.usefixtures("document")
 class TestTheDocument:
     def test_its_table_is_the_generated_one(self) -> None:
         text = config_docs.DOC.read_text()
