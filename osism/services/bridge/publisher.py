@@ -7,6 +7,7 @@ its owner (EventBridge) gives it, and counts what it published.
 """
 
 import logging
+import time
 from typing import Callable, Optional
 
 import redis
@@ -33,6 +34,7 @@ class Publisher:
         reconnect: LogSource,
         down_log: RateLimitedLog,
         unheard_interval: float = UNHEARD_WARNING_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``current_log``: the log while connected, else None; ``reconnect``:
         connect again, the new log or None; ``down_log``: where "Redis is
@@ -40,7 +42,7 @@ class Publisher:
         self._current_log = current_log
         self._reconnect = reconnect
         self._down_log = down_log
-        self._unheard_log = RateLimitedLog(logger, unheard_interval)
+        self._unheard_log = RateLimitedLog(logger, unheard_interval, clock)
         self.published = Counter()
 
     def append(self, envelope: Envelope) -> bool:

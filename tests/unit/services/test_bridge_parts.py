@@ -93,6 +93,13 @@ class TestPublisher:
         assert part.append(ENVELOPE) is False
         assert part.published.value == 0
 
+    def test_an_event_the_log_did_not_take_is_not_taken(self) -> None:
+        log = FakeLog()
+        log.append = lambda envelope: None  # type: ignore[method-assign]
+        part = publisher(log)
+        assert part.append(ENVELOPE) is False
+        assert part.published.value == 0
+
     def test_without_a_connection_it_appends_to_the_new_one(self) -> None:
         again = FakeLog()
         part = publisher(None, again=again)
@@ -111,13 +118,21 @@ class TestPublisher:
             "in the log for subscribers that catch up"
         ]
 
-    def test_after_the_interval_an_unheard_event_warns_again(
-        self, caplog: pytest.LogCaptureFixture
+    @pytest.mark.parametrize("later, count", [(59.9, 1), (60.0, 2)])
+    def test_an_unheard_event_warns_again_a_minute_later(
+        self, caplog: pytest.LogCaptureFixture, later: float, count: int
     ) -> None:
-        part = publisher(FakeLog(receivers=0), interval=0.0)
+        readings = iter([0.0, later])
+        unheard = FakeLog(receivers=0)
+        part = Publisher(
+            current_log=lambda: unheard,  # type: ignore[arg-type,return-value]
+            reconnect=lambda: None,
+            down_log=RateLimitedLog(logging.getLogger(LOGGER), 30.0),
+            clock=lambda: next(readings),
+        )
         part.append(ENVELOPE)
         part.append(ENVELOPE)
-        assert len(warnings(caplog)) == 2
+        assert len(warnings(caplog)) == count
 
     def test_a_heard_event_warns_nothing(
         self, caplog: pytest.LogCaptureFixture
