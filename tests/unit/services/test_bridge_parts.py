@@ -85,11 +85,13 @@ class TestPublisher:
         assert part.append(ENVELOPE) is True
         assert (log.events, part.published.value) == ([ENVELOPE], 1)
 
-    @pytest.mark.parametrize("current", [None, FakeLog(1, redis.ConnectionError())])
+    @pytest.mark.parametrize("connected", [False, True])
     def test_without_a_new_connection_the_event_is_not_taken(
-        self, current: Optional[FakeLog]
+        self, connected: bool
     ) -> None:
-        part = publisher(current, again=None)
+        # Not connected, or connected until the append broke the connection.
+        broken = FakeLog(1, redis.ConnectionError("reset"))
+        part = publisher(broken if connected else None, again=None)
         assert part.append(ENVELOPE) is False
         assert part.published.value == 0
 
