@@ -10,9 +10,9 @@ errors, with exit status 2.
 """
 
 import logging
-import math
+
 import sys
-from typing import Any, Dict, Mapping, Optional, TextIO, Tuple
+from typing import Optional, TextIO
 
 from osism import config
 
@@ -58,12 +58,6 @@ RESUME_BUFFER_SIZE = CONFIG.fanout.resume_buffer_size
 # Seconds between two system channel messages when nothing changed.
 SYSTEM_INTERVAL = CONFIG.fanout.system_interval
 
-# Every setting by variable name: what env_int/env_float/env_list answer.
-_BY_NAME: Dict[str, Any] = {
-    str(info.validation_alias): getattr(getattr(CONFIG, group), attribute)
-    for group, attribute, info in config.fields()
-}
-
 
 def require(stream: Optional[TextIO] = None) -> config.Settings:
     """The settings of the process environment, checked strictly: on a value
@@ -74,66 +68,3 @@ def require(stream: Optional[TextIO] = None) -> config.Settings:
     except config.ConfigError as exc:
         print(f"osism: invalid configuration: {exc}", file=stream or sys.stderr)
         raise SystemExit(2) from None
-
-
-def env_int(
-    name: str, default: int, minimum: int = 0, env: Optional[Mapping[str, str]] = None
-) -> int:
-    """An integer setting: the model's value of ``name`` (``default`` for a
-    name the model does not know), or parsed from ``env`` when given."""
-    if env is None:
-        return int(_BY_NAME.get(name, default))
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        logger.error("%s=%r is not an integer; using %d", name, raw, default)
-        return default
-    if value < minimum:
-        logger.error("%s=%d is below %d; using %d", name, value, minimum, default)
-        return default
-    return value
-
-
-def env_float(
-    name: str,
-    default: float,
-    minimum: float = 0.0,
-    env: Optional[Mapping[str, str]] = None,
-) -> float:
-    """A number setting: the model's value of ``name`` (``default`` for a name
-    the model does not know), or parsed from ``env`` when given."""
-    if env is None:
-        return float(_BY_NAME.get(name, default))
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        logger.error("%s=%r is not a number; using %s", name, raw, default)
-        return default
-    if not math.isfinite(value):
-        logger.error("%s=%r is not a finite number; using %s", name, raw, default)
-        return default
-    if value < minimum:
-        logger.error("%s=%s is below %s; using %s", name, value, minimum, default)
-        return default
-    return value
-
-
-def env_list(
-    name: str,
-    default: Tuple[str, ...] = (),
-    env: Optional[Mapping[str, str]] = None,
-) -> Tuple[str, ...]:
-    """A comma-separated list setting: the model's value of ``name``, or
-    parsed from ``env`` when given; blanks removed."""
-    if env is None:
-        return tuple(_BY_NAME.get(name, default))
-    raw = env.get(name)
-    if raw is None:
-        return default
-    return tuple(item.strip() for item in raw.split(",") if item.strip())

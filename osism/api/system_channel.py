@@ -27,7 +27,7 @@ logger = logging.getLogger("osism.system")
 
 SYSTEM_PATH = "/v1/events/system"
 # Seconds between two pushes when nothing changed.
-SYSTEM_INTERVAL = settings.env_float("SYSTEM_INTERVAL", 5.0, 0.1)
+SYSTEM_INTERVAL = settings.SYSTEM_INTERVAL
 # Seconds between two looks at the state (a change is pushed within this).
 SAMPLE_INTERVAL = 0.5
 # A send that takes longer than this ends the connection.

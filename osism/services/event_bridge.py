@@ -110,7 +110,7 @@ class EventBridge:
     # The subscriber: failures in a row before it gives up, seconds between
     # them; the first restart (and the watcher's first look again) after s.
     SUBSCRIBE_MAX_RETRIES = 5
-    SUBSCRIBE_RETRY_DELAY = settings.env_float("SUBSCRIBER_RETRY_DELAY", 5.0)
+    SUBSCRIBE_RETRY_DELAY = settings.SUBSCRIBER_RETRY_DELAY
     RESTART_MIN_DELAY = 1.0
 
     def __init__(
