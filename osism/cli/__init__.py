@@ -1,0 +1,1 @@
+"""The ``osism`` command: api, listener, service, publish, watch, config."""
